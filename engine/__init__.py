@@ -1,0 +1,1 @@
+"""llm2llm engine: the LLM2LLM loop, config, store, tasks, data and CLI (headless; never imports textual)."""

@@ -1,0 +1,252 @@
+"""The one typed schema of a run: TOML file + `--set key=value` overrides, validated by pydantic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.errors import ConfigError
+
+TaskKind = Literal["math", "classification", "multiple_choice", "free_text"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are refused, types are strict-ish."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Section):
+    """What the student must do: kind, prompt template, labels and teacher guidance."""
+
+    preset: str | None = Field(None, description="Name of a built-in task (gsm8k, mawps, sst2, trec, snips, casehold); its values fill the unset fields below.")
+    kind: TaskKind | None = Field(None, description="Task kind: math, classification, multiple_choice or free_text.")
+    prompt: str | None = Field(None, description="Student prompt template; {input} is the example text, {choices} the lettered options.")
+    labels: list[str] | None = Field(None, description="Allowed labels (classification).")
+    description: str | None = Field(None, description="One paragraph telling the teacher what the task is.")
+    match: Literal["exact", "regex"] = Field("exact", description="free_text scoring: normalised exact match or regex.")
+    answer_regex: str | None = Field(None, description="free_text with match=regex: the gold target is a regex the answer must fully match.")
+
+
+class DataConfig(Section):
+    """Where the examples come from and which fields hold what."""
+
+    seed: Path | None = Field(None, description="Seed (training) examples: .jsonl, .csv or .parquet.")
+    validation: Path | None = Field(None, description="Validation examples (pick the best round). Split from `pool` when absent.")
+    test: Path | None = Field(None, description="Test examples (scored, never used for decisions). Split from `pool` when absent.")
+    pool: Path | None = Field(None, description="A larger file to draw seed/validation/test from when they are not given.")
+    seed_size: int | None = Field(None, ge=1, description="Take this many seed examples (balanced by label for classification).")
+    validation_size: int = Field(200, ge=1, description="Rows drawn for validation from the pool.")
+    test_size: int = Field(500, ge=1, description="Rows drawn for test from the pool.")
+    split_seed: int = Field(0, description="Seed of every random draw of rows.")
+    input_field: str = Field("input", description="Field with the example text.")
+    target_field: str = Field("target", description="Field with the gold answer (label, number, option index or text).")
+    choices_field: str | None = Field(None, description="Field with the list of options (multiple_choice).")
+    label_map: dict[str, str] | None = Field(None, description="Map raw target values to label names, e.g. {'0': 'negative'}.")
+
+
+class StudentConfig(Section):
+    """The small model being taught."""
+
+    model: str = Field("smollm2-135m-instruct", description="Catalog name, local Hugging Face folder, or .gguf file.")
+    quantization: Literal["auto", "nf4", "none"] = Field("auto", description="auto: QLoRA (NF4) with CUDA + bitsandbytes, else LoRA in fp32.")
+    max_length: int = Field(512, ge=16, description="Longest prompt+response in tokens; longer examples are truncated from the left.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory during training.")
+
+
+class LoraConfig(Section):
+    """LoRA adapter shape."""
+
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names that get adapters.",
+    )
+
+
+class TrainConfig(Section):
+    """Optimiser settings of each round's fine-tuning."""
+
+    epochs: float = Field(3.0, gt=0, description="Passes over the round's training set.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step (before accumulation).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+
+
+class EvalConfig(Section):
+    """How the student is evaluated."""
+
+    batch_size: int = Field(16, ge=1, description="Prompts per forward pass.")
+    max_new_tokens: int = Field(256, ge=1, description="Greedy decoding budget for generation tasks.")
+    validation_limit: int | None = Field(None, ge=1, description="Score only the first N validation rows.")
+    test_limit: int | None = Field(None, ge=1, description="Score only the first N test rows.")
+
+
+class TeacherConfig(Section):
+    """The stronger model that writes new examples."""
+
+    backend: Literal["llama_cpp", "openai"] = Field("llama_cpp", description="llama_cpp: GGUF in-process; openai: an OpenAI-compatible server.")
+    model: str = Field("qwen2.5-coder-1.5b-instruct", description="Catalog name or .gguf path (llama_cpp); model name (openai).")
+    base_url: str | None = Field(None, description="Server URL for backend=openai, e.g. http://127.0.0.1:8080/v1.")
+    n_ctx: int = Field(4096, ge=256, description="Context tokens (shared by the parallel sequences).")
+    n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
+    parallel: int = Field(4, ge=1, le=64, description="Sequences decoded together in one context.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    max_tokens: int = Field(384, ge=16, description="Budget per generated example set.")
+    retries: int = Field(2, ge=0, description="Extra attempts when a reply is unusable.")
+    seed: int | None = Field(None, description="Sampling seed (default: the run seed).")
+
+
+class LoopConfig(Section):
+    """The LLM2LLM loop; defaults follow the paper's code."""
+
+    rounds: int = Field(10, ge=1, description="Rounds of train, evaluate, augment (round 0 is plain fine-tuning).")
+    examples_per_miss: int = Field(1, ge=1, le=16, description="New examples the teacher writes for each miss.")
+    miss_source: Literal["seed", "all"] = Field("seed", description="Evaluate misses among seed examples only (paper) or all training examples.")
+    retrain_from: Literal["base", "previous"] = Field("base", description="Each round trains a fresh adapter on the base model (paper) or continues the previous one.")
+    patience: int | None = Field(None, ge=1, description="Stop when validation accuracy has not improved for this many rounds.")
+    confidence_threshold: float | None = Field(None, gt=0, lt=1, description="Also count correct answers whose probability is below this as misses (classification, multiple choice).")
+    near_duplicate: float = Field(0.9, gt=0, le=1, description="Similarity (0-1) at or above which a new example is a near-duplicate.")
+    score_test_every_round: bool = Field(True, description="Score the test split every round (reported as such); only the best round's counts.")
+
+
+class RunConfig(Section):
+    """A whole run."""
+
+    name: str = Field("run", min_length=1, description="Human name of the run.")
+    seed: int = Field(0, description="Seed of training, sampling and splits unless overridden.")
+    store: Path | None = Field(None, description="SQLite store file (default: the user data folder's l2l.db).")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> RunConfig:
+        from engine.tasks.presets import apply_preset
+
+        apply_preset(self)
+        return self
+
+    def to_json(self) -> str:
+        """Canonical JSON of the resolved config (stored on the run)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def digest(self) -> str:
+        """Short content hash of the resolved config."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML (None values left out)."""
+        return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b=value` into a key path and a TOML-typed value (bare words are strings)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.epochs=2")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_path(doc: dict[str, Any], path: list[str], value: Any) -> None:
+    node = doc
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
+    node[path[-1]] = value
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif item["type"] == "literal_error":
+            msg = f"{msg}"
+        got = item.get("input")
+        shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{source}: {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def resolve(doc: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> RunConfig:
+    """Validate a config mapping; relative data paths are taken from `base_dir`."""
+    try:
+        cfg = RunConfig.model_validate(doc)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+    if base_dir is not None:
+        for name in ("seed", "validation", "test", "pool"):
+            path = getattr(cfg.data, name)
+            if path is not None and not path.is_absolute():
+                setattr(cfg.data, name, (base_dir / path).resolve())
+        if cfg.store is not None and not cfg.store.is_absolute():
+            cfg.store = (base_dir / cfg.store).resolve()
+        for section, field in ((cfg.student, "model"), (cfg.teacher, "model")):
+            value = getattr(section, field)
+            if ("/" in value or value.endswith(".gguf")) and not Path(value).is_absolute() and (base_dir / value).exists():
+                setattr(section, field, str((base_dir / value).resolve()))
+    return cfg
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML file (or start from defaults), apply `--set` overrides, validate."""
+    doc: dict[str, Any] = {}
+    source = "defaults"
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        source = str(path)
+        base_dir = path.resolve().parent
+    for text in overrides or []:
+        key_path, value = parse_override(text)
+        _set_path(doc, key_path, value)
+    return resolve(doc, source, base_dir)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of RunConfig (drives the TUI's new-run form)."""
+    return RunConfig.model_json_schema()

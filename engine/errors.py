@@ -1,0 +1,27 @@
+"""User-facing errors: each says what is wrong and where, and is raised before anything is written."""
+
+from __future__ import annotations
+
+
+class L2LError(Exception):
+    """Base of errors shown to the user as one clear message (no traceback)."""
+
+
+class ConfigError(L2LError):
+    """A config key is unknown, mistyped or out of range."""
+
+
+class DataError(L2LError):
+    """A data file or row is unusable; the message names file, row and field."""
+
+
+class ModelNotFoundError(L2LError):
+    """A model file or folder is missing; the message names the path to provide."""
+
+
+class ChecksumError(L2LError):
+    """An assembled model file does not match its catalog sha256."""
+
+
+class StoreError(L2LError):
+    """The store is missing, locked, or holds no such run."""

@@ -1,0 +1,272 @@
+"""The SQLite store (sqlite-utils, WAL): runs, rounds, examples, predictions, teacher calls, events, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+PHASES = ("train", "eval", "augment", "filter", "done")
+RUN_STATUSES = ("created", "running", "stopping", "stopped", "finished", "failed", "crashed")
+
+
+def now() -> str:
+    """UTC timestamp with milliseconds, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _migrate_v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": int, "name": str, "created": str, "updated": str, "status": str, "config": str,
+            "config_hash": str, "versions": str, "seed": int, "pid": int, "host": str, "device": str,
+            "plan": str, "splits": str, "error": str, "stop_requested": int, "ended": str, "best_round": int,
+        },
+        pk="id", not_null={"name", "created", "status", "config"}, defaults={"stop_requested": 0},
+    )
+    db["rounds"].create(
+        {
+            "run_id": int, "idx": int, "phase": str, "train_size": int, "seed_acc": float, "val_acc": float,
+            "test_acc": float, "misses": int, "generated": int, "kept": int, "rejected": int,
+            "adapter_path": str, "train_loss": float, "phases": str,
+        },
+        pk=("run_id", "idx"), foreign_keys=[("run_id", "runs", "id")], defaults={"phases": "{}"},
+    )
+    db["examples"].create(
+        {
+            "id": int, "run_id": int, "split": str, "input": str, "target": str, "answer": str,
+            "choices": str, "origin_round": int, "parent_id": int, "teacher_call": str,
+            "content_hash": str, "status": str, "reason": str, "meta": str,
+        },
+        pk="id", foreign_keys=[("run_id", "runs", "id")], defaults={"status": "kept"},
+    )
+    db["examples"].create_index(["run_id", "split"])
+    db["examples"].create_index(["run_id", "parent_id"])
+    db["predictions"].create(
+        {
+            "run_id": int, "round": int, "example_id": int, "split": str, "output": str,
+            "extracted": str, "correct": int, "confidence": float,
+        },
+        pk=("run_id", "round", "example_id"),
+    )
+    db["teacher_calls"].create(
+        {
+            "key": str, "model": str, "prompt": str, "response": str, "ok": int, "tokens_in": int,
+            "tokens_out": int, "seconds": float, "error": str, "created": str, "run_id": int, "round": int,
+        },
+        pk="key",
+    )
+    db["events"].create(
+        {"id": int, "run_id": int, "ts": str, "level": str, "kind": str, "message": str, "data": str},
+        pk="id",
+    )
+    db["events"].create_index(["run_id", "id"])
+    db["progress"].create(
+        {
+            "run_id": int, "round": int, "phase": str, "done": int, "total": int, "started": float,
+            "updated": float, "message": str,
+        },
+        pk="run_id",
+    )
+
+
+MIGRATIONS = {1: _migrate_v1}
+
+
+class Store:
+    """One SQLite file holding every run; safe for one writer process and many readers."""
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StoreError(f"{self.path}: no store here (start a run first, or pass --store)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.enable_wal()
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema v{current} is newer than this llm2llm (v{SCHEMA_VERSION}); upgrade llm2llm")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                MIGRATIONS[version](self.db)
+                self.db["schema_version"].insert({"version": version})
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all (nested blocks are savepoints)."""
+        with self.db.atomic():
+            yield
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.conn.close()
+
+    # runs -------------------------------------------------------------------------------------
+    def create_run(self, name: str, config_json: str, config_hash: str, seed: int, versions: dict[str, str],
+                   device: dict[str, Any], splits: dict[str, Any]) -> int:
+        """Insert a new run in status 'created' and return its id."""
+        ts = now()
+        table = self.db["runs"]
+        table.insert({
+            "name": name, "created": ts, "updated": ts, "status": "created", "config": config_json,
+            "config_hash": config_hash, "versions": json.dumps(versions), "seed": seed,
+            "device": json.dumps(device), "splits": json.dumps(splits), "host": os.uname().nodename,
+        })
+        return int(table.last_pk)
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """One run row, JSON columns decoded."""
+        try:
+            row = self.db["runs"].get(run_id)
+        except sqlite_utils.db.NotFoundError:
+            raise StoreError(f"{self.path}: no run {run_id}") from None
+        return _decode(row, ("config", "versions", "device", "plan", "splits"))
+
+    def runs(self) -> list[dict[str, Any]]:
+        """All runs, newest first, with a summary of their rounds."""
+        sql = """
+            SELECT r.*, (SELECT COUNT(*) FROM rounds WHERE run_id = r.id AND phase = 'done') AS rounds_done,
+                   (SELECT MAX(val_acc) FROM rounds WHERE run_id = r.id) AS best_val
+            FROM runs r ORDER BY r.id DESC"""
+        return [_decode(row, ("config", "versions", "device", "plan", "splits")) for row in self.db.query(sql)]
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        """Set columns of a run (dicts are stored as JSON)."""
+        fields = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in fields.items()}
+        fields["updated"] = now()
+        self.db["runs"].update(run_id, fields)
+
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run and everything that belongs to it (teacher cache is kept: it is shared)."""
+        with self.transaction():
+            for table in ("predictions", "examples", "rounds", "events", "progress"):
+                self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    # rounds -----------------------------------------------------------------------------------
+    def rounds(self, run_id: int) -> list[dict[str, Any]]:
+        """Rounds of a run in order, phase timings decoded."""
+        rows = self.db.query("SELECT * FROM rounds WHERE run_id = ? ORDER BY idx", [run_id])
+        return [_decode(row, ("phases",)) for row in rows]
+
+    def round(self, run_id: int, idx: int) -> dict[str, Any] | None:
+        """One round, or None."""
+        rows = self.db.query("SELECT * FROM rounds WHERE run_id = ? AND idx = ?", [run_id, idx])
+        for row in rows:
+            return _decode(row, ("phases",))
+        return None
+
+    def upsert_round(self, run_id: int, idx: int, **fields: Any) -> None:
+        """Create or update a round row."""
+        fields = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in fields.items()}
+        self.db["rounds"].upsert({"run_id": run_id, "idx": idx, **fields}, pk=("run_id", "idx"))
+
+    # examples ---------------------------------------------------------------------------------
+    def insert_examples(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert example rows (inside the caller's transaction) and return their ids."""
+        ids = []
+        table = self.db["examples"]
+        for row in rows:
+            row = {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in row.items()}
+            table.insert(row)
+            ids.append(int(table.last_pk))
+        return ids
+
+    def examples(self, run_id: int, split: str | None = None, status: str | None = None,
+                 origin_round: int | None = None) -> list[dict[str, Any]]:
+        """Examples of a run, optionally by split, status and origin round, in id order."""
+        where, args = ["run_id = ?"], [run_id]
+        for column, value in (("split", split), ("status", status), ("origin_round", origin_round)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
+        return [_decode(row, ("choices", "meta")) for row in self.db.query(sql, args)]
+
+    def example(self, example_id: int) -> dict[str, Any]:
+        """One example by id."""
+        return _decode(self.db["examples"].get(example_id), ("choices", "meta"))
+
+    def count(self, table: str, **where: Any) -> int:
+        """Rows of a table matching column=value filters."""
+        clause = " AND ".join(f"{k} = ?" for k in where) or "1"
+        return int(self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE {clause}", list(where.values())).fetchone()[0])
+
+    # predictions ------------------------------------------------------------------------------
+    def insert_predictions(self, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace prediction rows (inside the caller's transaction)."""
+        self.db["predictions"].insert_all(rows, pk=("run_id", "round", "example_id"), replace=True)
+
+    def predictions(self, run_id: int, round_idx: int | None = None, example_id: int | None = None) -> list[dict[str, Any]]:
+        """Predictions of a run, by round and/or example."""
+        where, args = ["run_id = ?"], [run_id]
+        if round_idx is not None:
+            where.append("round = ?")
+            args.append(round_idx)
+        if example_id is not None:
+            where.append("example_id = ?")
+            args.append(example_id)
+        return list(self.db.query(f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY round, example_id", args))
+
+    # teacher cache ----------------------------------------------------------------------------
+    def teacher_call(self, key: str) -> dict[str, Any] | None:
+        """A cached teacher call, or None."""
+        rows = list(self.db.query("SELECT * FROM teacher_calls WHERE key = ?", [key]))
+        return rows[0] if rows else None
+
+    def save_teacher_call(self, row: dict[str, Any]) -> None:
+        """Record a teacher call as soon as it finishes (its own commit: a crash must not pay twice)."""
+        self.db["teacher_calls"].insert({"created": now(), **row}, pk="key", replace=True)
+
+    # events and progress ----------------------------------------------------------------------
+    def log(self, run_id: int, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:
+        """Append an event to the run's log."""
+        self.db["events"].insert({"run_id": run_id, "ts": now(), "level": level, "kind": kind,
+                                  "message": message, "data": json.dumps(data) if data else None})
+
+    def events(self, run_id: int, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        """Events of a run after an id (for tailing)."""
+        return list(self.db.query("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+                                  [run_id, after_id, limit]))
+
+    def set_progress(self, run_id: int, round_idx: int, phase: str, done: int, total: int, message: str = "",
+                     started: float | None = None) -> None:
+        """Overwrite the run's single progress row (the phase in flight)."""
+        t = time.time()
+        self.db["progress"].upsert({"run_id": run_id, "round": round_idx, "phase": phase, "done": done,
+                                    "total": total, "started": started if started is not None else t, "updated": t,
+                                    "message": message}, pk="run_id")
+
+    def progress(self, run_id: int) -> dict[str, Any] | None:
+        """The run's progress row, or None."""
+        rows = list(self.db.query("SELECT * FROM progress WHERE run_id = ?", [run_id]))
+        return rows[0] if rows else None
+
+
+def _decode(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    row = dict(row)
+    for column in columns:
+        if isinstance(row.get(column), str):
+            row[column] = json.loads(row[column])
+    return row

@@ -1,0 +1,1 @@
+"""Task kinds: prompt rendering, answer extraction, scoring and teacher prompts."""

@@ -1,0 +1,70 @@
+"""The contract every task kind fulfils, and the Example record the whole engine passes around."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config import TaskConfig
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example: what the student reads, the full response it learns, and the gold answer it is scored on."""
+
+    input: str
+    target: str  # response text the student is trained to produce (e.g. GSM8K rationale ending "#### 72")
+    answer: str  # canonical gold answer scored against (number, label name, option letter, text/regex)
+    choices: tuple[str, ...] | None = None  # multiple-choice options, in order
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+class Task(ABC):
+    """A task kind bound to a TaskConfig."""
+
+    kind: str
+
+    def __init__(self, cfg: TaskConfig) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def render_prompt(self, ex: Example) -> str:
+        """Student prompt, ending where the response starts (e.g. '...\\nAnswer:')."""
+
+    @abstractmethod
+    def render_response(self, ex: Example) -> str:
+        """Training target appended to the prompt (starts with a space, no trailing EOS)."""
+
+    def label_options(self, ex: Example) -> list[str] | None:
+        """Continuations to score by log-likelihood (classification/MC); None means generate."""
+        return None
+
+    @property
+    def stop(self) -> list[str]:
+        """Strings that end greedy generation."""
+        return ["\n\n"]
+
+    @abstractmethod
+    def extract(self, output: str, ex: Example) -> str | None:
+        """The answer found in the student's output, or None."""
+
+    @abstractmethod
+    def is_correct(self, predicted: str | None, ex: Example) -> bool:
+        """Whether the extracted answer matches the gold answer."""
+
+    @abstractmethod
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+        """Chat messages asking the teacher for k new examples modelled on this miss."""
+
+    @abstractmethod
+    def teacher_schema(self, k: int) -> dict[str, Any]:
+        """JSON schema the teacher's reply is constrained to ({'examples': [...]}, bounded string lengths)."""
+
+    @abstractmethod
+    def parse_teacher(self, reply: dict[str, Any], parent: Example) -> list[Example]:
+        """Examples built from a schema-valid teacher reply."""
+
+    def reject_reason(self, ex: Example) -> str | None:
+        """Why a new example is unusable for this task (e.g. 'label_not_in_set', 'no_number'), or None."""
+        return None

@@ -1,0 +1,1 @@
+"""llm2llm terminal app (Textual): observes and commands the engine through the store."""

@@ -1,0 +1,1 @@
+"""llm2llm models: the student (LoRA/QLoRA training, prediction) and the teacher backends."""
