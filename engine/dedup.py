@@ -1,0 +1,61 @@
+"""Exact and near-duplicate detection of example texts (no leakage of seed/validation/test into synthetic data)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Hashable
+
+from rapidfuzz import fuzz, process
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def normalise(text: str) -> str:
+    """Casefolded NFKC words separated by single spaces (punctuation and spacing differences vanish)."""
+    return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def text_hash(text: str) -> str:
+    """Hash of the normalised text: equal for exact duplicates."""
+    return hashlib.sha1(normalise(text).encode()).hexdigest()
+
+
+class DedupIndex:
+    """Reference texts to compare candidates against: exact (same normalised text) and near (rapidfuzz
+    normalised Indel similarity ≥ threshold, i.e. edit-distance based, so a short text inside a long one
+    is not a duplicate of it)."""
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        if not 0 < threshold <= 1:
+            raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
+        self.threshold = threshold
+        self._exact: dict[str, Hashable] = {}
+        self._texts: list[str] = []
+        self._ids: list[Hashable] = []
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, text: str, id: Hashable) -> None:
+        """Add a reference text under an id (the first id of an exact duplicate is kept)."""
+        norm = normalise(text)
+        key = hashlib.sha1(norm.encode()).hexdigest()
+        self._exact.setdefault(key, id)
+        self._texts.append(norm)
+        self._ids.append(id)
+
+    def match(self, text: str) -> tuple[str, Hashable] | None:
+        """('exact_duplicate', id) or ('near_duplicate', id) of the reference it duplicates, or None."""
+        norm = normalise(text)
+        hit = self._exact.get(hashlib.sha1(norm.encode()).hexdigest())
+        if hit is not None:
+            return "exact_duplicate", hit
+        if self.threshold >= 1 or not self._texts:
+            return None
+        # extractOne with a cutoff skips references whose length alone rules the score out
+        best = process.extractOne(norm, self._texts, scorer=fuzz.ratio, score_cutoff=self.threshold * 100)
+        if best is None:
+            return None
+        return "near_duplicate", self._ids[best[2]]

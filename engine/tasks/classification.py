@@ -1,0 +1,138 @@
+"""Classification into a fixed label set, scored by each label's log-likelihood (or the label the output starts with)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine.config import DataConfig, TaskConfig
+from engine.errors import ConfigError
+from engine.tasks.base import Example, Task
+from engine.tasks.common import RowProblem, fill_template, raw_key
+from engine.tasks.teacher_prompt import (
+    SYSTEM,
+    bounded_string,
+    clip,
+    examples_schema,
+    format_request,
+    object_schema,
+    student_said,
+)
+
+DEFAULT_PROMPT = "Input: {input}\nLabel:"
+
+
+def check_labels(labels: list[str] | None, kind: str) -> list[str]:
+    """Labels that are non-empty, single-line and distinct ignoring case; ConfigError otherwise."""
+    if not labels:
+        raise ConfigError(f"task.labels: required for {kind} (e.g. labels = [\"negative\", \"positive\"])")
+    seen: dict[str, str] = {}
+    for label in labels:
+        if not label.strip() or label != label.strip() or "\n" in label:
+            raise ConfigError(f"task.labels: {label!r} must be non-empty text without surrounding spaces or newlines")
+        if label.casefold() in seen:
+            raise ConfigError(f"task.labels: {label!r} and {seen[label.casefold()]!r} differ only in case")
+        seen[label.casefold()] = label
+    return list(labels)
+
+
+class ClassificationTask(Task):
+    """Predicted label == gold label; the student is scored on ' <label>' continuations."""
+
+    kind = "classification"
+    text_chars = 300
+    reason_chars = 160
+
+    def __init__(self, cfg: TaskConfig) -> None:
+        super().__init__(cfg)
+        self.labels = check_labels(cfg.labels, self.kind)
+        self._by_fold = {label.casefold(): label for label in self.labels}
+        # longest first, so a label that is a prefix of another ('pos' / 'positive') cannot shadow it
+        alternatives = "|".join(re.escape(label) for label in sorted(self.labels, key=len, reverse=True))
+        self._leading = re.compile(rf"^[\s\"'`*(\[]*({alternatives})(?!\w)", re.IGNORECASE)
+
+    def render_prompt(self, ex: Example) -> str:
+        """Fill the prompt template with the text."""
+        return fill_template(self.cfg.prompt or DEFAULT_PROMPT, input=ex.input)
+
+    def render_response(self, ex: Example) -> str:
+        """' <label>'."""
+        return " " + ex.answer
+
+    def label_options(self, ex: Example) -> list[str] | None:
+        """One continuation per label, in label order."""
+        return [" " + label for label in self.labels]
+
+    @property
+    def stop(self) -> list[str]:
+        """A label is one line."""
+        return ["\n"]
+
+    def extract(self, output: str, ex: Example) -> str | None:
+        """The label the output starts with (case-insensitive), in its configured spelling."""
+        m = self._leading.match(output)
+        return self._by_fold[m.group(1).casefold()] if m else None
+
+    def is_correct(self, predicted: str | None, ex: Example) -> bool:
+        """Same label, ignoring case."""
+        return predicted is not None and predicted.casefold() == ex.answer.casefold()
+
+    def canonical_label(self, value: Any) -> str | None:
+        """The configured label a raw value names (case-insensitive), or None."""
+        return self._by_fold.get(raw_key(value).casefold())
+
+    def example_from_fields(self, text: str, target: Any, choices: list[str] | None, fields: DataConfig | None = None) -> Example:
+        """An Example from a row's text and (already label-mapped) target."""
+        label = self.canonical_label(target)
+        if label is None:
+            hint = ""
+            if fields is not None and fields.label_map:
+                hint = f" (data.label_map maps {', '.join(sorted(fields.label_map))})"
+            raise RowProblem(f"label {raw_key(target)!r} not in [{', '.join(self.labels)}]{hint}")
+        return Example(input=text, target=" " + label, answer=label)
+
+    # teacher ------------------------------------------------------------------------------------------
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+        """Ask for k new examples of the same label that keep what made this one hard."""
+        labels = ", ".join(self.labels)
+        task = self.cfg.description or f"Classify each text as one of: {labels}."
+        instructions = (
+            f"Task: {task}\nLabels: {labels}.\n"
+            "First, in \"what_made_it_hard\", say in one sentence what in the text below misled the student "
+            "(for example sarcasm, negation, an idiom, a mixed verdict, a misleading keyword, rare words). "
+            f"Then write {k} new text{'s' if k > 1 else ''} whose correct label is the same as the text below and "
+            "that are hard in the same way: a careful human reader must still agree on the label. Do not make them "
+            "easier or more generic than the original, and do not copy it: change the topic, names and wording."
+        )
+        request = format_request([
+            instructions,
+            f"Text the student got wrong:\n{clip(ex.input, 3 * self.text_chars)}",
+            f"Correct label: {ex.answer}",
+            student_said(student_output, self.extract(student_output or "", ex)),
+            f"Now write the {k} new text{'s' if k > 1 else ''}; the correct label of each is {ex.answer}.",
+        ])
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": request}]
+
+    def teacher_schema(self, k: int) -> dict[str, Any]:
+        """{'what_made_it_hard': str, 'examples': [{'text', 'label': enum}] × k}."""
+        item = object_schema({"text": bounded_string(self.text_chars, 5), "label": {"type": "string", "enum": self.labels}})
+        return examples_schema(item, k, extra={"what_made_it_hard": bounded_string(self.reason_chars)})
+
+    def parse_teacher(self, reply: dict[str, Any], parent: Example) -> list[Example]:
+        """Examples as the teacher labelled them; the requested label and the teacher's diagnosis go to meta."""
+        hard = str(reply.get("what_made_it_hard", "")).strip()
+        out = []
+        for item in reply.get("examples", []):
+            raw = str(item.get("label", "")).strip()
+            label = self.canonical_label(raw) or raw
+            out.append(Example(input=str(item.get("text", "")).strip(), target=" " + label, answer=label,
+                               meta={"requested_label": parent.answer, "what_made_it_hard": hard}))
+        return out
+
+    def reject_reason(self, ex: Example) -> str | None:
+        """'empty_input' or 'label_not_in_set'."""
+        if not ex.input.strip():
+            return "empty_input"
+        if self.canonical_label(ex.answer) is None:
+            return "label_not_in_set"
+        return None

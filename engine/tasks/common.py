@@ -1,0 +1,45 @@
+"""Helpers shared by the task kinds: template filling, text normalisation, field-value coercion."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from typing import Any
+
+from engine.config import DataConfig
+
+_SPACES = re.compile(r"\s+")
+_TRAILING_PUNCT = ".!?,;:…"
+
+
+def fill_template(template: str, **values: str) -> str:
+    """Replace `{name}` placeholders by plain substitution (user text may hold braces; str.format would choke)."""
+    out = template
+    for name, value in values.items():
+        out = out.replace("{" + name + "}", value)
+    return out
+
+
+def normalise_answer(text: str) -> str:
+    """Casefolded, stripped, inner whitespace collapsed, trailing punctuation removed (free-text exact match)."""
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return text.rstrip(_TRAILING_PUNCT).rstrip()
+
+
+def raw_key(value: Any) -> str:
+    """A field value as the string a label_map or label set is matched against (1.0 → '1', True → 'true')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+class RowProblem(ValueError):
+    """A row cannot become an example; the message is the part after 'file:line N: '."""
+
+
+def target_name(fields: DataConfig | None) -> str:
+    """The configured target field's name, for messages."""
+    return fields.target_field if fields is not None else "target"

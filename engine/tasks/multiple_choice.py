@@ -1,0 +1,157 @@
+"""Multiple choice (CaseHOLD-shaped): a context and lettered options; the chosen letter must be the gold one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine.config import DataConfig, TaskConfig
+from engine.errors import ConfigError
+from engine.tasks.base import Example, Task
+from engine.tasks.common import RowProblem, fill_template, raw_key
+from engine.tasks.teacher_prompt import (
+    SYSTEM,
+    bounded_string,
+    clip,
+    examples_schema,
+    format_request,
+    object_schema,
+    student_said,
+)
+
+DEFAULT_PROMPT = "{input}\n{choices}\nAnswer:"
+DEFAULT_LETTERS = ["A", "B", "C", "D", "E"]
+
+
+class MultipleChoiceTask(Task):
+    """Options are lettered A, B, ... (task.labels, default A-E); the student is scored on ' A', ' B', ..."""
+
+    kind = "multiple_choice"
+    context_chars = 900
+    option_chars = 200
+    reason_chars = 200
+
+    def __init__(self, cfg: TaskConfig) -> None:
+        super().__init__(cfg)
+        self.letters = list(cfg.labels or DEFAULT_LETTERS)
+        if len(self.letters) < 2 or len({x.casefold() for x in self.letters}) != len(self.letters) or \
+                not all(re.fullmatch(r"[A-Za-z0-9]{1,3}", x) for x in self.letters):
+            raise ConfigError("task.labels: for multiple_choice, the option names (at least 2, distinct, short "
+                              f"letters or digits such as A, B, C); got {self.letters}")
+        self._index = {x.casefold(): i for i, x in enumerate(self.letters)}
+        alternatives = "|".join(re.escape(x) for x in self.letters)
+        self._leading = re.compile(rf"^[\s(\[\"'*]*(?:option\s+|answer\s*:?\s*)?({alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
+
+    def options_block(self, choices: tuple[str, ...] | None) -> str:
+        """'A. first option' lines."""
+        return "\n".join(f"{letter}. {text}" for letter, text in zip(self.letters, choices or ()))
+
+    def render_prompt(self, ex: Example) -> str:
+        """The template with {input} and {choices}; options are appended when the template has no {choices}."""
+        template = self.cfg.prompt or DEFAULT_PROMPT
+        if "{choices}" not in template:
+            head, sep, tail = template.rpartition("\n")
+            template = f"{head}\n{{choices}}\n{tail}" if sep else f"{{choices}}\n{template}"
+        return fill_template(template, input=ex.input, choices=self.options_block(ex.choices))
+
+    def render_response(self, ex: Example) -> str:
+        """' A'."""
+        return " " + ex.answer
+
+    def label_options(self, ex: Example) -> list[str] | None:
+        """One continuation per option of this example."""
+        return [" " + letter for letter in self.letters[: len(ex.choices or self.letters)]]
+
+    @property
+    def stop(self) -> list[str]:
+        """The answer is one letter on one line."""
+        return ["\n"]
+
+    def extract(self, output: str, ex: Example) -> str | None:
+        """The option letter the output starts with."""
+        m = self._leading.match(output)
+        return self.letters[self._index[m.group(1).casefold()]] if m else None
+
+    def is_correct(self, predicted: str | None, ex: Example) -> bool:
+        """Same option letter."""
+        return predicted is not None and predicted.casefold() == ex.answer.casefold()
+
+    def gold_letter(self, target: Any, n: int) -> str | None:
+        """The letter of a gold value given as an index (0-based, as in CaseHOLD) or as a letter."""
+        key = raw_key(target)
+        if key.isdigit() and int(key) < n:
+            return self.letters[int(key)]
+        i = self._index.get(key.casefold())
+        return self.letters[i] if i is not None and i < n else None
+
+    def example_from_fields(self, text: str, target: Any, choices: list[str] | None, fields: DataConfig | None = None) -> Example:
+        """An Example from a row's context, options and gold index/letter."""
+        if not choices:
+            raise RowProblem("no options (set data.choices_field)")
+        if len(choices) != len(self.letters):
+            raise RowProblem(f"{len(choices)} options, but task.labels names {len(self.letters)} "
+                             f"({', '.join(self.letters)}); set task.labels to the option letters")
+        letter = self.gold_letter(target, len(choices))
+        if letter is None:
+            raise RowProblem(f"answer {raw_key(target)!r} is not an option (0-{len(choices) - 1} or "
+                             f"{', '.join(self.letters[: len(choices)])})")
+        return Example(input=text, target=" " + letter, answer=letter, choices=tuple(choices))
+
+    # teacher ------------------------------------------------------------------------------------------
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+        """Ask for k new questions that test the same distinction, with plausible wrong options."""
+        n = len(self.letters)
+        task = self.cfg.description or "Pick the option that correctly completes or answers the context."
+        instructions = (
+            f"Task: {task}\n"
+            "First, in \"what_made_it_hard\", say in one sentence why the student's option looked right and "
+            "why the correct one is right. "
+            f"Then write {k} new question{'s' if k > 1 else ''} of the same kind and difficulty: a new context "
+            f"(different facts and names), exactly {n} options of which exactly one is correct, with wrong "
+            "options as plausible as in the original, and \"answer\" the letter of the correct option. "
+            "Vary which letter is correct. Do not copy the original."
+        )
+        shown = self.render_prompt(ex)
+        request = format_request([
+            instructions,
+            f"Question the student got wrong:\n{clip(shown, 2 * self.context_chars + n * self.option_chars)}",
+            f"Correct option: {ex.answer}",
+            student_said(student_output, self.extract(student_output or "", ex)),
+        ])
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": request}]
+
+    def teacher_schema(self, k: int) -> dict[str, Any]:
+        """{'what_made_it_hard', 'examples': [{'context', 'options': n strings, 'answer': letter}] × k}."""
+        n = len(self.letters)
+        item = object_schema({
+            "context": bounded_string(self.context_chars, 20),
+            "options": {"type": "array", "items": bounded_string(self.option_chars), "minItems": n, "maxItems": n},
+            "answer": {"type": "string", "enum": self.letters},
+        })
+        return examples_schema(item, k, extra={"what_made_it_hard": bounded_string(self.reason_chars)})
+
+    def parse_teacher(self, reply: dict[str, Any], parent: Example) -> list[Example]:
+        """Examples from the reply; the teacher's diagnosis goes to meta."""
+        hard = str(reply.get("what_made_it_hard", "")).strip()
+        out = []
+        for item in reply.get("examples", []):
+            options = tuple(str(o).strip() for o in item.get("options", []))
+            answer = str(item.get("answer", "")).strip()
+            out.append(Example(input=str(item.get("context", "")).strip(), target=" " + answer, answer=answer,
+                               choices=options, meta={"what_made_it_hard": hard}))
+        return out
+
+    def reject_reason(self, ex: Example) -> str | None:
+        """'empty_input', 'wrong_option_count', 'empty_option', 'duplicate_options' or 'label_not_in_set'."""
+        if not ex.input.strip():
+            return "empty_input"
+        choices = ex.choices or ()
+        if len(choices) != len(self.letters):
+            return "wrong_option_count"
+        if any(not c.strip() for c in choices):
+            return "empty_option"
+        if len({c.casefold() for c in choices}) != len(choices):
+            return "duplicate_options"
+        if ex.answer.casefold() not in self._index:
+            return "label_not_in_set"
+        return None

@@ -1,0 +1,92 @@
+"""The paper's tasks as presets: values that fill the config fields a user left unset."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+
+_SENTIMENT = ["negative", "positive"]
+_BINARY_MAP = {"0": "negative", "1": "positive"}
+_TREC_LABELS = ["abbreviation", "description", "entity", "human", "location", "number"]
+# TREC's coarse codes ('DESC:manner How did ...' in the original .label files) and the integer ids of the
+# Hugging Face copy (ClassLabel order ABBR, ENTY, DESC, HUM, LOC, NUM) both map to the label names.
+_TREC_MAP = {
+    "ABBR": "abbreviation", "DESC": "description", "ENTY": "entity", "HUM": "human", "LOC": "location", "NUM": "number",
+    "0": "abbreviation", "1": "entity", "2": "description", "3": "human", "4": "location", "5": "number",
+}
+_SNIPS_INTENTS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
+                  "SearchScreeningEvent"]
+
+# section -> field -> value; only fields the user did not set are filled.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "gsm8k": {
+        "task": {"kind": "math", "prompt": "Question: {input}\nAnswer:",
+                 "description": "Grade-school math word problems that take 2 to 8 steps of basic arithmetic; "
+                                "the solution ends with a line '#### N' giving the final number."},
+        "data": {"input_field": "question", "target_field": "answer"},
+    },
+    "mawps": {
+        "task": {"kind": "math", "prompt": "Question: {input}\nAnswer:",
+                 "description": "Simple arithmetic word problems (one or two operations) with a numeric answer."},
+        "data": {"input_field": "input", "target_field": "target"},
+    },
+    "sst2": {
+        "task": {"kind": "classification", "labels": _SENTIMENT, "prompt": "Review: {input}\nSentiment:",
+                 "description": "Sentiment of a sentence from a movie review: negative or positive."},
+        "data": {"input_field": "text", "target_field": "label", "label_map": _BINARY_MAP},
+    },
+    "rotten_tomatoes": {
+        "task": {"kind": "classification", "labels": _SENTIMENT, "prompt": "Review: {input}\nSentiment:",
+                 "description": "Sentiment of a Rotten Tomatoes review snippet: negative or positive."},
+        # the Hugging Face copy stores 0/1; label names pass through the map unchanged
+        "data": {"input_field": "text", "target_field": "label", "label_map": _BINARY_MAP},
+    },
+    "trec": {
+        "task": {"kind": "classification", "labels": _TREC_LABELS, "prompt": "Question: {input}\nType:",
+                 "description": "What kind of answer a question asks for: abbreviation, description (a definition, "
+                                "reason or manner), entity (a thing, animal, colour, ...), human (a person or group), "
+                                "location, or number (a count, date, amount, ...)."},
+        "data": {"input_field": "text", "target_field": "coarse_label", "label_map": _TREC_MAP},
+    },
+    "snips": {
+        "task": {"kind": "classification", "labels": _SNIPS_INTENTS, "prompt": "Utterance: {input}\nIntent:",
+                 "description": "The intent of a voice-assistant request: " + ", ".join(_SNIPS_INTENTS) + "."},
+        "data": {"input_field": "text", "target_field": "label"},
+    },
+    "casehold": {
+        "task": {"kind": "multiple_choice", "labels": ["A", "B", "C", "D", "E"],
+                 "prompt": "{input}\nWhich holding fills <HOLDING>?\n{choices}\nAnswer:",
+                 "description": "A passage from a US court decision citing a case, with the cited holding replaced by "
+                                "<HOLDING>; pick which of five holdings the citation supports."},
+        "data": {"input_field": "citing_prompt", "target_field": "label",
+                 "choices_field": "holding_0,holding_1,holding_2,holding_3,holding_4"},
+    },
+}
+
+
+def apply_preset(cfg: RunConfig) -> None:
+    """Fill the fields the user left unset from cfg.task.preset (idempotent; task.kind may stay None)."""
+    name = cfg.task.preset
+    if name is None:
+        return
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ConfigError(f"task.preset: unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
+    for section_name, values in preset.items():
+        section = getattr(cfg, section_name)
+        for field, value in values.items():
+            if field not in section.model_fields_set:
+                setattr(section, field, _copy(value))
+
+
+def _copy(value: Any) -> Any:
+    """A fresh copy so two configs never share a preset's list or dict."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value

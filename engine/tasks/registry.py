@@ -1,0 +1,27 @@
+"""Build the Task for a TaskConfig."""
+
+from __future__ import annotations
+
+from engine.config import TaskConfig
+from engine.errors import ConfigError
+from engine.tasks.base import Task
+from engine.tasks.classification import ClassificationTask
+from engine.tasks.free_text import FreeTextTask
+from engine.tasks.math import MathTask
+from engine.tasks.multiple_choice import MultipleChoiceTask
+from engine.tasks.presets import PRESETS
+
+TASK_KINDS: dict[str, type[Task]] = {
+    "math": MathTask,
+    "classification": ClassificationTask,
+    "multiple_choice": MultipleChoiceTask,
+    "free_text": FreeTextTask,
+}
+
+
+def make_task(cfg: TaskConfig) -> Task:
+    """The task kind's implementation bound to cfg; ConfigError when the kind is missing or its settings are invalid."""
+    if cfg.kind is None:
+        raise ConfigError(f"task.kind: required (one of {', '.join(TASK_KINDS)}), "
+                          f"or task.preset (one of {', '.join(sorted(PRESETS))})")
+    return TASK_KINDS[cfg.kind](cfg)

@@ -1,0 +1,175 @@
+"""The run dashboard: round table, live phase progress with ETA, accuracy plot, teacher stream, log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from engine.worker import worker_log
+from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChanged, StoreWatcher, WatchFailed
+from l2l_tui.widgets.accuracy_plot import AccuracyPlot
+from l2l_tui.widgets.log_pane import LogPane
+from l2l_tui.widgets.progress import PhaseProgress
+from l2l_tui.widgets.round_table import RoundTable
+from l2l_tui.widgets.run_header import RunHeader
+from l2l_tui.widgets.teacher_stream import TeacherStream
+
+
+class DashboardScreen(Screen[None]):
+    """One run, live: everything on it comes from the store watcher's messages."""
+
+    BINDINGS = [
+        Binding("escape", "back", "back"),
+        Binding("x", "examples", "examples"),
+        Binding("r", "resume", "start/resume"),
+        Binding("s", "stop", "stop"),
+        Binding("e", "export", "export"),
+        Binding("t", "maximize('teacher')", "teacher full"),
+        Binding("l", "maximize('log')", "log full"),
+    ]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: dict[str, Any] | None = None
+        self.status = "created"
+        self.rows: list[dict[str, Any]] = []
+        self.progress: dict[str, Any] | None = None
+        self.watcher: StoreWatcher | None = None
+        self.loaded = False
+        self._tail_shown: list[str] = []
+        self._events_seen = False
+
+    @property
+    def current_run_id(self) -> int:
+        """The run this dashboard shows."""
+        return self.run_id
+
+    def compose(self) -> ComposeResult:
+        """Header lines, progress, table + plot, teacher + log."""
+        yield Header()
+        yield RunHeader("", id="run-header")
+        yield PhaseProgress(id="phase")
+        yield RoundTable(id="round-table")
+        with Horizontal(id="dash-bottom"):
+            yield AccuracyPlot(id="accuracy-plot")
+            with Vertical(id="dash-streams"):
+                yield TeacherStream(id="teacher")
+                yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Name the panes and start watching the run."""
+        self.query_one("#teacher").border_title = "teacher: new examples"
+        self.query_one("#log").border_title = "log"
+        self.query_one("#round-table").border_title = "rounds · * best on validation · round 0 = plain fine-tuning · seconds per phase"
+        self.query_one("#accuracy-plot").border_title = "accuracy % per round"
+        self.watcher = self.app.start_watcher(self, run_id=self.run_id)  # type: ignore[attr-defined]
+        self.query_one(RoundTable).focus()
+
+    def on_unmount(self) -> None:
+        """Stop watching."""
+        if self.watcher is not None:
+            self.app.stop_watcher(self.watcher)  # type: ignore[attr-defined]
+
+    def on_screen_suspend(self) -> None:
+        """Covered by another screen: stop polling."""
+        if self.watcher is not None:
+            self.watcher.pause(True)
+
+    def on_screen_resume(self) -> None:
+        """Visible again: poll at once."""
+        if self.watcher is not None:
+            self.watcher.pause(False)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether wall-clock values are hidden (snapshot tests)."""
+        return bool(getattr(self.app, "frozen", False))
+
+    # messages from the watcher --------------------------------------------------------------------
+    @on(RunChanged)
+    def _run_changed(self, event: RunChanged) -> None:
+        self.run, self.status = event.run, event.status
+        self.sub_title = f"run {self.run_id} · {self.status}"
+        self._header()
+        self.query_one(PhaseProgress).show(self.progress, self.status, self.frozen)
+        if event.log_tail and event.log_tail != self._tail_shown:
+            self._tail_shown = event.log_tail
+            if self._events_seen:
+                self._show_tail()
+
+    @on(RoundsChanged)
+    def _rounds_changed(self, event: RoundsChanged) -> None:
+        self.rows = event.rows
+        best = self.run.get("best_round") if self.run else None
+        self.query_one(RoundTable).show(self.rows, best, self.frozen)
+        self.query_one(AccuracyPlot).show(self.rows, best)
+        self._header()
+
+    @on(EventsArrived)
+    def _events(self, event: EventsArrived) -> None:
+        self.query_one(TeacherStream).add_events(event.events)
+        self.query_one(LogPane).add_events(event.events, self.frozen)
+        if event.initial:
+            self._events_seen = True
+            if self._tail_shown:
+                self._show_tail()
+
+    def _show_tail(self) -> None:
+        """The dead worker's own last lines, after its events."""
+        path = worker_log(self.app.store_path, self.run_id)  # type: ignore[attr-defined]
+        self.query_one(LogPane).add_worker_tail(self._tail_shown, str(path))
+
+    @on(ProgressChanged)
+    def _progress(self, event: ProgressChanged) -> None:
+        self.progress = event.progress
+        self.query_one(PhaseProgress).show(self.progress, self.status, self.frozen)
+        self.loaded = True
+
+    @on(WatchFailed)
+    def _watch_failed(self, event: WatchFailed) -> None:
+        self.notify(f"reading the store failed: {event.error}", severity="warning")
+
+    def _header(self) -> None:
+        self.query_one(RunHeader).show(self.run, self.status, self.rows, self.frozen)
+        if self.run is not None:
+            best = self.run.get("best_round")
+            self.query_one(AccuracyPlot).best = best
+
+    # actions ------------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        """Back to the previous screen (or out of a full-screen pane)."""
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.app.pop_screen()
+
+    def action_examples(self) -> None:
+        """Browse this run's examples."""
+        self.app.open_examples(self.run_id)  # type: ignore[attr-defined]
+
+    def action_resume(self) -> None:
+        """Start or resume this run's worker."""
+        self.app.start_run(self.run_id)  # type: ignore[attr-defined]
+
+    def action_stop(self) -> None:
+        """Ask this run to stop after the phase in flight."""
+        self.app.stop_run(self.run_id)  # type: ignore[attr-defined]
+
+    def action_export(self) -> None:
+        """Export this run."""
+        self.app.export_dialog(self.run_id)  # type: ignore[attr-defined]
+
+    def action_maximize(self, pane: str) -> None:
+        """Show one pane full screen (escape returns)."""
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.maximize(self.query_one(f"#{pane}"))

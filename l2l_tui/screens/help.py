@@ -1,0 +1,69 @@
+"""The help screen: what each screen shows and its keys (read from the screens' own bindings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+GUIDE = (
+    "llm2llm teaches a small student model a task from a few examples: each round it is fine-tuned, evaluated on "
+    "the seed examples, and a teacher model writes new examples modelled on each miss (LLM2LLM, Lee et al. 2024).\n"
+    "Runs are separate worker processes: quitting the app leaves them running; reopening shows them live again. "
+    "Stop asks a run to finish the phase in flight and exit; resume continues from the last finished phase.\n"
+    "Ctrl+P opens the command palette (every main action is there too). The mouse works everywhere.\n"
+)
+KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc", "enter": "enter"}
+
+
+def _keys(bindings: list[Any]) -> list[tuple[str, str]]:
+    out = []
+    for b in bindings:
+        binding = b if isinstance(b, Binding) else Binding(*b)
+        if binding.show or binding.description:
+            keys = ", ".join(KEY_NAMES.get(k.strip(), k.strip()) for k in binding.key.split(","))
+            out.append((keys, binding.description or binding.action))
+    return out
+
+
+def key_table() -> Table:
+    """Every screen's keys."""
+    from l2l_tui.app import L2LApp
+    from l2l_tui.screens.dashboard import DashboardScreen
+    from l2l_tui.screens.examples import ExamplesScreen
+    from l2l_tui.screens.lineage import LineageScreen
+    from l2l_tui.screens.new_run import NewRunScreen
+    from l2l_tui.screens.runs import RunsScreen
+
+    table = Table("screen", "key", "does", box=None, padding=(0, 2))
+    for name, cls in (("everywhere", L2LApp), ("runs", RunsScreen), ("run dashboard", DashboardScreen),
+                      ("examples", ExamplesScreen), ("lineage", LineageScreen), ("new run", NewRunScreen)):
+        for i, (keys, does) in enumerate(_keys(list(cls.BINDINGS))):
+            table.add_row(Text(name if i == 0 else "", style="bold"), Text(keys, style="cyan"), does)
+        table.add_row("", "", "")
+    table.add_row(Text("everywhere", style="bold"), Text("ctrl+p", style="cyan"), "command palette")
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys of every screen and a short guide."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "close", "close")]
+
+    def compose(self) -> ComposeResult:
+        """Guide and key table."""
+        with VerticalScroll(classes="dialog help"):
+            yield Static(Text("llm2llm — help", style="bold"), classes="dialog-title")
+            yield Static(GUIDE)
+            yield Static(key_table())
+            yield Static(Text("escape closes this help", style="dim"))
+
+    def action_close(self) -> None:
+        """Close the help."""
+        self.dismiss(None)

@@ -1,0 +1,69 @@
+"""The table of every run in the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from engine.report import pct
+from l2l_tui.fmt import STATUS_STYLE, cut, local_time, short_model, span
+
+COLUMNS = (("id", "id"), ("name", "name"), ("status", "status"), ("task", "task"), ("student", "student"),
+           ("teacher", "teacher"), ("rounds", "rounds"), ("val %", "best"), ("started", "started"),
+           ("duration", "duration"))
+
+
+class RunsTable(DataTable):
+    """Runs, newest first; the row key is the run id; the cursor stays on its run across refreshes."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "open")]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.runs: list[dict[str, Any]] = []
+
+    def on_mount(self) -> None:
+        """Create the columns."""
+        for label, key in COLUMNS:
+            self.add_column(label, key=key)
+
+    def cells(self, run: dict[str, Any], frozen: bool) -> list[Any]:
+        """One run as table cells."""
+        return [
+            Text(str(run["id"]), justify="right"), cut(run["name"], 20), Text(run["status"], style=STATUS_STYLE.get(run["status"], "")),
+            run["task"], short_model(run["student"], 22), short_model(run["teacher"], 22),
+            Text(f"{run['rounds_done']}/{run['rounds_max']}", justify="right"), Text(pct(run["best_val"]), justify="right"),
+            local_time(run["created"], frozen), Text(span(run["duration"], frozen), justify="right"),
+        ]
+
+    def show(self, runs: list[dict[str, Any]], frozen: bool = False) -> None:
+        """Replace the rows, keeping the cursor on the run it was on."""
+        current = self.selected_run_id
+        same = [r["id"] for r in runs] == [r["id"] for r in self.runs]
+        if same:
+            for run, old in zip(runs, self.runs):
+                if run != old:
+                    for (_, key), value in zip(COLUMNS, self.cells(run, frozen)):
+                        self.update_cell(str(run["id"]), key, value)
+        else:
+            self.clear()
+            for run in runs:
+                self.add_row(*self.cells(run, frozen), key=str(run["id"]))
+            if current is not None and str(current) in self.rows:
+                self.move_cursor(row=self.get_row_index(str(current)))
+        self.runs = runs
+
+    @property
+    def selected_run_id(self) -> int | None:
+        """The run under the cursor."""
+        if not self.rows or self.cursor_row < 0 or self.cursor_row >= self.row_count:
+            return None
+        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key
+        return int(key.value) if key.value is not None else None
+
+    def run_row(self, run_id: int | None) -> dict[str, Any] | None:
+        """The shown row of a run."""
+        return next((r for r in self.runs if r["id"] == run_id), None)

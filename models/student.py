@@ -1,0 +1,492 @@
+"""The student: a causal LM with a LoRA adapter, trained with an exact, seeded loop and evaluated in batches."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import torch
+import torch.nn.functional as F
+
+from engine.config import LoraConfig, TrainConfig
+from engine.errors import ConfigError, DataError, ModelNotFoundError
+from models.batching import (
+    IGNORE,
+    Encoded,
+    collate,
+    encode_continuation,
+    encode_pair,
+    encode_prompt,
+    epoch_plan,
+    truncate_left,
+)
+from models.device import TrainingPlan, peak_rss_mb, reset_peak_rss
+
+# Architectures whose logits are exactly lm_head(decoder hidden state) (Gemma's soft-capping is applied by hand):
+# for these the head runs only on the positions that matter (response tokens, option tokens).
+_PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3", "olmo", "olmo2", "smollm3"}
+
+
+@dataclass
+class TrainStats:
+    """What one training run did and cost."""
+
+    steps: int
+    epochs: float
+    final_loss: float
+    mean_loss: float
+    tokens: int  # non-pad tokens processed (prompt + response), all epochs
+    seconds: float
+    tokens_per_s: float
+    trainable_params: int
+    peak_rss_mb: float
+    peak_vram_mb: float | None
+    adapter_dir: Path
+    losses: list[float] = field(default_factory=list)  # per optimizer step
+    padded_tokens: int = 0  # tokens including padding, to show the padding waste
+
+
+class _StopOnStrings:
+    """StoppingCriteria: a row is done once its generated text holds a stop string or ends with EOS."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], start: int, eos_ids: set[int]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.start = start
+        self.eos_ids = eos_ids
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row in (~self.done).nonzero().flatten().tolist():
+            new = input_ids[row, self.start :].tolist()
+            if new and new[-1] in self.eos_ids:
+                self.done[row] = True
+                continue
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            if any(s in text for s in self.stops):
+                self.done[row] = True
+        return self.done.clone()
+
+
+class Student:
+    """A base causal LM loaded once, with at most one LoRA adapter attached at a time."""
+
+    def __init__(self, base: Any, tokenizer: Any, plan: TrainingPlan, lora: LoraConfig, max_length: int, folder: Path) -> None:
+        self.base = base
+        self.tokenizer = tokenizer
+        self.plan = plan
+        self.lora = lora
+        self.max_length = max_length
+        self.folder = folder
+        self.device = torch.device("cuda", 0) if plan.device == "cuda" else torch.device("cpu")
+        self._peft: Any = None
+        self._gradient_checkpointing = False
+        self._kbit_ready = plan.mode != "qlora-nf4"
+        self._fast_head = getattr(base.config, "model_type", "") in _PLAIN_HEAD
+        eos = tokenizer.eos_token_id
+        gen_eos = getattr(getattr(base, "generation_config", None), "eos_token_id", None)
+        ids = {eos} if eos is not None else set()
+        ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+        if not ids:
+            raise ConfigError(f"{folder}: the tokenizer has no EOS token, so responses cannot be terminated")
+        self.eos_ids = ids
+        self.eos_id = eos if eos is not None else min(ids)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_id
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        plan: TrainingPlan,
+        lora: LoraConfig,
+        max_length: int,
+        gradient_checkpointing: bool = False,
+        adapter: Path | None = None,
+    ) -> Student:
+        """Load the base model once for `plan` (4-bit NF4 for QLoRA); `adapter` attaches a saved adapter for evaluation."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise ModelNotFoundError(f"{folder}: no config.json, not a Hugging Face model folder")
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        compute = torch.bfloat16 if plan.compute_dtype == "bfloat16" else torch.float32
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if plan.device == "cuda":
+            kwargs["device_map"] = {"": 0}
+        if plan.mode == "qlora-nf4":
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute,
+            )
+            kwargs["dtype"] = compute
+            kwargs.setdefault("device_map", {"": "cpu"})
+        else:
+            kwargs["dtype"] = torch.bfloat16 if plan.mode == "lora-bf16" else torch.float32
+        base = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        base.requires_grad_(False)
+        base.eval()
+        student = cls(base, tokenizer, plan, lora, max_length, folder)
+        student._gradient_checkpointing = gradient_checkpointing
+        if gradient_checkpointing and plan.mode != "qlora-nf4":
+            _enable_checkpointing(base)
+        if adapter is not None:
+            student.attach_adapter(adapter)
+        return student
+
+    @property
+    def lm(self) -> Any:
+        """The Hugging Face causal LM, with the current adapter's layers injected (if any)."""
+        return self._peft.get_base_model() if self._peft is not None else self.base
+
+    def attach_adapter(self, adapter: Path, trainable: bool = False) -> None:
+        """Replace the current adapter (if any) by a saved one."""
+        from peft import PeftModel
+
+        adapter = Path(adapter)
+        if not (adapter / "adapter_config.json").is_file():
+            raise ModelNotFoundError(f"{adapter}: no adapter_config.json, not a saved adapter")
+        self.detach_adapter()
+        self._peft = PeftModel.from_pretrained(self.base, str(adapter), is_trainable=trainable)
+        if not trainable:
+            self._peft.eval()
+
+    def detach_adapter(self) -> None:
+        """Remove the adapter's layers, leaving the untouched base model."""
+        if self._peft is not None:
+            self.base = self._peft.unload()
+            self._peft = None
+            self.base.requires_grad_(False)
+            if hasattr(self.base, "peft_config"):
+                del self.base.peft_config
+
+    def _fresh_adapter(self) -> None:
+        """A newly initialised LoRA adapter on the base weights (uses the torch RNG: seed first)."""
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import get_peft_model
+
+        self.detach_adapter()
+        cfg = PeftLoraConfig(
+            r=self.lora.r,
+            lora_alpha=self.lora.alpha,
+            lora_dropout=self.lora.dropout,
+            target_modules=list(self.lora.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        try:
+            self._peft = get_peft_model(self.base, cfg)
+        except ValueError as err:
+            raise ConfigError(f"lora.target_modules {self.lora.target_modules}: {err}") from None
+
+    def _prepare_kbit(self) -> None:
+        """prepare_model_for_kbit_training, once, before the first QLoRA training."""
+        if self._kbit_ready:
+            return
+        from peft import prepare_model_for_kbit_training
+
+        self.detach_adapter()
+        self.base = prepare_model_for_kbit_training(
+            self.base,
+            use_gradient_checkpointing=self._gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+        self._kbit_ready = True
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on CUDA when the plan computes in bf16; nothing on the CPU."""
+        if self.device.type == "cuda" and self.plan.compute_dtype == "bfloat16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def trainable_params(self) -> int:
+        """Parameters that training updates (the adapter's)."""
+        model = self._peft if self._peft is not None else self.base
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    # ---------------------------------------------------------------- forward helpers
+
+    def _selected_logits(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """fp32 logits at positions (rows[k], cols[k]) only; the LM head never runs on the other positions."""
+        lm = self.lm
+        if self._fast_head:
+            hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            logits = lm.get_output_embeddings()(hidden[rows, cols]).float()
+            cap = getattr(lm.config, "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            return logits
+        return lm(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols].float()
+
+    def _loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed next-token cross-entropy over the labelled positions of a batch."""
+        ids = batch["input_ids"].to(self.device)
+        mask = batch["attention_mask"].to(self.device)
+        target = batch["labels"][:, 1:].to(self.device)
+        rows, cols = (target != IGNORE).nonzero(as_tuple=True)
+        logits = self._selected_logits(ids, mask, rows, cols)
+        return F.cross_entropy(logits, target[rows, cols], reduction="sum")
+
+    # ---------------------------------------------------------------- training
+
+    def train(
+        self,
+        pairs: list[tuple[str, str]],
+        cfg: TrainConfig,
+        seed: int,
+        out_dir: Path,
+        on_step: Callable[[int, int, float], None] | None = None,
+        init_adapter: Path | None = None,
+        padding: Literal["grouped", "longest", "max_length"] = "grouped",
+    ) -> TrainStats:
+        """Train a fresh adapter (or continue `init_adapter`) on (prompt, response) pairs and save it to out_dir.
+
+        padding='grouped' (default) batches examples of similar length, each batch padded to its own max;
+        'longest' (plain shuffle, batch max) and 'max_length' (plain shuffle, padded to max_length) are the
+        baselines bench/bench_train.py compares against.
+        """
+        from transformers import set_seed
+
+        if padding not in ("grouped", "longest", "max_length"):
+            raise ValueError(f"padding must be 'grouped', 'longest' or 'max_length', not {padding!r}")
+        if not pairs:
+            raise DataError("training set is empty: no (prompt, response) pairs to train on")
+        self._prepare_kbit()
+        set_seed(seed)
+        encoded = [encode_pair(self.tokenizer, p, r, self.max_length, self.eos_id) for p, r in pairs]
+        if init_adapter is not None:
+            self.attach_adapter(Path(init_adapter), trainable=True)
+        else:
+            self._fresh_adapter()
+        plan = epoch_plan([len(e) for e in encoded], cfg.batch_size, cfg.epochs, seed, grouped=padding == "grouped")
+        groups = [plan[i : i + cfg.grad_accum] for i in range(0, len(plan), cfg.grad_accum)]
+        params = [p for p in self._peft.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        total = len(groups)
+        warmup = math.ceil(cfg.warmup_ratio * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.scheduler, warmup, total))
+        pad_to = self.max_length if padding == "max_length" else None
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        reset_peak_rss()
+        losses: list[float] = []
+        tokens = padded = 0
+        self._peft.train()
+        started = time.perf_counter()
+        for step, group in enumerate(groups, 1):
+            n_labels = sum(encoded[i].label_count for mb in group for i in mb)
+            step_loss = 0.0
+            for mb in group:
+                batch = collate([encoded[i] for i in mb], self.pad_id, pad_to=pad_to)
+                tokens += int(batch["attention_mask"].sum())
+                padded += batch["attention_mask"].numel()
+                with self._autocast():
+                    loss = self._loss_sum(batch) / n_labels
+                loss.backward()
+                step_loss += loss.item()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(step_loss)
+            if on_step is not None:
+                on_step(step, total, step_loss)
+        seconds = time.perf_counter() - started
+        self._peft.eval()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._peft.save_pretrained(str(out_dir), safe_serialization=True)
+        vram = round(torch.cuda.max_memory_allocated() / 2**20, 1) if self.device.type == "cuda" else None
+        return TrainStats(
+            steps=total,
+            epochs=cfg.epochs,
+            final_loss=losses[-1],
+            mean_loss=sum(losses) / len(losses),
+            tokens=tokens,
+            seconds=round(seconds, 3),
+            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+            trainable_params=self.trainable_params(),
+            peak_rss_mb=peak_rss_mb(),
+            peak_vram_mb=vram,
+            adapter_dir=out_dir,
+            losses=losses,
+            padded_tokens=padded,
+        )
+
+    # ---------------------------------------------------------------- evaluation
+
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        stop: list[str],
+        batch_size: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Greedy completions (text after the prompt, cut at the first stop string), in input order."""
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        encoded = [encode_prompt(self.tokenizer, p, self.max_length) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        outputs: list[str] = [""] * len(prompts)
+        gen_cfg = GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
+        )
+        lm = self.lm
+        done = 0
+        for chunk in _chunks(order, batch_size):
+            items = [Encoded(encoded[i], encoded[i]) for i in chunk]
+            batch = collate(items, self.pad_id, left=True)
+            width = batch["input_ids"].shape[1]
+            criteria = _StopOnStrings(self.tokenizer, stop, width, self.eos_ids)
+            with torch.inference_mode(), self._autocast():
+                out = lm.generate(
+                    input_ids=batch["input_ids"].to(self.device),
+                    attention_mask=batch["attention_mask"].to(self.device),
+                    generation_config=gen_cfg,
+                    stopping_criteria=StoppingCriteriaList([criteria]),
+                )
+            for row, i in enumerate(chunk):
+                new = out[row, width:].tolist()
+                outputs[i] = _cut(self._continuation(encoded[i], new), stop)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(prompts))
+        return outputs
+
+    def _continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:
+        """Text the new tokens add after the prompt (decoded in context, so word-initial spaces survive)."""
+        for k, t in enumerate(new_ids):
+            if t in self.eos_ids:
+                new_ids = new_ids[:k]
+                break
+        decode = self.tokenizer.decode
+        before = decode(prompt_ids, skip_special_tokens=True)
+        full = decode(prompt_ids + new_ids, skip_special_tokens=True)
+        return full[len(before) :] if full.startswith(before) else decode(new_ids, skip_special_tokens=True)
+
+    def score_options(
+        self,
+        prompts: list[str],
+        options: list[list[str]],
+        batch_size: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[list[float]]:
+        """Sum of token log-probs of each option continuing its prompt (one forward pass per prompt when all options are one token)."""
+        if len(prompts) != len(options):
+            raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
+        scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
+        items: list[tuple[list[int], list[tuple[int, int, int, int]]]] = []  # (ids, [(pos, token, prompt, option)])
+        for i, (prompt, opts) in enumerate(zip(prompts, options)):
+            opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
+            if opt_ids and all(len(o) == 1 for o in opt_ids):
+                ids = encode_prompt(self.tokenizer, prompt, self.max_length)
+                items.append((ids, [(len(ids) - 1, o[0], i, j) for j, o in enumerate(opt_ids)]))
+                continue
+            full_prompt = encode_prompt(self.tokenizer, prompt, self.max_length + 1)
+            for j, o in enumerate(opt_ids):
+                if not o:
+                    continue
+                o = o[: self.max_length - 1]
+                p = truncate_left(full_prompt, self.max_length - len(o), getattr(self.tokenizer, "bos_token_id", None))
+                items.append((p + o, [(len(p) - 1 + k, t, i, j) for k, t in enumerate(o)]))
+        remaining = [0] * len(prompts)
+        for _, queries in items:
+            remaining[queries[0][2]] += 1
+        done = sum(1 for r in remaining if r == 0)
+        order = sorted(range(len(items)), key=lambda k: -len(items[k][0]))
+        lm = self.lm
+        for chunk in _chunks(order, batch_size):
+            batch = collate([Encoded(items[k][0], items[k][0]) for k in chunk], self.pad_id)
+            rows = [row for row, k in enumerate(chunk) for _ in items[k][1]]
+            cols = [q[0] for k in chunk for q in items[k][1]]
+            with torch.inference_mode(), self._autocast():
+                logits = self._selected_logits(
+                    batch["input_ids"].to(self.device),
+                    batch["attention_mask"].to(self.device),
+                    torch.tensor(rows, device=self.device),
+                    torch.tensor(cols, device=self.device),
+                )
+                logprobs = torch.log_softmax(logits, dim=-1)
+                tokens = torch.tensor([q[1] for k in chunk for q in items[k][1]], device=self.device)
+                picked = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
+            flat = [q for k in chunk for q in items[k][1]]
+            for (_, _, i, j), lp in zip(flat, picked):
+                scores[i][j] += lp
+            for k in chunk:
+                i = items[k][1][0][2]
+                remaining[i] -= 1
+                if remaining[i] == 0:
+                    done += 1
+            if on_progress is not None:
+                on_progress(done, len(prompts))
+        return scores
+
+    def free(self) -> None:
+        """Release the model's memory (the Student is unusable afterwards)."""
+        self._peft = None
+        self.base = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _enable_checkpointing(model: Any) -> None:
+    """Non-reentrant activation checkpointing (the method was renamed in transformers 5)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at optimizer step `s` (0-based): linear warmup, then the schedule."""
+
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = (s - warmup) / max(1, total - warmup)
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _chunks(seq: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(seq), size):
+        yield list(seq[start : start + size])
+
+
+def _cut(text: str, stop: Sequence[str]) -> str:
+    """Text up to the earliest stop string."""
+    cut = len(text)
+    for s in stop:
+        if s and (k := text.find(s)) != -1:
+            cut = min(cut, k)
+    return text[:cut]

@@ -1,0 +1,27 @@
+"""Teacher backends: in-process llama.cpp on a GGUF, or an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import TeacherConfig
+from engine.errors import ConfigError, ModelNotFoundError
+from models.teacher.base import Teacher, TeacherReply, TeacherRequest
+
+__all__ = ["Teacher", "TeacherReply", "TeacherRequest", "open_teacher"]
+
+
+def open_teacher(cfg: TeacherConfig, model_path: Path | None, seed: int) -> Teacher:
+    """The teacher the config names: llama_cpp needs the GGUF path, openai needs `base_url`."""
+    if cfg.backend == "openai":
+        from models.teacher.openai_http import OpenAITeacher
+
+        if not cfg.base_url:
+            raise ConfigError("teacher.base_url: required when teacher.backend = 'openai' (e.g. http://127.0.0.1:8080/v1)")
+        return OpenAITeacher(cfg.base_url, cfg.model, parallel=cfg.parallel, retries=cfg.retries)
+    from models.teacher.llama_cpp import LlamaCppTeacher
+
+    if model_path is None or not Path(model_path).is_file():
+        raise ModelNotFoundError(f"teacher.model: GGUF file not found: {model_path or cfg.model}")
+    return LlamaCppTeacher(Path(model_path), n_ctx=cfg.n_ctx, parallel=cfg.parallel, n_gpu_layers=cfg.n_gpu_layers,
+                           n_threads=cfg.n_threads, retries=cfg.retries, seed=cfg.seed if cfg.seed is not None else seed)

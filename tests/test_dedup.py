@@ -1,0 +1,80 @@
+"""Exact and near-duplicate detection on real review texts."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from engine.dedup import DedupIndex, normalise, text_hash
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REVIEWS = [json.loads(line)["text"] for line in (FIXTURES / "rotten_tomatoes_20.jsonl").read_text(encoding="utf-8").splitlines()]
+QUESTIONS = [json.loads(line)["question"] for line in (FIXTURES / "gsm8k_10.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def index_of(texts: list[str], threshold: float = 0.9) -> DedupIndex:
+    index = DedupIndex(threshold)
+    for i, text in enumerate(texts):
+        index.add(text, f"ref-{i}")
+    return index
+
+
+def test_normalise_ignores_case_spacing_and_punctuation() -> None:
+    assert normalise("  The  Film, is GREAT!! ") == "the film is great"
+    assert text_hash("Responsável direto") == text_hash("RESPONSÁVEL   direto.")
+
+
+def test_exact_duplicate_after_normalisation() -> None:
+    index = index_of(REVIEWS)
+    assert index.match(REVIEWS[3]) == ("exact_duplicate", "ref-3")
+    assert index.match("  " + REVIEWS[5].upper() + " !") == ("exact_duplicate", "ref-5")
+
+
+def test_near_duplicate_of_a_lightly_edited_text() -> None:
+    index = index_of(REVIEWS + QUESTIONS)
+    edited = REVIEWS[0].replace("college kids", "college students")
+    assert index.match(edited) == ("near_duplicate", "ref-0")
+    numbers_only = QUESTIONS[0].replace("48", "46")
+    assert index.match(numbers_only) == ("near_duplicate", f"ref-{len(REVIEWS)}")
+
+
+def test_new_texts_are_not_duplicates() -> None:
+    index = index_of(REVIEWS + QUESTIONS)
+    assert index.match("A quiet, patient film about a lighthouse keeper that earns every one of its tears.") is None
+    assert index.match("the film") is None, "a short text inside a long one is not a duplicate of it"
+
+
+def test_threshold_controls_near_matches() -> None:
+    edited = REVIEWS[2].replace("genuine", "sincere")
+    assert index_of(REVIEWS, 0.8).match(edited) is not None
+    assert index_of(REVIEWS, 1.0).match(edited) is None, "threshold 1.0 keeps only exact duplicates"
+    with pytest.raises(ValueError):
+        DedupIndex(0)
+
+
+def test_empty_index_and_incremental_adds() -> None:
+    index = DedupIndex()
+    assert index.match(REVIEWS[0]) is None and len(index) == 0
+    index.add(REVIEWS[0], 41)
+    index.add(REVIEWS[0] + ".", 42)
+    assert index.match(REVIEWS[0]) == ("exact_duplicate", 41), "the first id of a duplicate is kept"
+
+
+def test_many_references_and_candidates() -> None:
+    """Thousands of references × hundreds of candidates: the filter phase's real shape."""
+    rng = random.Random(0)
+    words = " ".join(REVIEWS + QUESTIONS).split()
+    refs = [" ".join(rng.choices(words, k=rng.randint(8, 40))) for _ in range(3000)]
+    index = index_of(refs)
+    fresh = [" ".join(rng.choices(words, k=20)) for _ in range(150)]
+    edited = []
+    for ref in refs[:50]:
+        tokens = ref.split()
+        tokens[rng.randrange(len(tokens))] = "zebra"
+        edited.append(" ".join(tokens))
+    assert sum(index.match(t) is not None for t in fresh) == 0
+    hits = [index.match(t) for t in edited]
+    assert sum(h is not None for h in hits) >= 45

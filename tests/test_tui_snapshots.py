@@ -1,0 +1,101 @@
+"""Snapshots (pytest-textual-snapshot, 120x40) of every screen on the finished tiny run; frozen mode hides wall-clock values.
+
+Update after an intended change with: pytest tests/test_tui_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.worker import WorkerCancelled, WorkerFailed
+from textual.widgets import Select
+
+from l2l_tui.app import L2LApp
+
+SIZE = (120, 40)
+
+
+def frozen_app(path: Path) -> L2LApp:
+    """The app in snapshot mode: times, durations and pids hidden."""
+    return L2LApp(path, frozen=True, poll_seconds=0.1)
+
+
+async def loaded(pilot: Pilot[Any], timeout: float = 60.0) -> None:
+    """Wait until the current screen has its data and every worker thread is done."""
+    deadline = time.monotonic() + timeout
+    while not getattr(pilot.app.screen, "loaded", True):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{type(pilot.app.screen).__name__} never loaded")
+        await pilot.pause(0.05)
+    for worker in list(pilot.app.workers):
+        try:
+            await worker.wait()
+        except (WorkerCancelled, WorkerFailed):  # an exclusive worker replaced by a newer one
+            pass
+    await pilot.pause(0.2)
+
+
+def steps(*keys: str, then: Callable[[Pilot[Any]], Any] | None = None) -> Callable[[Pilot[Any]], Any]:
+    """A run_before: wait for the runs screen, press keys (waiting for each screen), optionally do more."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+            await loaded(pilot)
+        if then is not None:
+            await then(pilot)
+            await loaded(pilot)
+
+    return run_before
+
+
+def test_runs_screen(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps())
+
+
+def test_dashboard(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("enter"))
+
+
+def test_examples(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("x"))
+
+
+async def _synthetic_then_lineage(pilot: Pilot[Any]) -> None:
+    pilot.app.screen.query_one("#flt-split", Select).value = "synthetic"
+    await pilot.pause()
+    await loaded(pilot)
+    await pilot.press("l")
+    await pilot.pause()
+
+
+def test_lineage(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE,
+                        run_before=steps("x", then=_synthetic_then_lineage))
+
+
+def test_new_run_form(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("n"))
+
+
+def test_dry_run_preview(snap_compare: Any, tiny_run_store: tuple[Path, int], tiny_config: Any) -> None:
+    from engine.dry_run import dry_run_sections
+    from l2l_tui.screens.dry_run import DryRunScreen
+
+    sections = dry_run_sections(tiny_config)
+
+    async def preview(pilot: Pilot[Any]) -> None:
+        await pilot.app.push_screen(DryRunScreen(sections))
+        await pilot.pause()
+
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps(then=preview))
+
+
+def test_help(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("question_mark"))
