@@ -17,7 +17,8 @@ def spawn_worker(store_path: Path, run_id: int) -> int:
     """Start a detached worker process (own session: it outlives the app) and return its pid."""
     log = worker_log(store_path, run_id)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "TRANSFORMERS_VERBOSITY": "error"}
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "engine.worker", str(store_path), str(run_id)],
                                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
