@@ -212,7 +212,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except L2LError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        from rich.text import Text
+
+        # the message may hold "[a, b]" (allowed values): never read it as rich markup
+        console.print(Text.assemble(("error: ", "bold red"), str(err)), highlight=False)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

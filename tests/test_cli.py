@@ -1,0 +1,34 @@
+"""The CLI turns bad input into one clear message, exit code 2, and nothing on disk."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _l2l(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=300,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_bad_label_names_file_line_and_allowed_values_and_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(f'[task]\npreset = "rotten_tomatoes"\n[data]\nseed = "{FIXTURES / "bad_label.jsonl"}"\n'
+                      f'validation = "{FIXTURES / "rotten_tomatoes_20.jsonl"}"\ntest = "{FIXTURES / "rotten_tomatoes_20.jsonl"}"\n')
+    store = tmp_path / "store" / "l2l.db"
+    proc = _l2l("run", str(config), "--store", str(store))
+    assert proc.returncode == 2
+    message = " ".join(proc.stderr.split())
+    assert "bad_label.jsonl:line 2" in message and "'neutral'" in message and "[negative, positive]" in message
+    assert not store.parent.exists()
+
+
+def test_unknown_override_key_is_refused_by_name(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[task]\npreset = "rotten_tomatoes"\n')
+    proc = _l2l("run", str(config), "--set", "train.epochz=2")
+    assert proc.returncode == 2 and "train.epochz: unknown key" in proc.stderr
