@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,20 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 from engine.errors import ModelNotFoundError
+from models.catalog import sha256_file
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-_BLOCK = 1 << 20
 SHA_PREFIX = 16
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_student_folder(

@@ -11,7 +11,8 @@ import torch
 import models.convert as convert
 from engine.config import LoraConfig, TrainConfig
 from engine.errors import ModelNotFoundError
-from models.convert import resolve_student_folder, sha256_file
+from models.catalog import sha256_file
+from models.convert import resolve_student_folder
 from models.device import plan_training
 from models.student import Student
 

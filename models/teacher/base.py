@@ -104,11 +104,9 @@ def file_sha256(path: Path, cache_file: Path | None = None) -> str:
         known = {}
     if key in known:
         return known[key]
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    known[key] = h.hexdigest()
+    from models.catalog import sha256_file
+
+    known[key] = sha256_file(path)
     tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(known, indent=0), encoding="utf-8")
