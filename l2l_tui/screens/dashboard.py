@@ -8,10 +8,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from engine.worker import worker_log
+from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChanged, StoreWatcher, WatchFailed
 from l2l_tui.widgets.accuracy_plot import AccuracyPlot
 from l2l_tui.widgets.log_pane import LogPane
@@ -21,7 +21,7 @@ from l2l_tui.widgets.run_header import RunHeader
 from l2l_tui.widgets.teacher_stream import TeacherStream
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(WatchedScreen):
     """One run, live: everything on it comes from the store watcher's messages."""
 
     BINDINGS = [
@@ -72,21 +72,6 @@ class DashboardScreen(Screen[None]):
         self.query_one("#accuracy-plot").border_title = "accuracy % per round"
         self.watcher = self.app.start_watcher(self, run_id=self.run_id)  # type: ignore[attr-defined]
         self.query_one(RoundTable).focus()
-
-    def on_unmount(self) -> None:
-        """Stop watching."""
-        if self.watcher is not None:
-            self.app.stop_watcher(self.watcher)  # type: ignore[attr-defined]
-
-    def on_screen_suspend(self) -> None:
-        """Covered by another screen: stop polling."""
-        if self.watcher is not None:
-            self.watcher.pause(True)
-
-    def on_screen_resume(self) -> None:
-        """Visible again: poll at once."""
-        if self.watcher is not None:
-            self.watcher.pause(False)
 
     @property
     def frozen(self) -> bool:

@@ -9,10 +9,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from engine.store import RUN_STATUSES
+from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.queries import events_tail, log_tail, open_store
 from l2l_tui.watch import RunsChanged, StoreWatcher, WatchFailed
 from l2l_tui.widgets.log_pane import event_text
@@ -21,7 +21,7 @@ from l2l_tui.widgets.runs_table import RunsTable
 EMPTY = "No runs in this store yet — press [b]n[/] for a new run, or start one with [b]l2l run CONFIG[/]."
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(WatchedScreen):
     """All runs of the store; the run under the cursor is the one the keys act on."""
 
     BINDINGS = [
@@ -58,21 +58,6 @@ class RunsScreen(Screen[None]):
         """Start watching the store."""
         self.watcher = self.app.start_watcher(self, runs=True)  # type: ignore[attr-defined]
         self.query_one(RunsTable).focus()
-
-    def on_unmount(self) -> None:
-        """Stop watching."""
-        if self.watcher is not None:
-            self.app.stop_watcher(self.watcher)  # type: ignore[attr-defined]
-
-    def on_screen_suspend(self) -> None:
-        """Hidden under another screen: stop polling."""
-        if self.watcher is not None:
-            self.watcher.pause(True)
-
-    def on_screen_resume(self) -> None:
-        """Visible again: poll at once."""
-        if self.watcher is not None:
-            self.watcher.pause(False)
 
     # state --------------------------------------------------------------------------------------
     @property
