@@ -103,7 +103,7 @@ class TeacherConfig(Section):
     n_ctx: int = Field(4096, ge=256, description="Context tokens (shared by the parallel sequences).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
-    parallel: int = Field(4, ge=1, le=64, description="Sequences decoded together in one context.")
+    parallel: int = Field(8, ge=1, le=64, description="Sequences decoded together in one context.")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
     max_tokens: int = Field(384, ge=16, description="Budget per generated example set.")

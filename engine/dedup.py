@@ -22,10 +22,24 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(normalise(text).encode()).hexdigest()
 
 
+# a contained text must have this many words and cover this share of the longer text to count as a copy
+_MIN_COPY_WORDS = 4
+_MIN_COPY_SHARE = 0.5
+
+
+def _is_copy(a: str, b: str) -> bool:
+    """True when one normalised text is a contiguous piece of the other making up at least half of it."""
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if short.count(" ") + 1 < _MIN_COPY_WORDS or len(short) < _MIN_COPY_SHARE * len(long):
+        return False
+    return f" {short} " in f" {long} "
+
+
 class DedupIndex:
-    """Reference texts to compare candidates against: exact (same normalised text) and near (rapidfuzz
-    normalised Indel similarity ≥ threshold, i.e. edit-distance based, so a short text inside a long one
-    is not a duplicate of it)."""
+    """Reference texts to compare candidates against: exact (same normalised text), near (rapidfuzz
+    normalised Indel similarity ≥ threshold) and copies (a candidate that is a word-aligned piece of a
+    reference, or contains one, covering at least half of the longer text: teachers often return a
+    clause of the seed they were shown)."""
 
     def __init__(self, threshold: float = 0.9) -> None:
         if not 0 < threshold <= 1:
@@ -54,6 +68,9 @@ class DedupIndex:
             return "exact_duplicate", hit
         if self.threshold >= 1 or not self._texts:
             return None
+        for ref, id in zip(self._texts, self._ids):
+            if _is_copy(norm, ref):
+                return "near_duplicate", id
         # extractOne with a cutoff skips references whose length alone rules the score out
         best = process.extractOne(norm, self._texts, scorer=fuzz.ratio, score_cutoff=self.threshold * 100)
         if best is None:

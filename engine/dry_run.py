@@ -60,11 +60,13 @@ def dry_run_sections(cfg: RunConfig, prepared: Prepared | None = None) -> dict[s
         "teacher calls per round (at most)": f"{len(splits.seed)} × {cfg.loop.examples_per_miss} examples each",
     })
     try:
-        from models.memory import estimate_peak
+        from models.memory import describe, estimate_run
 
-        sections["sizes"].update(estimate_peak(cfg))
-    except ImportError:
-        pass
+        sections["memory"] = estimate_run(cfg, [(task.render_prompt(ex), task.render_response(ex)) for ex in splits.seed],
+                                          [task.render_prompt(ex) for ex in splits.validation[:64]])
+        sections["sizes"].update(describe(sections["memory"]))
+    except Exception as err:  # e.g. a model not installed yet: the rest of the dry run still shows
+        sections["sizes"]["estimated peak memory"] = f"unavailable: {err}"
     return sections
 
 

@@ -95,7 +95,8 @@ class Loop:
         """Write the phase's measurements and flip the round to its next phase (caller holds the transaction)."""
         current = self.store.round(self.run_id, idx) or {"phases": {}}
         phases = dict(current.get("phases") or {})
-        phases[phase] = {**meter.result(), "ended": now()}
+        # wall_seconds also counts what follows the meter (saving, store writes): the engine's overhead
+        phases[phase] = {**meter.result(), "wall_seconds": round(time.perf_counter() - meter.start, 3), "ended": now()}
         self.store.upsert_round(self.run_id, idx, phase=next_phase, phases=phases, **fields)
 
     # the loop ---------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class Loop:
             stats = student.train(pairs, self.cfg.train, seed=self.cfg.seed + idx, out_dir=adapter_dir,
                                   on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
                                   init_adapter=Path(init) if init else None)
+            meter.mark("compute", stats.seconds)
             self._student_adapter = str(adapter_dir)
         _save_resolved_config(adapter_dir.parent, self.cfg)
         fault_point("train", idx)
@@ -190,7 +192,9 @@ class Loop:
             splits["test"] = test[: self.cfg.eval.test_limit] if self.cfg.eval.test_limit else test
         with PhaseMeter() as meter:
             student = self._load_student(meter, adapter=round_row["adapter_path"])
+            t0 = time.perf_counter()
             predictions = self._predict(student, idx, [r for rows in splits.values() for r in rows])
+            meter.mark("compute", time.perf_counter() - t0)
         by_id = {p["example_id"]: p for p in predictions}
         acc: dict[str, float | None] = {}
         for name, rows in splits.items():
@@ -302,7 +306,9 @@ class Loop:
                         self.log(json.dumps(item, ensure_ascii=False)[:500], kind="teacher", parent=parents[reply.key]["id"])
 
             if todo:
+                t0 = time.perf_counter()
                 teacher.generate(todo, on_reply=on_reply)
+                meter.mark("compute", time.perf_counter() - t0)
         candidates: list[dict[str, Any]] = []
         failed = 0
         tokens_out = 0

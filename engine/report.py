@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Group
@@ -100,3 +100,28 @@ def runs_table(store: Store) -> Table:
                       cfg["student"]["model"], cfg["teacher"]["model"], str(run["rounds_done"]), pct(run["best_val"]),
                       run["created"][:19].replace("T", " "), seconds(duration(run)))
     return table
+
+
+def overhead_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """Per finished round: wall seconds, seconds of real work (training, scoring/decoding, teacher decoding) and the rest.
+
+    A round's wall time runs from the end of the previous round's last phase to the end of its own, so
+    model loading, freeing, saving, filtering and store writes all land in `overhead_s`.
+    """
+    rows: list[dict[str, Any]] = []
+    previous_end: datetime | None = None
+    for r in store.rounds(run_id):
+        phases = [p for p in (r.get("phases") or {}).values() if isinstance(p, dict) and p.get("ended")]
+        if not phases or r["phase"] != "done":
+            break
+        ends = [datetime.fromisoformat(p["ended"]) for p in phases]
+        if previous_end is None:
+            first = min(phases, key=lambda p: p["ended"])
+            previous_end = datetime.fromisoformat(first["ended"]) - timedelta(seconds=first.get("wall_seconds") or first["seconds"])
+        wall = (max(ends) - previous_end).total_seconds()
+        compute = sum(p.get("compute_seconds") or 0.0 for p in phases)
+        loads = sum(p.get("load_seconds") or 0.0 for p in phases)
+        rows.append({"round": r["idx"], "wall_s": wall, "compute_s": compute, "load_s": loads,
+                     "overhead_s": wall - compute, "overhead_share": (wall - compute) / wall if wall > 0 else None})
+        previous_end = max(ends)
+    return rows

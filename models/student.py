@@ -446,11 +446,14 @@ class Student:
 
     def free(self) -> None:
         """Release the model's memory (the Student is unusable afterwards)."""
+        from models.memory import release_heap
+
         self._peft = None
         self.base = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        release_heap()
 
 
 def _enable_checkpointing(model: Any) -> None:

@@ -41,6 +41,22 @@ def test_near_duplicate_of_a_lightly_edited_text() -> None:
     assert index.match(numbers_only) == ("near_duplicate", f"ref-{len(REVIEWS)}")
 
 
+# engine/demo_data/sentiment.jsonl line 127; the real run's 0.5B teacher returned its last two sentences
+CITY_BY_THE_SEA = (
+    "City by the Sea is the cinematic equivalent of defensive driving: It's careful, conscientious and makes no "
+    "major mistakes. But what saves lives on the freeway does not necessarily make for persuasive viewing."
+)
+
+
+def test_a_piece_of_a_reference_or_a_reference_plus_words_is_a_copy() -> None:
+    index = index_of(REVIEWS + [CITY_BY_THE_SEA])
+    tail = "It's careful, conscientious and makes no major mistakes. But what saves lives on the freeway does not necessarily make for persuasive viewing."
+    assert index.match(tail) == ("near_duplicate", f"ref-{len(REVIEWS)}")
+    padded = REVIEWS[4] + " I would not watch it again."
+    assert index.match(padded) == ("near_duplicate", "ref-4")
+    assert index.match("But what saves lives on the freeway does not necessarily persuade.") is None, "a small shared clause is not a copy"
+
+
 def test_new_texts_are_not_duplicates() -> None:
     index = index_of(REVIEWS + QUESTIONS)
     assert index.match("A quiet, patient film about a lighthouse keeper that earns every one of its tears.") is None

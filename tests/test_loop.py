@@ -11,6 +11,7 @@ import pytest
 
 from engine.config import resolve
 from engine.loop import Loop
+from engine.report import overhead_rows
 from engine.runs import create_run, effective_status, prepare, request_stop
 from engine.store import Store
 from conftest import tiny_config_doc
@@ -66,6 +67,13 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
     assert Path(r0["adapter_path"]).parent.joinpath("config.toml").exists()
     for phase in ("train", "eval", "augment", "filter"):
         assert r0["phases"][phase]["seconds"] >= 0 and r0["phases"][phase]["peak_rss_mb"] > 0
+        assert r0["phases"][phase]["wall_seconds"] >= r0["phases"][phase]["seconds"]
+    for phase in ("train", "eval", "augment"):
+        assert 0 < r0["phases"][phase]["compute_seconds"] <= r0["phases"][phase]["seconds"], phase
+    overhead = overhead_rows(store, run_id)
+    assert [r["round"] for r in overhead] == [0, 1]
+    for row in overhead:
+        assert row["wall_s"] > row["compute_s"] > 0 and 0 < row["overhead_share"] < 1
     kinds = {e["kind"] for e in store.events(run_id)}
     assert {"status", "phase", "teacher"} <= kinds
 

@@ -40,7 +40,7 @@ class LlamaCppTeacher:
         model_path: Path,
         *,
         n_ctx: int = 4096,
-        parallel: int = 4,
+        parallel: int = 8,
         n_gpu_layers: int = -1,
         n_threads: int | None = None,
         retries: int = 2,

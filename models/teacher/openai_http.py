@@ -16,7 +16,7 @@ from models.teacher.base import OnReply, TeacherReply, TeacherRequest, attempt_s
 class OpenAITeacher:
     """Sends up to `parallel` requests at once; replies must match the JSON schema sent as `response_format`."""
 
-    def __init__(self, base_url: str, model: str, *, parallel: int = 4, retries: int = 2, timeout: float = 600.0,
+    def __init__(self, base_url: str, model: str, *, parallel: int = 8, retries: int = 2, timeout: float = 600.0,
                  api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
