@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import TaskConfig
+from engine.tasks.common import fill_template
 
 
 @dataclass(frozen=True)
@@ -24,17 +25,18 @@ class Task(ABC):
     """A task kind bound to a TaskConfig."""
 
     kind: str
+    default_prompt: str  # used when task.prompt is unset; {input} is the example text
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
 
-    @abstractmethod
     def render_prompt(self, ex: Example) -> str:
         """Student prompt, ending where the response starts (e.g. '...\\nAnswer:')."""
+        return fill_template(self.cfg.prompt or self.default_prompt, input=ex.input)
 
-    @abstractmethod
     def render_response(self, ex: Example) -> str:
         """Training target appended to the prompt (starts with a space, no trailing EOS)."""
+        return ex.target
 
     def label_options(self, ex: Example) -> list[str] | None:
         """Continuations to score by log-likelihood (classification/MC); None means generate."""

@@ -8,7 +8,7 @@ from typing import Any
 from engine.config import DataConfig, TaskConfig
 from engine.errors import ConfigError
 from engine.tasks.base import Example, Task
-from engine.tasks.common import RowProblem, fill_template, raw_key
+from engine.tasks.common import RowProblem, raw_key
 from engine.tasks.teacher_prompt import (
     SYSTEM,
     bounded_string,
@@ -40,6 +40,7 @@ class ClassificationTask(Task):
     """Predicted label == gold label; the student is scored on ' <label>' continuations."""
 
     kind = "classification"
+    default_prompt = DEFAULT_PROMPT
     text_chars = 300
     reason_chars = 160
 
@@ -51,9 +52,6 @@ class ClassificationTask(Task):
         alternatives = "|".join(re.escape(label) for label in sorted(self.labels, key=len, reverse=True))
         self._leading = re.compile(rf"^[\s\"'`*(\[]*({alternatives})(?!\w)", re.IGNORECASE)
 
-    def render_prompt(self, ex: Example) -> str:
-        """Fill the prompt template with the text."""
-        return fill_template(self.cfg.prompt or DEFAULT_PROMPT, input=ex.input)
 
     def render_response(self, ex: Example) -> str:
         """' <label>'."""

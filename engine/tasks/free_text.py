@@ -8,7 +8,7 @@ from typing import Any
 from engine.config import DataConfig, TaskConfig
 from engine.errors import ConfigError
 from engine.tasks.base import Example, Task
-from engine.tasks.common import RowProblem, fill_template, normalise_answer, target_name
+from engine.tasks.common import RowProblem, normalise_answer, target_name
 from engine.tasks.teacher_prompt import (
     SYSTEM,
     bounded_string,
@@ -32,6 +32,7 @@ class FreeTextTask(Task):
     from task.answer_regex, where '{answer}' stands for the escaped target (without it the pattern is fixed)."""
 
     kind = "free_text"
+    default_prompt = DEFAULT_PROMPT
     input_chars = 500
     output_chars = 200
 
@@ -51,13 +52,7 @@ class FreeTextTask(Task):
         assert self.cfg.answer_regex is not None
         return self.cfg.answer_regex.replace("{answer}", re.escape(target_text.strip()))
 
-    def render_prompt(self, ex: Example) -> str:
-        """Fill the prompt template with the input."""
-        return fill_template(self.cfg.prompt or DEFAULT_PROMPT, input=ex.input)
 
-    def render_response(self, ex: Example) -> str:
-        """' <target text>'."""
-        return ex.target
 
     @property
     def stop(self) -> list[str]:

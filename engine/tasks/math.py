@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.config import DataConfig
 from engine.tasks.base import Example, Task
-from engine.tasks.common import RowProblem, fill_template, target_name
+from engine.tasks.common import RowProblem, target_name
 from engine.tasks.teacher_prompt import (
     SYSTEM,
     bounded_string,
@@ -174,16 +174,11 @@ class MathTask(Task):
     """Numeric answer: the final number (after '####', else after 'answer is', else the last one) must equal gold."""
 
     kind = "math"
+    default_prompt = DEFAULT_PROMPT
     question_chars = 400
     solution_chars = 700
 
-    def render_prompt(self, ex: Example) -> str:
-        """Fill the prompt template with the problem."""
-        return fill_template(self.cfg.prompt or DEFAULT_PROMPT, input=ex.input)
 
-    def render_response(self, ex: Example) -> str:
-        """The worked solution (or ' The answer is N.')."""
-        return ex.target
 
     @property
     def stop(self) -> list[str]:

@@ -27,6 +27,7 @@ class MultipleChoiceTask(Task):
     """Options are lettered A, B, ... (task.labels, default A-E); the student is scored on ' A', ' B', ..."""
 
     kind = "multiple_choice"
+    default_prompt = DEFAULT_PROMPT
     context_chars = 900
     option_chars = 200
     reason_chars = 200
@@ -48,7 +49,7 @@ class MultipleChoiceTask(Task):
 
     def render_prompt(self, ex: Example) -> str:
         """The template with {input} and {choices}; options are appended when the template has no {choices}."""
-        template = self.cfg.prompt or DEFAULT_PROMPT
+        template = self.cfg.prompt or self.default_prompt
         if "{choices}" not in template:
             head, sep, tail = template.rpartition("\n")
             template = f"{head}\n{{choices}}\n{tail}" if sep else f"{{choices}}\n{template}"
