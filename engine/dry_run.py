@@ -23,9 +23,18 @@ def masked_text(tokenizer: Any, prompt: str, response: str, max_length: int) -> 
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     enc = encode_pair(tokenizer, prompt, response, max_length, eos)
     text = Text()
-    for token_id, label in zip(enc.input_ids, enc.labels):
-        piece = tokenizer.decode([token_id]) if token_id != eos or label == IGNORE else "⟨eos⟩"
-        text.append(piece, style="dim" if label == IGNORE else "bold green underline")
+    pending: list[int] = []  # byte-level tokens that end inside a multi-byte character wait for the rest of it
+    for i, (token_id, label) in enumerate(zip(enc.input_ids, enc.labels)):
+        style = "dim" if label == IGNORE else "bold green underline"
+        if token_id == eos and label != IGNORE:
+            text.append("⟨eos⟩", style=style)
+            continue
+        pending.append(token_id)
+        piece = tokenizer.decode(pending)
+        if piece.endswith("\ufffd") and len(pending) < 4 and i + 1 < len(enc.input_ids):
+            continue
+        text.append(piece, style=style)
+        pending = []
     return text, len(enc.input_ids), enc.label_count
 
 
