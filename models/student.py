@@ -90,6 +90,7 @@ class Student:
         self.folder = folder
         self.device = torch.device("cuda", 0) if plan.device == "cuda" else torch.device("cpu")
         self._peft: Any = None
+        self._merged = False  # adapter folded into the base weights for inference
         self._gradient_checkpointing = False
         self._kbit_ready = plan.mode != "qlora-nf4"
         self._fast_head = getattr(base.config, "model_type", "") in _PLAIN_HEAD
@@ -171,6 +172,9 @@ class Student:
     def detach_adapter(self) -> None:
         """Remove the adapter's layers, leaving the untouched base model."""
         if self._peft is not None:
+            if self._merged:
+                self._peft.unmerge_adapter()
+                self._merged = False
             self.base = self._peft.unload()
             self._peft = None
             self.base.requires_grad_(False)
@@ -195,6 +199,16 @@ class Student:
             self._peft = get_peft_model(self.base, cfg)
         except ValueError as err:
             raise ConfigError(f"lora.target_modules {self.lora.target_modules}: {err}") from None
+
+    def _ready_for_inference(self) -> None:
+        """Fold the LoRA weights into the base (fp32/bf16 only): forward passes skip every adapter branch.
+
+        A 4-bit base cannot take the merge without rounding, so QLoRA keeps the adapter separate.
+        """
+        if self._peft is not None and not self._merged and self.plan.mode != "qlora-nf4":
+            self._peft.eval()
+            self._peft.merge_adapter()
+            self._merged = True
 
     def _prepare_kbit(self) -> None:
         """prepare_model_for_kbit_training, once, before the first QLoRA training."""
@@ -354,6 +368,7 @@ class Student:
             pad_token_id=self.pad_id,
             eos_token_id=sorted(self.eos_ids),
         )
+        self._ready_for_inference()
         lm = self.lm
         done = 0
         for chunk in _chunks(order, batch_size):
@@ -417,6 +432,7 @@ class Student:
             remaining[queries[0][2]] += 1
         done = sum(1 for r in remaining if r == 0)
         order = sorted(range(len(items)), key=lambda k: -len(items[k][0]))
+        self._ready_for_inference()
         lm = self.lm
         for chunk in _chunks(order, batch_size):
             batch = collate([Encoded(items[k][0], items[k][0]) for k in chunk], self.pad_id)

@@ -286,6 +286,21 @@ def test_score_options_batched_equals_unbatched_and_the_reference(trained: tuple
         s._fast_head = True
 
 
+def test_inference_folds_the_adapter_in_and_training_afterwards_starts_from_the_base(student: Student, tmp_path: Path) -> None:
+    base_before = {k: v.clone() for k, v in student.base.state_dict().items()}
+    first = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    labels = [" positive", " negative"]
+    with_branches = [reference_scores(student, p, labels) for p, _ in PAIRS]  # LoRA layers not merged yet
+    merged = student.score_options([p for p, _ in PAIRS], [labels] * len(PAIRS), batch_size=4)
+    assert student._merged
+    assert merged == [pytest.approx(r, abs=1e-4) for r in with_branches]
+    again = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
+    assert again.losses == pytest.approx(first.losses, rel=1e-4), "the merged weights leaked into the next training"
+    student.detach_adapter()
+    after = student.base.state_dict()
+    assert all(torch.allclose(after[k], base_before[k], atol=1e-6) for k in after)
+
+
 def test_score_options_prefers_the_trained_label(trained: tuple[Student, Path]) -> None:
     s, _ = trained
     labels = [" positive", " negative"]
