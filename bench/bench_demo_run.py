@@ -17,6 +17,7 @@ from engine.config import RunConfig  # noqa: E402
 from engine.report import overhead_rows  # noqa: E402
 from engine.runs import prepare  # noqa: E402
 from engine.store import Store  # noqa: E402
+from summary import report  # noqa: E402
 
 
 def quick_demo(store_path: Path) -> int:
@@ -65,11 +66,19 @@ def main(argv: list[str]) -> int:
     for r in overhead_rows(store, run_id):
         print(f"{r['round']:>5} {r['wall_s']:>8.1f} {r['compute_s']:>8.1f} {r['load_s']:>8.1f} {r['overhead_s']:>10.1f} "
               f"{100 * r['overhead_share']:>6.1f}%")
+    rows = overhead_rows(store, run_id)
+    if rows:
+        worst = max(rows, key=lambda r: r["overhead_share"])
+        report("engine overhead, worst round of the demo (wall − work)", f"round {worst['round']}: {worst['wall_s']:.0f} s wall",
+               f"{worst['overhead_s']:.1f} s overhead ({100 * worst['overhead_share']:.1f}%)", None, "< 5% of the round")
     print("\nmemory: dry-run estimate vs measured peak RSS (bar: within 25%)")
     print(f"{'phase':>18} {'estimate MB':>12} {'measured MB':>12} {'ratio':>7}")
     for phase, est, got in memory_check(store, run_id):
         ratio = est / got if got else float("nan")
         print(f"{phase:>18} {est:>12.0f} {got:>12.0f} {ratio:>7.2f}")
+        if phase == "run peak":
+            report("dry-run peak-memory estimate vs measured peak RSS of the demo", f"measured {got:.0f} MB",
+                   f"estimated {est:.0f} MB", ratio, "0.75–1.25")
     return 0
 
 

@@ -23,6 +23,7 @@ from bench_train import find_model, task_pairs  # noqa: E402
 from engine.config import LoraConfig, TrainConfig  # noqa: E402
 from models.device import plan_training  # noqa: E402
 from models.student import Student  # noqa: E402
+from summary import report  # noqa: E402
 
 LABELS = ["positive", "negative"]
 
@@ -83,6 +84,8 @@ def main() -> None:
     ):
         acc = sum(p == g for p, g in zip(preds, gold)) / n
         print(f"{name:<34}{secs:>9.2f}{n / secs:>11.1f}{t_single / secs:>9.1f}x{acc:>10.1%}{sum(p is None for p in preds):>10}")
+    report(f"sentiment eval, batched label log-likelihood (batch {args.batch_size}) vs one-at-a-time generate+parse",
+           f"{n / t_single:.1f} prompts/s", f"{n / t_score:.1f} prompts/s", t_single / t_score, "≥ 5×, same predictions")
     labelled = [i for i in range(n) if by_single[i] is not None]
     print(f"\nbatched generation == one-at-a-time text: {sum(a == b for a, b in zip(batched, single))}/{n}")
     print(f"score_options == generated label, where generation gave one: "

@@ -21,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.teacher.base import TeacherRequest  # noqa: E402
+from summary import report  # noqa: E402
 
 SYSTEM = (
     "You write new training examples for a small student model. The task: grade-school math word problems. "
@@ -93,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="GGUF teacher (default: a medium random llama in a temp dir)")
     parser.add_argument("--n", type=int, default=8, help="requests per path")
-    parser.add_argument("--parallel", type=int, default=4, help="sequences decoded together (batched path)")
+    parser.add_argument("--parallel", type=int, default=8, help="sequences decoded together (batched path)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--retries", type=int, default=2)
@@ -130,6 +131,11 @@ def main() -> None:
               f"examples/s x{by['batched']['examples_per_s'] / max(by['sequential']['examples_per_s'], 1e-9):.2f}")
     for r in results:
         print(f"{r['mode']} decoder stats: {r['decoder']}  sample: {r['sample']!r}")
+    if "sequential" in by and "batched" in by and by["sequential"]["tokens_per_s"]:
+        seq, bat = by["sequential"], by["batched"]
+        report(f"teacher tok/s, batched (parallel {bat['parallel']}) vs sequential, {model.name}",
+               f"{seq['tokens_per_s']} tok/s, {seq['validity']} valid", f"{bat['tokens_per_s']} tok/s, {bat['validity']} valid",
+               bat["tokens_per_s"] / seq["tokens_per_s"], "≥ 2× (CPU), ≥ 5× (GPU)")
     if args.json:
         args.json.write_text(json.dumps({"model": str(model), "args": {k: str(v) for k, v in vars(args).items()},
                                          "results": results}, indent=1))

@@ -33,6 +33,9 @@ SETTINGS: dict[str, list[str]] = {
     "sent-32-k3-e1-c80": SENTIMENT + ["data.seed_size=32", "data.validation_size=100", "data.test_size=300",
                                       "train.epochs=1", "loop.examples_per_miss=3", "loop.confidence_threshold=0.8",
                                       "loop.rounds=3"],
+    # control: plain fine-tuning only, with about as many optimizer steps as LLM2LLM's last round takes above
+    "sent-32-plain-e3": SENTIMENT + ["data.seed_size=32", "data.validation_size=100", "data.test_size=300",
+                                     "train.epochs=3", "loop.rounds=1"],
     "sent-16-k4-e2-c80": SENTIMENT + ["data.seed_size=16", "data.validation_size=100", "data.test_size=300",
                                       "train.epochs=2", "loop.examples_per_miss=4", "loop.confidence_threshold=0.8",
                                       "loop.rounds=3"],

@@ -1,4 +1,4 @@
-"""Honest comparison of two rounds on the test split: paired difference, bootstrap interval, exact McNemar p."""
+"""Honest comparison of two rounds (of one run or two runs on the same data) on the test split: paired difference, bootstrap interval, exact McNemar p."""
 
 from __future__ import annotations
 
@@ -31,21 +31,28 @@ class PairedDelta:
                 f"zero is {verdict} the interval")
 
 
-def paired_delta(store: Store, run_id: int, round_a: int, round_b: int, split: str = "test",
-                 resamples: int = 2000, seed: int = 0) -> PairedDelta | None:
-    """Compare two rounds' predictions on the examples both scored; None when there are none."""
-    a = {p["example_id"]: p["correct"] for p in store.predictions(run_id, round_a) if p["split"] == split}
-    b = {p["example_id"]: p["correct"] for p in store.predictions(run_id, round_b) if p["split"] == split}
-    ids = sorted(set(a) & set(b))
-    if not ids:
+def _correct_by_text(store: Store, run_id: int, round_idx: int, split: str) -> dict[str, int]:
+    """1/0 per scored example of a split, keyed by the example's content hash (equal across runs on the same data)."""
+    hashes = {e["id"]: e["content_hash"] for e in store.examples(run_id, split=split)}
+    return {hashes[p["example_id"]]: p["correct"] for p in store.predictions(run_id, round_idx)
+            if p["split"] == split and p["example_id"] in hashes}
+
+
+def paired_delta(store: Store, run_id: int, round_a: int, round_b: int, split: str = "test", *,
+                 run_b: int | None = None, resamples: int = 2000, seed: int = 0) -> PairedDelta | None:
+    """Compare round_b (of run_b, default the same run) with round_a on the examples both scored; None if none."""
+    a = _correct_by_text(store, run_id, round_a, split)
+    b = _correct_by_text(store, run_b if run_b is not None else run_id, round_b, split)
+    keys = sorted(set(a) & set(b))
+    if not keys:
         return None
-    diffs = [b[i] - a[i] for i in ids]
-    n = len(ids)
+    diffs = [b[k] - a[k] for k in keys]
+    n = len(keys)
     rng = random.Random(seed)
     boots = sorted(sum(rng.choice(diffs) for _ in range(n)) / n for _ in range(resamples))
     b_only = sum(1 for d in diffs if d > 0)
     a_only = sum(1 for d in diffs if d < 0)
-    return PairedDelta(n=n, acc_a=sum(a[i] for i in ids) / n, acc_b=sum(b[i] for i in ids) / n, delta=sum(diffs) / n,
+    return PairedDelta(n=n, acc_a=sum(a[k] for k in keys) / n, acc_b=sum(b[k] for k in keys) / n, delta=sum(diffs) / n,
                        ci_low=boots[int(0.025 * resamples)], ci_high=boots[int(0.975 * resamples) - 1],
                        b_only=b_only, a_only=a_only, p_value=mcnemar_exact(b_only, a_only))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -67,8 +68,31 @@ def accuracy_plot(rounds: list[dict], width: int = 70, height: int = 14) -> str:
     return plotext.build()
 
 
-def comparison(store: Store, run_id: int) -> Group:
-    """Baseline (round 0) vs LLM2LLM (best round on validation), per round and paired on test."""
+def control_config(store: Store, run_id: int) -> RunConfig | None:
+    """Plain fine-tuning on the seeds alone, with as many optimizer steps as the chosen round took (None if round 0 won).
+
+    LLM2LLM's later rounds train on more examples for the same epochs, so they also take more optimizer steps;
+    this run tells how much of a gain more steps alone would have given.
+    """
+    run = store.run(run_id)
+    best = run["best_round"] or 0
+    if best == 0:
+        return None
+    cfg = RunConfig.model_validate(run["config"])
+    steps = (store.round(run_id, best)["phases"].get("train") or {}).get("steps")
+    seeds = store.count("examples", run_id=run_id, split="seed")
+    if not steps or not seeds:
+        return None
+    per_epoch = math.ceil(seeds / (cfg.train.batch_size * cfg.train.grad_accum))
+    doc = cfg.model_dump(mode="json")
+    doc["name"] = f"{cfg.name} · control: plain fine-tuning, {steps} steps"
+    doc["train"]["epochs"] = round(steps / per_epoch, 3)
+    doc["loop"]["rounds"] = 1
+    return RunConfig.model_validate(doc)
+
+
+def comparison(store: Store, run_id: int, control_id: int | None = None) -> Group:
+    """Baseline (round 0) vs LLM2LLM (best round on validation), per round and paired on test; plus the control run."""
     from engine.compare import paired_delta
     from engine.report import pct, rounds_table
 
@@ -77,10 +101,20 @@ def comparison(store: Store, run_id: int) -> Group:
     best = run["best_round"] if run["best_round"] is not None else 0
     base, chosen = rounds[0], store.round(run_id, best)
     added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
-    table = Table("", "plain fine-tuning (round 0)", f"LLM2LLM (round {best}, chosen on validation)", title="demo result")
-    table.add_row("validation accuracy %", pct(base["val_acc"]), pct(chosen["val_acc"]))
-    table.add_row("test accuracy %", pct(base["test_acc"]), pct(chosen["test_acc"]))
-    table.add_row("training examples", str(base["train_size"]), str(chosen["train_size"]))
+    columns = ["", "plain fine-tuning (round 0)", f"LLM2LLM (round {best}, chosen on validation)"]
+    control = store.round(control_id, 0) if control_id is not None else None
+    if control is not None:
+        columns.append(f"plain fine-tuning, same steps (run {control_id})")
+    table = Table(*columns, title="demo result")
+
+    def row(label: str, *values: str) -> None:
+        table.add_row(label, *values[: len(columns) - 1])
+
+    steps = [str((r["phases"].get("train") or {}).get("steps", "-")) for r in (base, chosen, control or base)]
+    row("validation accuracy %", pct(base["val_acc"]), pct(chosen["val_acc"]), pct(control and control["val_acc"]))
+    row("test accuracy %", pct(base["test_acc"]), pct(chosen["test_acc"]), pct(control and control["test_acc"]))
+    row("training examples", str(base["train_size"]), str(chosen["train_size"]), str(control and control["train_size"]))
+    row("optimizer steps", *steps)
     parts: list = [rounds_table(store, run_id, title="rounds"), table,
                    Text(f"teacher-written examples kept over the run: {added}")]
     if best == 0:
@@ -89,6 +123,11 @@ def comparison(store: Store, run_id: int) -> Group:
         delta = paired_delta(store, run_id, 0, best)
         if delta is not None:
             parts.append(Text(f"LLM2LLM vs plain fine-tuning on test: {delta.describe()}", style="bold"))
+        if control is not None:
+            vs_control = paired_delta(store, control_id, 0, best, run_b=run_id)
+            if vs_control is not None:
+                parts.append(Text(f"LLM2LLM vs plain fine-tuning with as many optimizer steps: {vs_control.describe()}",
+                                  style="bold"))
     parts.append(Text.from_ansi(accuracy_plot(rounds)))
     return Group(*parts)
 
@@ -109,7 +148,16 @@ def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Co
     console.print(f"run {run_id} in {store.path} (watch it in the app: `l2l`)")
     with CliProgress(console) as progress:
         status = Loop(store, run_id, on_progress=progress.update, on_log=progress.log).run()
-    out.print(comparison(store, run_id))
     if status != "finished":
+        out.print(comparison(store, run_id))
         console.print(f"demo run {status}; continue with `l2l resume {run_id}`")
+        return run_id
+    control_id = None
+    control = control_config(store, run_id)
+    if control is not None:
+        console.print(f"control: {control.name} ({control.train.epochs:g} epochs on the seeds alone)")
+        control_id = create_run(store, prepare(control))
+        with CliProgress(console) as progress:
+            Loop(store, control_id, on_progress=progress.update, on_log=progress.log).run()
+    out.print(comparison(store, run_id, control_id))
     return run_id
