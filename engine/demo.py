@@ -139,7 +139,7 @@ def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Co
     from engine.runs import create_run, prepare
 
     cfg = demo_config(store_path, overrides, quick)
-    console.print(f"[bold]l2l demo[/]: {cfg.task.preset} word problems, {cfg.data.seed_size} seed examples, "
+    console.print(f"[bold]l2l demo[/]: task {cfg.task.preset}, {cfg.data.seed_size} seed examples, "
                   f"student {cfg.student.model}, teacher {cfg.teacher.model}, {cfg.loop.rounds} rounds")
     ensure_models(cfg, console)
     prepared = prepare(cfg)
