@@ -29,6 +29,7 @@ from models.batching import (
     truncate_left,
 )
 from models.device import TrainingPlan, peak_rss_mb, reset_peak_rss
+from models.memory import release_heap
 
 # Architectures whose logits are exactly lm_head(decoder hidden state) (Gemma's soft-capping is applied by hand):
 # for these the head runs only on the positions that matter (response tokens, option tokens).
@@ -324,6 +325,8 @@ class Student:
             if on_step is not None:
                 on_step(step, total, step_loss)
         seconds = time.perf_counter() - started
+        del optimizer, schedule, params
+        release_heap()  # activations and optimizer state are gone: give their pages back before evaluation
         self._peft.eval()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -462,8 +465,6 @@ class Student:
 
     def free(self) -> None:
         """Release the model's memory (the Student is unusable afterwards)."""
-        from models.memory import release_heap
-
         self._peft = None
         self.base = None
         gc.collect()
