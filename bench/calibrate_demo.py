@@ -23,12 +23,19 @@ from engine.report import duration  # noqa: E402
 from engine.runs import create_run, prepare  # noqa: E402
 from engine.store import Store  # noqa: E402
 
-SENTIMENT = ["task.preset=rotten_tomatoes", "data.pool=demo_data/sentiment.jsonl", "data.input_field=text",
-             "data.target_field=label", "eval.max_new_tokens=8"]
+# Everything a setting depends on is spelled out, so that changing demo.toml does not change what was measured.
+COMMON = ["student.model=smollm2-135m-instruct", "student.max_length=256", "train.batch_size=8", "train.learning_rate=3e-4",
+          "eval.batch_size=32", "teacher.model=qwen2.5-coder-1.5b-instruct", "teacher.parallel=8",
+          "teacher.max_tokens=512", "teacher.temperature=0.7"]
+SENTIMENT = COMMON + ["task.preset=rotten_tomatoes", "data.pool=demo_data/sentiment.jsonl", "data.input_field=text",
+                      "data.target_field=label", "eval.max_new_tokens=8"]
+MAWPS = COMMON + ["task.preset=mawps", "data.pool=demo_data/mawps.jsonl", "data.input_field=input",
+                  "data.target_field=target", "eval.max_new_tokens=48"]
 
 SETTINGS: dict[str, list[str]] = {
     # the first demo: MAWPS word problems, number-only seed targets (at quick size to fit the budget)
-    "mawps-16-k2-e3": ["data.seed_size=16", "data.validation_size=40", "data.test_size=100", "loop.rounds=2"],
+    "mawps-16-k2-e3": MAWPS + ["data.seed_size=16", "data.validation_size=40", "data.test_size=100", "train.epochs=3",
+                               "loop.examples_per_miss=2", "loop.rounds=2"],
     # calibration.md's levers on sentiment: few updates leave misses, k new examples each, low confidence counts
     "sent-32-k3-e1-c80": SENTIMENT + ["data.seed_size=32", "data.validation_size=100", "data.test_size=300",
                                       "train.epochs=1", "loop.examples_per_miss=3", "loop.confidence_threshold=0.8",

@@ -11,7 +11,8 @@ from engine.runs import prepare
 def test_demo_config_validates_and_loads_its_packaged_data(tmp_path: Path) -> None:
     cfg = demo_config(tmp_path / "l2l.db")
     prepared = prepare(cfg, check_models=False)
-    assert cfg.task.kind == "math" and cfg.student.model == "smollm2-135m-instruct"
+    assert cfg.task.kind == "classification" and cfg.student.model == "smollm2-135m-instruct"
+    assert cfg.teacher.model == "qwen2.5-coder-1.5b-instruct" and cfg.loop.examples_per_miss == 3
     assert len(prepared.splits.seed) == cfg.data.seed_size
     assert len(prepared.splits.validation) == cfg.data.validation_size
     assert len(prepared.splits.test) == cfg.data.test_size
