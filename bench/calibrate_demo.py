@@ -58,7 +58,7 @@ def run_one(store_path: Path, overrides: list[str], seed_set: int) -> tuple[Stor
         if run["name"] == name and run["status"] == "finished":
             return store, run["id"]
     run_id = create_run(store, prepare(cfg))
-    status = Loop(store, run_id, on_log=lambda line: print("   ", line, flush=True)).run()
+    status = Loop(store, run_id, on_log=lambda line, kind: print("   ", line, flush=True)).run()
     if status != "finished":
         raise SystemExit(f"run {run_id} in {store_path} ended {status}")
     return store, run_id

@@ -8,6 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+TEACHER_SAMPLE = 3  # teacher examples echoed per augment phase
+
+
 class CliProgress:
     """Shows one bar per phase; a new phase replaces the previous bar."""
 
@@ -17,6 +20,7 @@ class CliProgress:
                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True)
         self.task: TaskID | None = None
         self.phase = ""
+        self.teacher_lines = 0
 
     def __enter__(self) -> CliProgress:
         self.bar.start()
@@ -34,6 +38,14 @@ class CliProgress:
             self.phase = phase
         self.bar.update(self.task, completed=done, total=total)
 
-    def log(self, message: str) -> None:
-        """Print an event line above the bar."""
-        self.console.print(message, highlight=False)
+    def log(self, message: str, kind: str = "info") -> None:
+        """Print an event line above the bar; of a batch of teacher examples only the first few, one line each."""
+        if kind != "teacher":
+            self.teacher_lines = 0
+            self.console.print(message, highlight=False)
+            return
+        self.teacher_lines += 1
+        if self.teacher_lines <= TEACHER_SAMPLE:
+            self.console.print(f"  teacher: {message}", highlight=False, no_wrap=True, overflow="ellipsis")
+        elif self.teacher_lines == TEACHER_SAMPLE + 1:
+            self.console.print("  teacher: … (every example is in the store: `l2l` → examples)", highlight=False)

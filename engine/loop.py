@@ -63,7 +63,7 @@ class Loop:
     """Runs (or resumes) one run of the store until it finishes or is stopped."""
 
     def __init__(self, store: Store, run_id: int, *, on_progress: Progress | None = None,
-                 on_log: Callable[[str], None] | None = None) -> None:
+                 on_log: Callable[[str, str], None] | None = None) -> None:
         self.store = store
         self.run_id = run_id
         run = store.run(run_id)
@@ -81,7 +81,7 @@ class Loop:
         """Record an event (and echo it to the CLI)."""
         self.store.log(self.run_id, message, kind=kind, level=level, **data)
         if self.on_log is not None:
-            self.on_log(message)
+            self.on_log(message, kind)
 
     def progress(self, round_idx: int, phase: str) -> ProgressWriter:
         """A coalescing progress writer for one phase."""

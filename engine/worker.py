@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     store = Store(Path(argv[0]), create=False)
     run_id = int(argv[1])
     try:
-        status = Loop(store, run_id, on_log=lambda m: print(m, flush=True)).run()
+        status = Loop(store, run_id, on_log=lambda message, kind: print(message, flush=True)).run()
     except Exception:
         import traceback
 

@@ -32,3 +32,20 @@ def test_unknown_override_key_is_refused_by_name(tmp_path: Path) -> None:
     config.write_text('[task]\npreset = "rotten_tomatoes"\n')
     proc = _l2l("run", str(config), "--set", "train.epochz=2")
     assert proc.returncode == 2 and "train.epochz: unknown key" in proc.stderr
+
+
+def test_cli_progress_echoes_a_sample_of_teacher_examples_per_phase() -> None:
+    from rich.console import Console
+
+    from engine.cli_progress import TEACHER_SAMPLE, CliProgress
+
+    console = Console(width=60, record=True)
+    progress = CliProgress(console)
+    for round_idx in range(2):
+        progress.log(f"round {round_idx}: asking the teacher", "phase")
+        for i in range(10):
+            progress.log('{"text": "' + "a long teacher example " * 5 + f'{i}", "label": "positive"}}', "teacher")
+    lines = console.export_text().splitlines()
+    assert sum(line.startswith("  teacher: {") for line in lines) == 2 * TEACHER_SAMPLE
+    assert sum("every example is in the store" in line for line in lines) == 2
+    assert all(len(line) <= 60 for line in lines), "teacher examples are cut to one line"
