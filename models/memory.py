@@ -23,6 +23,9 @@ RUNTIME_MB = 470
 # LoRA on every projection on the CPU. Measured with SmolLM2-135M (30 layers, 576 + 1536 wide), batch 8:
 # 3.2 MB per token of the largest batch on sentiment (63 tokens), 3.7 MB on GSM8K (256); 14.6 ≈ 3.7 MB.
 TRAIN_ACT_PER_TOKEN_WIDTH = 14.6
+# What a worker keeps after a training phase even with its heap handed back (torch's caches, tokenizer,
+# fragmentation): measured 435 MB before evaluation and about 700 MB before the teacher on the demo.
+RESIDUE_MB = 450
 # llama.cpp compute buffer and output logits: roughly one n_batch of hidden-size scratch plus logits.
 TEACHER_N_BATCH = 512
 
@@ -114,12 +117,12 @@ def estimate_phases(student: Shape, teacher: Shape | None, *, batch_size: int, l
     train = RUNTIME_MB + (weight_bytes + act) / MB
     kv = 4 * 2 * student.layers * student.kv_dim * eval_batch * eval_tokens
     logits = 4 * 2 * eval_batch * student.vocab
-    evaluate = RUNTIME_MB + (weight_bytes + kv + logits) / MB
+    evaluate = RUNTIME_MB + RESIDUE_MB + (weight_bytes + kv + logits) / MB
     teacher_mb = None
     if teacher is not None:
         teacher_kv = 2 * 2 * teacher.layers * teacher.kv_dim * n_ctx  # f16 K and V
         scratch = 4 * TEACHER_N_BATCH * (teacher.vocab + 8 * teacher.hidden)
-        teacher_mb = RUNTIME_MB + (teacher.file_bytes + teacher_kv + scratch) / MB
+        teacher_mb = RUNTIME_MB + RESIDUE_MB + (teacher.file_bytes + teacher_kv + scratch) / MB
     return PhaseEstimate(train_mb=train, eval_mb=evaluate, teacher_mb=teacher_mb, on_gpu=on_gpu)
 
 
