@@ -20,7 +20,7 @@ def teacher_args() -> list[str]:
     from models.catalog import installed_path
 
     path = installed_path("qwen2.5-coder-1.5b-instruct")
-    return ["--model", str(path), "--n", "16", "--parallel", "8"] if path else []
+    return ["--model", str(path), "--n", "32", "--parallel", "8"] if path else []
 
 
 BENCHES = {
