@@ -101,20 +101,15 @@ def comparison(store: Store, run_id: int, control_id: int | None = None) -> Grou
     best = run["best_round"] if run["best_round"] is not None else 0
     base, chosen = rounds[0], store.round(run_id, best)
     added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
-    columns = ["", "plain fine-tuning (round 0)", f"LLM2LLM (round {best}, chosen on validation)"]
+    shown = [("plain fine-tuning (round 0)", base), (f"LLM2LLM (round {best}, chosen on validation)", chosen)]
     control = store.round(control_id, 0) if control_id is not None else None
     if control is not None:
-        columns.append(f"plain fine-tuning, same steps (run {control_id})")
-    table = Table(*columns, title="demo result")
-
-    def row(label: str, *values: str) -> None:
-        table.add_row(label, *values[: len(columns) - 1])
-
-    steps = [str((r["phases"].get("train") or {}).get("steps", "-")) for r in (base, chosen, control or base)]
-    row("validation accuracy %", pct(base["val_acc"]), pct(chosen["val_acc"]), pct(control and control["val_acc"]))
-    row("test accuracy %", pct(base["test_acc"]), pct(chosen["test_acc"]), pct(control and control["test_acc"]))
-    row("training examples", str(base["train_size"]), str(chosen["train_size"]), str(control and control["train_size"]))
-    row("optimizer steps", *steps)
+        shown.append((f"plain fine-tuning, same steps (run {control_id})", control))
+    table = Table("", *(name for name, _ in shown), title="demo result")
+    table.add_row("validation accuracy %", *(pct(r["val_acc"]) for _, r in shown))
+    table.add_row("test accuracy %", *(pct(r["test_acc"]) for _, r in shown))
+    table.add_row("training examples", *(str(r["train_size"]) for _, r in shown))
+    table.add_row("optimizer steps", *(str((r["phases"].get("train") or {}).get("steps", "-")) for _, r in shown))
     parts: list = [rounds_table(store, run_id, title="rounds"), table,
                    Text(f"teacher-written examples kept over the run: {added}")]
     if best == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,12 +163,18 @@ def describe(est: PhaseEstimate) -> dict[str, str]:
     return rows
 
 
+@functools.cache
+def _libc() -> Any:
+    """The C library, or None where it cannot be found."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
 def release_heap() -> None:
     """Hand freed heap pages back to the OS (glibc keeps them, which would inflate the next phase's RSS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    trim = getattr(_libc(), "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)
