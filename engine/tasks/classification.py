@@ -10,13 +10,12 @@ from engine.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, raw_key
 from engine.tasks.teacher_prompt import (
-    SYSTEM,
     bounded_string,
     clip,
     examples_schema,
-    format_request,
     object_schema,
     student_said,
+    teacher_chat,
 )
 
 DEFAULT_PROMPT = "Input: {input}\nLabel:"
@@ -102,14 +101,13 @@ class ClassificationTask(Task):
             "that are hard in the same way: a careful human reader must still agree on the label. Do not make them "
             "easier or more generic than the original, and do not copy it: change the topic, names and wording."
         )
-        request = format_request([
+        return teacher_chat([
             instructions,
             f"Text the student got wrong:\n{clip(ex.input, 3 * self.text_chars)}",
             f"Correct label: {ex.answer}",
             student_said(student_output, self.extract(student_output or "", ex)),
             f"Now write the {k} new text{'s' if k > 1 else ''}; the correct label of each is {ex.answer}.",
         ])
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": request}]
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'what_made_it_hard': str, 'examples': [{'text', 'label': enum}] × k}."""

@@ -10,13 +10,12 @@ from engine.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, normalise_answer, target_name
 from engine.tasks.teacher_prompt import (
-    SYSTEM,
     bounded_string,
     clip,
     examples_schema,
-    format_request,
     object_schema,
     student_said,
+    teacher_chat,
 )
 
 DEFAULT_PROMPT = "Input: {input}\nOutput:"
@@ -97,13 +96,12 @@ class FreeTextTask(Task):
             f"Write {k} new example{'s' if k > 1 else ''} of this task that practise what the student got wrong "
             "below, at the same difficulty: a new input (different content, not a copy) and its correct one-line output."
         )
-        request = format_request([
+        return teacher_chat([
             instructions,
             f"Input the student got wrong:\n{clip(ex.input, 2 * self.input_chars)}",
             f"Correct output: {ex.target.strip()}",
             student_said(student_output, self.extract(student_output or "", ex)),
         ])
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": request}]
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'examples': [{'input', 'output'}] × k}."""

@@ -14,13 +14,13 @@ from engine.config import DataConfig
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, target_name
 from engine.tasks.teacher_prompt import (
-    SYSTEM,
     bounded_string,
     clip,
     examples_schema,
     format_request,
     object_schema,
     student_said,
+    teacher_chat,
 )
 
 # A number in running text: optional sign (not after a word/digit, so '48-24' is 48 and 24), optional '$',
@@ -232,18 +232,12 @@ class MathTask(Task):
         gold = ex.target.strip()
         if is_number_only(ex.target):
             gold = f"(only the answer is known) #### {ex.answer}"
-        request = format_request([
+        return teacher_chat([
             instructions,
             f"Problem the student got wrong:\n{clip(ex.input, 2 * self.question_chars)}",
             f"Correct solution:\n{clip(gold, 2 * self.solution_chars)}",
             student_said(student_output, self.extract(student_output or "", ex)),
-        ])
-        return [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": demo},
-            {"role": "assistant", "content": json.dumps(_DEMO_REPLY)},
-            {"role": "user", "content": request},
-        ]
+        ], worked=(demo, json.dumps(_DEMO_REPLY)))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'examples': [{'question', 'solution', 'answer': number}] × k}, strings bounded."""

@@ -10,13 +10,12 @@ from engine.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, fill_template, raw_key
 from engine.tasks.teacher_prompt import (
-    SYSTEM,
     bounded_string,
     clip,
     examples_schema,
-    format_request,
     object_schema,
     student_said,
+    teacher_chat,
 )
 
 DEFAULT_PROMPT = "{input}\n{choices}\nAnswer:"
@@ -113,13 +112,12 @@ class MultipleChoiceTask(Task):
             "Vary which letter is correct. Do not copy the original."
         )
         shown = self.render_prompt(ex)
-        request = format_request([
+        return teacher_chat([
             instructions,
             f"Question the student got wrong:\n{clip(shown, 2 * self.context_chars + n * self.option_chars)}",
             f"Correct option: {ex.answer}",
             student_said(student_output, self.extract(student_output or "", ex)),
         ])
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": request}]
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'what_made_it_hard', 'examples': [{'context', 'options': n strings, 'answer': letter}] × k}."""

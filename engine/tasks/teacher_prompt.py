@@ -72,3 +72,11 @@ def max_reply_chars(schema: dict[str, Any]) -> int:
 def format_request(lines: list[str]) -> str:
     """Join the non-empty parts of a teacher request with blank lines."""
     return "\n\n".join(part for part in lines if part)
+
+
+def teacher_chat(parts: list[str], worked: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """The system message, an optional worked (request, reply) exchange, then the request joined from `parts`."""
+    messages = [{"role": "system", "content": SYSTEM}]
+    if worked is not None:
+        messages += [{"role": "user", "content": worked[0]}, {"role": "assistant", "content": worked[1]}]
+    return messages + [{"role": "user", "content": format_request(parts)}]
