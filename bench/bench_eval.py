@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import find_model, task_pairs  # noqa: E402
 
-from engine.config import LoraConfig, TrainConfig  # noqa: E402
+from models.params import LoraParams, TrainParams  # noqa: E402
 from models.device import plan_training  # noqa: E402
 from models.student import Student  # noqa: E402
 from summary import report  # noqa: E402
@@ -47,12 +47,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         folder, origin = find_model(args.model, Path(scratch))
-        student = Student.load(folder, plan_training("auto"), LoraConfig(), 512)
+        student = Student.load(folder, plan_training("auto"), LoraParams(), 512)
         pairs, data_origin = task_pairs("sentiment", args.prompts)
         print(f"model: {origin}\nprompts: {len(pairs)} from {data_origin}; batch {args.batch_size}")
         if args.train_epochs > 0:
             distinct = list(dict.fromkeys(pairs))
-            stats = student.train(distinct, TrainConfig(epochs=args.train_epochs, batch_size=8, learning_rate=3e-4),
+            stats = student.train(distinct, TrainParams(epochs=args.train_epochs, batch_size=8, learning_rate=3e-4),
                                   seed=0, out_dir=Path(scratch) / "adapter")
             print(f"fine-tuned on {len(distinct)} distinct rows: {stats.steps} steps, {stats.seconds:.1f}s, loss {stats.final_loss:.3f}")
         prompts = [p for p, _ in pairs]

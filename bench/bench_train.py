@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import LoraConfig, TrainConfig  # noqa: E402
+from models.params import LoraParams, TrainParams  # noqa: E402
 from models.convert import resolve_student_folder  # noqa: E402
 from models.device import plan_training  # noqa: E402
 from models.paths import model_cache  # noqa: E402
@@ -119,7 +119,7 @@ def task_pairs(task: str, n: int) -> tuple[list[tuple[str, str]], str]:
 
 def run_mode(student: Student, pairs: list[tuple[str, str]], mode: str, batch_size: int, out: Path) -> dict:
     """Train once in `mode`; the numbers the table shows."""
-    cfg = TrainConfig(epochs=1, batch_size=batch_size, learning_rate=1e-4, warmup_ratio=0.0)
+    cfg = TrainParams(epochs=1, batch_size=batch_size, learning_rate=1e-4, warmup_ratio=0.0)
     student._fast_head = mode != "naive"
     try:
         stats = student.train(pairs, cfg, seed=0, out_dir=out / mode, padding="max_length" if mode == "naive" else mode)
@@ -151,11 +151,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder, origin = find_model(args.model, Path(scratch))
         plan = plan_training("auto")
-        student = Student.load(folder, plan, LoraConfig(), args.max_length)
+        student = Student.load(folder, plan, LoraParams(), args.max_length)
         print(f"model: {origin}\n  {folder}\nplan: {plan.mode} on {plan.device}; batch {args.batch_size}, "
               f"{args.steps} steps per mode, max_length {args.max_length}")
         warm, _ = task_pairs("sentiment", args.batch_size)
-        student.train(warm, TrainConfig(epochs=1, batch_size=args.batch_size), seed=0, out_dir=Path(scratch) / "warm")
+        student.train(warm, TrainParams(epochs=1, batch_size=args.batch_size), seed=0, out_dir=Path(scratch) / "warm")
         for task in args.tasks.split(","):
             pairs, data_origin = task_pairs(task, args.steps * args.batch_size)
             lengths = sorted(len(student.tokenizer(p)["input_ids"]) + len(student.tokenizer(r)["input_ids"]) + 1 for p, r in pairs)

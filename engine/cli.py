@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import typer
 from rich.console import Console
 
-from engine.errors import L2LError
+from models.errors import L2LError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
                   help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")

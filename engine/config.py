@@ -11,7 +11,8 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.errors import ConfigError
+from models.errors import ConfigError
+from models.params import LoraParams, TeacherParams, TrainParams
 
 TaskKind = Literal["math", "classification", "multiple_choice", "free_text"]
 
@@ -45,6 +46,7 @@ class DataConfig(Section):
     validation_size: int = Field(200, ge=1, description="Rows drawn for validation from the pool.")
     test_size: int = Field(500, ge=1, description="Rows drawn for test from the pool.")
     split_seed: int = Field(0, description="Seed of every random draw of rows.")
+    seed_draw: int | None = Field(None, description="Seed of the seed-example draw alone (a sweep's seed sets); validation and test stay as split_seed drew them. Default: split_seed's draw.")
     input_field: str = Field("input", description="Field with the example text.")
     target_field: str = Field("target", description="Field with the gold answer (label, number, option index or text).")
     choices_field: str | None = Field(None, description="Field with the list of options (multiple_choice).")
@@ -71,6 +73,10 @@ class LoraConfig(Section):
         description="Module names that get adapters.",
     )
 
+    def params(self) -> LoraParams:
+        """The adapter shape as the student takes it."""
+        return LoraParams(r=self.r, alpha=self.alpha, dropout=self.dropout, target_modules=tuple(self.target_modules))
+
 
 class TrainConfig(Section):
     """Optimiser settings of each round's fine-tuning."""
@@ -83,6 +89,15 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    steps: int | None = Field(None, ge=1, description="Optimizer steps per training; replaces epochs when set (step-matched baselines use it).")
+
+    def params(self) -> TrainParams:
+        """The optimiser settings as the student takes them."""
+        return TrainParams(**self.model_dump())
+
+    def optimizer_steps(self, n_examples: int) -> int:
+        """Optimizer steps a training on n_examples takes: the one formula training, the dry run and baselines share."""
+        return self.params().optimizer_steps(n_examples)
 
 
 class EvalConfig(Section):
@@ -109,6 +124,13 @@ class TeacherConfig(Section):
     max_tokens: int = Field(384, ge=16, description="Budget per generated example set.")
     retries: int = Field(2, ge=0, description="Extra attempts when a reply is unusable.")
     seed: int | None = Field(None, description="Sampling seed (default: the run seed).")
+    show_student_answer: bool = Field(True, description="Show the teacher the student's wrong answer as well as the gold one (the paper's teacher never sees it).")
+
+    def params(self) -> TeacherParams:
+        """The backend settings as the teacher takes them."""
+        return TeacherParams(backend=self.backend, model=self.model, base_url=self.base_url, n_ctx=self.n_ctx,
+                             n_gpu_layers=self.n_gpu_layers, n_threads=self.n_threads, parallel=self.parallel,
+                             retries=self.retries, seed=self.seed)
 
 
 class LoopConfig(Section):
@@ -119,9 +141,11 @@ class LoopConfig(Section):
     miss_source: Literal["seed", "all"] = Field("seed", description="Evaluate misses among seed examples only (paper) or all training examples.")
     retrain_from: Literal["base", "previous"] = Field("base", description="Each round trains a fresh adapter on the base model (paper) or continues the previous one.")
     patience: int | None = Field(None, ge=1, description="Stop when validation accuracy has not improved for this many rounds.")
-    confidence_threshold: float | None = Field(None, gt=0, lt=1, description="Also count correct answers whose probability is below this as misses (classification, multiple choice).")
+    confidence_threshold: float | None = Field(None, ge=0, lt=1, description="Also count correct answers whose probability is below this as misses (classification, multiple choice); unset or 0: wrong answers only.")
+    targets: Literal["misses", "random", "all"] = Field("misses", description="Which seed examples the teacher writes from: the misses (LLM2LLM), as many randomly drawn seed examples as there are misses (the 'random' baseline), or every seed example (the 'one_shot' baseline).")
+    teacher_examples: int | None = Field(None, ge=1, description="New examples asked for per round in all, spread evenly over the targets (a fixed teacher budget); default: examples_per_miss for each target.")
     near_duplicate: float = Field(0.9, gt=0, le=1, description="Similarity (0-1) at or above which a new example is a near-duplicate.")
-    score_test_every_round: bool = Field(True, description="Score the test split every round (reported as such); only the best round's counts.")
+    score_test_every_round: bool = Field(False, description="Score the test split every round (reported as such); otherwise only the round validation picks is scored on test.")
 
 
 class RunConfig(Section):
@@ -224,8 +248,25 @@ def resolve(doc: dict[str, Any], source: str = "config", base_dir: Path | None =
     return cfg
 
 
+class SweepConfig(Section):
+    """A sweep: every (arm, seed set) as its own run; read from the config file's [sweep] table."""
+
+    arms: list[str] = Field(default_factory=lambda: ["plain", "one_shot", "random", "paper", "llm2llm"],
+                            description="Arms to run: built-in (plain, one_shot, random, paper, llm2llm) or defined below.")
+    seed_sets: int = Field(3, ge=1, le=50, description="Seed sets: different seed-example draws and training seeds; validation and test stay fixed.")
+    define: dict[str, list[str]] = Field(default_factory=dict, description="Your own arms: name = [\"key=value\", ...] overrides, e.g. ablations.")
+    match: str = Field("llm2llm", description="The arm whose optimizer steps `plain` matches and whose teacher budget `one_shot` spends.")
+
+
 def load_config(path: Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML file (or start from defaults), apply `--set` overrides, validate."""
+    """Read a TOML file (or start from defaults), apply `--set` overrides, validate (a [sweep] table is ignored)."""
+    doc, source, base_dir = read_document(path, overrides)
+    doc.pop("sweep", None)
+    return resolve(doc, source, base_dir)
+
+
+def read_document(path: Path | None, overrides: list[str] | None = None) -> tuple[dict[str, Any], str, Path]:
+    """The config file's mapping with `--set` overrides applied, the name to cite in errors, and its folder."""
     doc: dict[str, Any] = {}
     source = "defaults"
     base_dir = Path.cwd()
@@ -241,10 +282,15 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> RunCon
             raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
         source = str(path)
         base_dir = path.resolve().parent
-    for text in overrides or []:
+    apply_overrides(doc, overrides or [])
+    return doc, source, base_dir
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
+    """Apply `key=value` overrides to a config mapping in place."""
+    for text in overrides:
         key_path, value = parse_override(text)
         _set_path(doc, key_path, value)
-    return resolve(doc, source, base_dir)
 
 
 def json_schema() -> dict[str, Any]:

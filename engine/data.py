@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.config import DataConfig, RunConfig
 from engine.dedup import normalise
-from engine.errors import ConfigError, DataError
+from models.errors import ConfigError, DataError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, raw_key
 
@@ -327,7 +327,9 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
     # Validate every named file before drawing anything.
     given = {name: examples_of(getattr(d, name)) for name in ("seed", "validation", "test") if getattr(d, name) is not None}
     rng = random.Random(d.split_seed)
-    notes: dict[str, Any] = {"split_seed": d.split_seed,
+    # a sweep's seed sets redraw the seed examples alone; validation and test keep split_seed's draw
+    seed_rng = rng if d.seed_draw is None else random.Random(d.seed_draw)
+    notes: dict[str, Any] = {"split_seed": d.split_seed, "seed_draw": d.seed_draw,
                              "files": {name: str(getattr(d, name)) for name in ("seed", "validation", "test", "pool")
                                        if getattr(d, name) is not None},
                              "sources": {}, "indices": {}}
@@ -378,7 +380,9 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
             notes["indices"][name] = sorted(chosen)
         if seed_from_pool:
             rest = candidates[start:]
-            chosen = _draw_seed(rest, pool, d.seed_size, task, rng)
+            if d.seed_draw is not None:
+                seed_rng.shuffle(rest)
+            chosen = _draw_seed(rest, pool, d.seed_size, task, seed_rng)
             out["seed"] = [pool[i] for i in sorted(chosen)]
             notes["sources"]["seed"] = str(pool_path)
             notes["indices"]["seed"] = sorted(chosen)
@@ -386,7 +390,7 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
         seed = given["seed"]
         notes["sources"]["seed"] = str(d.seed)
         if d.seed_size is not None and d.seed_size < len(seed):
-            chosen = _draw_seed(list(rng.sample(range(len(seed)), len(seed))), seed, d.seed_size, task, rng)
+            chosen = _draw_seed(list(seed_rng.sample(range(len(seed)), len(seed))), seed, d.seed_size, task, seed_rng)
             out["seed"] = [seed[i] for i in sorted(chosen)]
             notes["indices"]["seed"] = sorted(chosen)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -12,7 +11,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.config import RunConfig, _set_path, parse_override, resolve
+from engine.config import RunConfig, apply_overrides, resolve
 from engine.store import Store
 
 
@@ -21,10 +20,8 @@ def demo_config(store_path: Path, overrides: list[str] | None = None, quick: boo
     package = resources.files("engine")
     doc = tomllib.loads(package.joinpath("presets/demo.toml").read_text(encoding="utf-8"))
     if quick:
-        for text in ("data.seed_size=16", "data.validation_size=40", "data.test_size=60", "loop.rounds=2"):
-            _set_path(doc, *parse_override(text))
-    for text in overrides or []:
-        _set_path(doc, *parse_override(text))
+        apply_overrides(doc, ["data.seed_size=16", "data.validation_size=40", "data.test_size=60", "loop.rounds=2"])
+    apply_overrides(doc, overrides or [])
     doc["store"] = str(store_path)
     return resolve(doc, "demo config", base_dir=Path(str(package)))
 
@@ -80,13 +77,11 @@ def control_config(store: Store, run_id: int) -> RunConfig | None:
         return None
     cfg = RunConfig.model_validate(run["config"])
     steps = (store.round(run_id, best)["phases"].get("train") or {}).get("steps")
-    seeds = store.count("examples", run_id=run_id, split="seed")
-    if not steps or not seeds:
+    if not steps:
         return None
-    per_epoch = math.ceil(seeds / (cfg.train.batch_size * cfg.train.grad_accum))
     doc = cfg.model_dump(mode="json")
     doc["name"] = f"{cfg.name} · control: plain fine-tuning, {steps} steps"
-    doc["train"]["epochs"] = round(steps / per_epoch, 3)
+    doc["train"]["steps"] = steps
     doc["loop"]["rounds"] = 1
     return RunConfig.model_validate(doc)
 
@@ -150,7 +145,7 @@ def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Co
     control_id = None
     control = control_config(store, run_id)
     if control is not None:
-        console.print(f"control: {control.name} ({control.train.epochs:g} epochs on the seeds alone)")
+        console.print(f"control: {control.name} on the seeds alone")
         control_id = create_run(store, prepare(control))
         with CliProgress(console) as progress:
             Loop(store, control_id, on_progress=progress.update, on_log=progress.log).run()

@@ -61,10 +61,9 @@ def dry_run_sections(cfg: RunConfig, prepared: Prepared | None = None) -> dict[s
     ex = splits.seed[0]
     sections["teacher"] = task.teacher_messages(ex, "(the student's wrong answer appears here)", cfg.loop.examples_per_miss)
     sections["teacher_schema"] = task.teacher_schema(cfg.loop.examples_per_miss)
-    steps = -(-len(splits.seed) // (cfg.train.batch_size * cfg.train.grad_accum))
     sections["sizes"].update({
         "seed / validation / test": f"{len(splits.seed)} / {len(splits.validation)} / {len(splits.test)}",
-        "optimizer steps in round 0": str(int(steps * cfg.train.epochs)),
+        "optimizer steps in round 0": str(cfg.train.optimizer_steps(len(splits.seed))),
         "rounds (at most)": str(cfg.loop.rounds),
         "teacher calls per round (at most)": f"{len(splits.seed)} × {cfg.loop.examples_per_miss} examples each",
     })

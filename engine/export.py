@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.errors import StoreError
+from models.errors import StoreError
 from engine.store import Store
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import signal
 import time
@@ -13,11 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.augment import cache_key, choose_targets, request_seed, teacher_messages
 from engine.config import RunConfig
 from engine.dedup import DedupIndex
+from engine.example_rows import example_from_row, example_row
 from engine.meter import PhaseMeter
+from engine.model_slots import ModelSlots
+from engine.scoring import accuracy, is_miss, predict
 from engine.store import Store, now
-from engine.tasks.base import Example, Task
+from engine.tasks.base import Task
 from engine.tasks.registry import make_task
 
 Progress = Callable[[str, int, int], None]
@@ -25,18 +27,6 @@ Progress = Callable[[str, int, int], None]
 
 class StopRequested(Exception):
     """Raised between phases when the user asked the run to stop."""
-
-
-def example_from_row(row: dict[str, Any]) -> Example:
-    """Rebuild an Example from a store row."""
-    choices = tuple(row["choices"]) if row.get("choices") else None
-    return Example(input=row["input"], target=row["target"], answer=row["answer"], choices=choices, meta=row.get("meta") or {})
-
-
-def content_hash(ex: Example) -> str:
-    """Stable hash of an example's content."""
-    payload = json.dumps([ex.input, ex.target, ex.answer, list(ex.choices or [])], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
 class ProgressWriter:
@@ -72,9 +62,7 @@ class Loop:
         self.workdir = Path(run["splits"].get("workdir") or store.path.parent / "runs" / str(run_id))
         self.on_progress = on_progress
         self.on_log = on_log
-        self._student: Any = None
-        self._student_adapter: str | None = None
-        self._teacher: Any = None
+        self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_info=lambda m: self.log(m, kind="info"))
 
     # plumbing ---------------------------------------------------------------------------------
     def log(self, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:
@@ -87,16 +75,23 @@ class Loop:
         """A coalescing progress writer for one phase."""
         return ProgressWriter(self.store, self.run_id, round_idx, phase, self.on_progress)
 
+    def _record_plan(self, plan: dict[str, str]) -> None:
+        if self.store.run(self.run_id).get("plan") is None:
+            self.store.update_run(self.run_id, plan=plan)
+            self.log(f"student: {plan['mode']} on {plan['device']} ({plan['reason']})", kind="info")
+
     def _check_stop(self) -> None:
         if self.store.run(self.run_id)["stop_requested"]:
             raise StopRequested
 
-    def _finish_phase(self, idx: int, phase: str, meter: PhaseMeter, next_phase: str, **fields: Any) -> None:
-        """Write the phase's measurements and flip the round to its next phase (caller holds the transaction)."""
+    def _finish_phase(self, idx: int, phase: str, meter: PhaseMeter, next_phase: str, details: dict[str, Any] | None = None,
+                      **fields: Any) -> None:
+        """Write the phase's measurements and details and flip the round to its next phase (caller holds the transaction)."""
         current = self.store.round(self.run_id, idx) or {"phases": {}}
         phases = dict(current.get("phases") or {})
         # wall_seconds also counts what follows the meter (saving, store writes): the engine's overhead
-        phases[phase] = {**meter.result(), "wall_seconds": round(time.perf_counter() - meter.start, 3), "ended": now()}
+        phases[phase] = {**meter.result(), "wall_seconds": round(time.perf_counter() - meter.start, 3), "ended": now(),
+                         **(details or {})}
         self.store.upsert_round(self.run_id, idx, phase=next_phase, phases=phases, **fields)
 
     # the loop ---------------------------------------------------------------------------------
@@ -130,8 +125,7 @@ class Loop:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            self._free_student()
-            self._close_teacher()
+            self.models.close()
             self.store.db.execute("DELETE FROM progress WHERE run_id = ?", [self.run_id])
 
     def _current_round(self) -> dict[str, Any] | None:
@@ -156,74 +150,79 @@ class Loop:
         init = None
         if self.cfg.loop.retrain_from == "previous" and idx > 0:
             init = self.store.round(self.run_id, idx - 1)["adapter_path"]
-        self.log(f"round {idx}: training on {len(pairs)} examples ({len(rows) - self.store.count('examples', run_id=self.run_id, split='seed')} synthetic)", kind="phase")
+        synthetic = sum(1 for r in rows if r["split"] == "synthetic")
+        self.log(f"round {idx}: training on {len(pairs)} examples ({synthetic} synthetic)", kind="phase")
         with PhaseMeter() as meter:
-            student = self._load_student(meter, adapter=None)
+            student = self.models.student(meter, adapter=None)
             prog = self.progress(idx, "train")
-            stats = student.train(pairs, self.cfg.train, seed=self.cfg.seed + idx, out_dir=adapter_dir,
+            stats = student.train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=adapter_dir,
                                   on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
                                   init_adapter=Path(init) if init else None)
             meter.mark("compute", stats.seconds)
-            self._student_adapter = str(adapter_dir)
+            self.models.trained(str(adapter_dir))
         _save_resolved_config(adapter_dir.parent, self.cfg)
         fault_point("train", idx)
         with self.store.transaction():
             self._finish_phase(idx, "train", meter, "eval", train_size=len(pairs), adapter_path=str(adapter_dir),
-                               train_loss=stats.mean_loss)
-            current = self.store.round(self.run_id, idx)
-            phases = current["phases"]
-            phases["train"].update(steps=stats.steps, tokens=stats.tokens, tokens_per_s=round(stats.tokens_per_s, 1),
-                                   final_loss=stats.final_loss, trainable_params=stats.trainable_params)
-            self.store.upsert_round(self.run_id, idx, phases=phases)
+                               train_loss=stats.mean_loss,
+                               details={"steps": stats.steps, "tokens": stats.tokens,
+                                        "tokens_per_s": round(stats.tokens_per_s, 1), "final_loss": stats.final_loss,
+                                        "trainable_params": stats.trainable_params,
+                                        "label_mix": self._label_mix(rows)})
         self.log(f"round {idx}: trained {stats.steps} steps in {meter.seconds:.1f}s, loss {stats.mean_loss:.4f}", kind="phase")
 
+    def _label_mix(self, rows: list[dict[str, Any]]) -> dict[str, int] | None:
+        """Training examples per label (classification and multiple choice)."""
+        if self.task.kind not in ("classification", "multiple_choice"):
+            return None
+        return dict(sorted(Counter(r["answer"] for r in rows).items()))
+
     # eval ---------------------------------------------------------------------------------------
-    def _phase_eval(self, idx: int) -> None:
-        round_row = self.store.round(self.run_id, idx)
+    def _eval_splits(self, idx: int) -> dict[str, list[dict[str, Any]]]:
         splits: dict[str, list[dict[str, Any]]] = {}
         if self.cfg.loop.miss_source == "all":
             splits["train"] = self._training_examples(idx)
         else:
             splits["seed"] = self.store.examples(self.run_id, split="seed")
-        validation = self.store.examples(self.run_id, split="validation")
-        splits["validation"] = validation[: self.cfg.eval.validation_limit] if self.cfg.eval.validation_limit else validation
+        splits["validation"] = self._limited("validation", self.cfg.eval.validation_limit)
         if self.cfg.loop.score_test_every_round:
-            test = self.store.examples(self.run_id, split="test")
-            splits["test"] = test[: self.cfg.eval.test_limit] if self.cfg.eval.test_limit else test
+            splits["test"] = self._limited("test", self.cfg.eval.test_limit)
+        return splits
+
+    def _limited(self, split: str, limit: int | None) -> list[dict[str, Any]]:
+        rows = self.store.examples(self.run_id, split=split)
+        return rows[:limit] if limit else rows
+
+    def _phase_eval(self, idx: int) -> None:
+        round_row = self.store.round(self.run_id, idx)
+        splits = self._eval_splits(idx)
         with PhaseMeter() as meter:
-            student = self._load_student(meter, adapter=round_row["adapter_path"])
+            student = self.models.student(meter, adapter=round_row["adapter_path"])
             t0 = time.perf_counter()
             predictions = self._predict(student, idx, [r for rows in splits.values() for r in rows])
             meter.mark("compute", time.perf_counter() - t0)
         by_id = {p["example_id"]: p for p in predictions}
-        acc: dict[str, float | None] = {}
-        for name, rows in splits.items():
-            acc[name] = sum(by_id[r["id"]]["correct"] for r in rows) / len(rows) if rows else None
+        acc = {name: accuracy([by_id[r["id"]] for r in rows]) for name, rows in splits.items()}
         pool = splits.get("seed") or splits.get("train") or []
-        misses = [r for r in pool if self._is_miss(by_id[r["id"]])]
-        last_round = idx >= self.cfg.loop.rounds - 1
-        reason = self._stop_reason(idx, acc.get("validation"), len(misses), last_round)
+        misses = [r for r in pool if is_miss(by_id[r["id"]], self.cfg.loop.confidence_threshold)]
+        reason = self._stop_reason(idx, acc.get("validation"), len(misses))
+        answers = Counter(by_id[r["id"]]["extracted"] for r in splits["validation"])
         fault_point("eval", idx)
         with self.store.transaction():
             self.store.insert_predictions(predictions)
             self._finish_phase(idx, "eval", meter, "done" if reason else "augment",
                                seed_acc=acc.get("seed", acc.get("train")), val_acc=acc.get("validation"),
-                               test_acc=acc.get("test"), misses=len(misses))
+                               test_acc=acc.get("test"), misses=len(misses),
+                               details={"validation_answers": {str(k): v for k, v in answers.most_common(12)}})
         self.log(f"round {idx}: seed acc {_pct(acc.get('seed', acc.get('train')))}, validation {_pct(acc.get('validation'))}, "
                  f"test {_pct(acc.get('test'))}, {len(misses)} misses ({meter.seconds:.1f}s)", kind="phase")
         if reason:
             self.log(f"stopping after round {idx}: {reason}", kind="status")
 
-    def _is_miss(self, pred: dict[str, Any]) -> bool:
-        threshold = self.cfg.loop.confidence_threshold
-        if not pred["correct"]:
-            return True
-        return threshold is not None and pred["confidence"] is not None and pred["confidence"] < threshold
-
-    def _stop_reason(self, idx: int, val_acc: float | None, misses: int, last_round: bool) -> str | None:
-        if last_round:
+    def _stop_reason(self, idx: int, val_acc: float | None, misses: int) -> str | None:
+        if idx >= self.cfg.loop.rounds - 1:
             return f"reached loop.rounds = {self.cfg.loop.rounds}"
-        if misses == 0:
+        if misses == 0 and self.cfg.loop.targets != "all":
             return "no misses left"
         patience = self.cfg.loop.patience
         if patience and val_acc is not None:
@@ -233,69 +232,48 @@ class Loop:
         return None
 
     def _predict(self, student: Any, idx: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        examples = [example_from_row(r) for r in rows]
-        prompts = [self.task.render_prompt(ex) for ex in examples]
-        prog = self.progress(idx, "eval")
-        options = [self.task.label_options(ex) for ex in examples]
-        out: list[dict[str, Any]] = []
-        if all(o is not None for o in options):
-            scores = student.score_options(prompts, options, self.cfg.eval.batch_size, on_progress=prog)
-            for row, ex, opts, logps in zip(rows, examples, options, scores):
-                best = max(range(len(opts)), key=lambda i: logps[i])
-                confidence = _softmax_at(logps, best)
-                extracted = self.task.extract(opts[best], ex)
-                out.append(self._prediction(idx, row, opts[best], extracted, ex, confidence))
-        else:
-            texts = student.generate(prompts, self.cfg.eval.max_new_tokens, self.task.stop, self.cfg.eval.batch_size, on_progress=prog)
-            for row, ex, text in zip(rows, examples, texts):
-                out.append(self._prediction(idx, row, text, self.task.extract(text, ex), ex, None))
-        return out
-
-    def _prediction(self, idx: int, row: dict[str, Any], output: str, extracted: str | None, ex: Example,
-                    confidence: float | None) -> dict[str, Any]:
-        return {"run_id": self.run_id, "round": idx, "example_id": row["id"], "split": row["split"], "output": output,
-                "extracted": extracted, "correct": int(self.task.is_correct(extracted, ex)), "confidence": confidence}
+        preds = predict(self.task, student, rows, batch_size=self.cfg.eval.batch_size,
+                        max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval"))
+        return [{"run_id": self.run_id, "round": idx, **p} for p in preds]
 
     # augment ------------------------------------------------------------------------------------
-    def _miss_rows(self, idx: int) -> list[dict[str, Any]]:
-        preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
-        source = self.store.examples(self.run_id, split="seed")
-        if self.cfg.loop.miss_source == "all":
-            source = self._training_examples(idx)
-        return [dict(r, prediction=preds[r["id"]]) for r in source if r["id"] in preds and self._is_miss(preds[r["id"]])]
-
     def _phase_augment(self, idx: int) -> None:
         from models.teacher.base import TeacherRequest
 
-        misses = self._miss_rows(idx)
-        k = self.cfg.loop.examples_per_miss
+        preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
+        pool = self.store.examples(self.run_id, split="seed")
+        if self.cfg.loop.miss_source == "all":
+            pool = self._training_examples(idx)
+        pool = [dict(r, prediction=preds[r["id"]]) for r in pool if r["id"] in preds]
+        misses = [r for r in pool if is_miss(r["prediction"], self.cfg.loop.confidence_threshold)]
+        targets = choose_targets(self.cfg, pool, misses, idx)
         tcfg = self.cfg.teacher
-        schema = self.task.teacher_schema(k)
         requests: list[TeacherRequest] = []
         parents: dict[str, dict[str, Any]] = {}
-        self._free_student()
         with PhaseMeter() as meter:
-            teacher = self._load_teacher(meter)
+            teacher = self.models.teacher(meter)
             identity = teacher.identity()
-            for miss in misses:
-                ex = example_from_row(miss)
-                messages = self.task.teacher_messages(ex, miss["prediction"]["output"], k)
-                seed = _derive_seed(tcfg.seed if tcfg.seed is not None else self.cfg.seed, idx, miss["content_hash"])
-                key = _cache_key(identity, messages, schema, tcfg.temperature, tcfg.top_p, tcfg.max_tokens, seed)
-                parents[key] = miss
+            for target in targets:
+                messages = teacher_messages(self.task, self.cfg, target, grounding=[])
+                schema = self.task.teacher_schema(target.k)
+                seed = request_seed(self.cfg, idx, target)
+                key = cache_key(identity, messages, schema, tcfg.temperature, tcfg.top_p, tcfg.max_tokens, seed)
+                parents[key] = target.row
                 requests.append(TeacherRequest(key=key, messages=messages, schema=schema, max_tokens=tcfg.max_tokens,
                                                temperature=tcfg.temperature, top_p=tcfg.top_p, seed=seed))
-            cached = {r.key: self.store.teacher_call(r.key) for r in requests}
-            todo = [r for r in requests if cached[r.key] is None]
+            todo = [r for r in requests if self.store.teacher_call(r.key) is None]
             hits = len(requests) - len(todo)
-            self.log(f"round {idx}: asking the teacher about {len(misses)} misses ({k} each); {hits} answered from the cache", kind="phase")
+            asked = sum(t.k for t in targets)
+            self.log(f"round {idx}: asking the teacher for {asked} examples from {len(targets)} "
+                     f"{_targets_noun(self.cfg.loop.targets)}; {hits} calls answered from the cache", kind="phase")
             prog = self.progress(idx, "augment")
             done = [hits]
             prog(hits, len(requests))
+            prompts = {r.key: r.messages for r in todo}
 
             def on_reply(reply: Any) -> None:
                 self.store.save_teacher_call({
-                    "key": reply.key, "model": identity, "prompt": json.dumps(next(r.messages for r in todo if r.key == reply.key)),
+                    "key": reply.key, "model": identity, "prompt": json.dumps(prompts[reply.key]),
                     "response": reply.text, "ok": int(reply.error is None), "tokens_in": reply.tokens_in,
                     "tokens_out": reply.tokens_out, "seconds": reply.seconds, "error": reply.error,
                     "run_id": self.run_id, "round": idx})
@@ -310,33 +288,28 @@ class Loop:
                 teacher.generate(todo, on_reply=on_reply)
                 meter.mark("compute", time.perf_counter() - t0)
         candidates: list[dict[str, Any]] = []
-        failed = 0
-        tokens_out = 0
+        failed = tokens_out = 0
         gen_seconds = 0.0
         for request in requests:
             call = self.store.teacher_call(request.key)
             if call is None or not call["ok"]:
                 failed += 1
                 continue
-            if request.key in {r.key for r in todo}:
+            if request.key in prompts:
                 tokens_out += call["tokens_out"] or 0
                 gen_seconds += call["seconds"] or 0.0
             parent = parents[request.key]
             for ex in self.task.parse_teacher(json.loads(call["response"]), example_from_row(parent)):
-                candidates.append({
-                    "run_id": self.run_id, "split": "synthetic", "input": ex.input, "target": ex.target, "answer": ex.answer,
-                    "choices": list(ex.choices) if ex.choices else None, "origin_round": idx, "parent_id": parent["id"],
-                    "teacher_call": request.key, "content_hash": content_hash(ex), "status": "pending", "meta": ex.meta or None,
-                })
+                candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
+                                              parent_id=parent["id"], teacher_call=request.key))
         fault_point("augment", idx)
         with self.store.transaction():
             self.store.insert_examples(candidates)
-            self._finish_phase(idx, "augment", meter, "filter", generated=len(candidates))
-            current = self.store.round(self.run_id, idx)
-            current["phases"]["augment"].update(requests=len(requests), cache_hits=hits, failed_calls=failed,
-                                                tokens_out=tokens_out,
-                                                tokens_per_s=round(tokens_out / gen_seconds, 2) if gen_seconds else None)
-            self.store.upsert_round(self.run_id, idx, phases=current["phases"])
+            self._finish_phase(idx, "augment", meter, "filter", generated=len(candidates),
+                               details={"requests": len(requests), "examples_requested": asked, "cache_hits": hits,
+                                        "failed_calls": failed, "tokens_out": tokens_out,
+                                        "tokens_per_s": round(tokens_out / gen_seconds, 2) if gen_seconds else None,
+                                        "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets)})
         self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable, {meter.seconds:.1f}s)", kind="phase")
 
     # filter -------------------------------------------------------------------------------------
@@ -365,10 +338,8 @@ class Loop:
         with self.store.transaction():
             for example_id, status, reason in decisions:
                 self.store.db["examples"].update(example_id, {"status": status, "reason": reason})
-            self._finish_phase(idx, "filter", meter, "done", kept=kept, rejected=len(decisions) - kept)
-            current = self.store.round(self.run_id, idx)
-            current["phases"]["filter"]["reasons"] = dict(reasons)
-            self.store.upsert_round(self.run_id, idx, phases=current["phases"])
+            self._finish_phase(idx, "filter", meter, "done", kept=kept, rejected=len(decisions) - kept,
+                               details={"reasons": dict(reasons)})
             self.store.upsert_round(self.run_id, idx + 1, phase="train")
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "none rejected"
         self.log(f"round {idx}: kept {kept} of {len(decisions)} new examples ({detail})", kind="phase")
@@ -384,71 +355,17 @@ class Loop:
             return
         best = max(rounds, key=lambda r: (r["val_acc"], -r["idx"]))
         if best["test_acc"] is None:
-            test = self.store.examples(self.run_id, split="test")
-            test = test[: self.cfg.eval.test_limit] if self.cfg.eval.test_limit else test
+            test = self._limited("test", self.cfg.eval.test_limit)
             if test:
                 with PhaseMeter() as meter:
-                    student = self._load_student(meter, adapter=best["adapter_path"])
+                    student = self.models.student(meter, adapter=best["adapter_path"])
                     preds = self._predict(student, best["idx"], test)
-                acc = sum(p["correct"] for p in preds) / len(preds)
                 with self.store.transaction():
                     self.store.insert_predictions(preds)
-                    self.store.upsert_round(self.run_id, best["idx"], test_acc=acc)
+                    self.store.upsert_round(self.run_id, best["idx"], test_acc=accuracy(preds))
         self.store.update_run(self.run_id, best_round=best["idx"])
         best = self.store.round(self.run_id, best["idx"])
         self.log(f"best round on validation: {best['idx']} (validation {_pct(best['val_acc'])}, test {_pct(best['test_acc'])})", kind="status")
-
-    # models -------------------------------------------------------------------------------------
-    def _load_student(self, meter: PhaseMeter, adapter: str | None) -> Any:
-        """The student with the wanted adapter (None: bare base, ready to train); loaded at most once per phase."""
-        if self._student is not None and (adapter is None or adapter == self._student_adapter):
-            return self._student
-        from models.catalog import resolve_model
-        from models.convert import resolve_student_folder
-        from models.device import plan_training
-        from models.paths import model_cache
-        from models.student import Student
-
-        self._free_student()
-        self._close_teacher()
-        t0 = time.perf_counter()
-        folder = resolve_student_folder(resolve_model(self.cfg.student.model), model_cache())
-        plan = plan_training(self.cfg.student.quantization)
-        if self.store.run(self.run_id).get("plan") is None:
-            self.store.update_run(self.run_id, plan={"mode": plan.mode, "device": plan.device, "reason": plan.reason})
-            self.log(f"student: {plan.mode} on {plan.device} ({plan.reason})", kind="info")
-        self._student = Student.load(folder, plan, self.cfg.lora, self.cfg.student.max_length,
-                                     gradient_checkpointing=self.cfg.student.gradient_checkpointing,
-                                     adapter=Path(adapter) if adapter else None)
-        self._student_adapter = adapter
-        meter.mark("load", time.perf_counter() - t0)
-        return self._student
-
-    def _free_student(self) -> None:
-        if self._student is not None:
-            self._student.free()
-            self._student = None
-            self._student_adapter = None
-
-    def _load_teacher(self, meter: PhaseMeter) -> Any:
-        if self._teacher is None:
-            from models.teacher import open_teacher
-
-            t0 = time.perf_counter()
-            path = None
-            if self.cfg.teacher.backend == "llama_cpp":
-                from models.catalog import resolve_model
-
-                path = resolve_model(self.cfg.teacher.model)
-            self._teacher = open_teacher(self.cfg.teacher, path, self.cfg.seed)
-            meter.mark("load", time.perf_counter() - t0)
-            self.log(f"teacher: {json.dumps(self._teacher.info(), default=str)}", kind="info")
-        return self._teacher
-
-    def _close_teacher(self) -> None:
-        if self._teacher is not None:
-            self._teacher.close()
-            self._teacher = None
 
 
 def fault_point(phase: str, idx: int) -> None:
@@ -467,22 +384,8 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _softmax_at(logps: list[float], i: int) -> float:
-    top = max(logps)
-    z = sum(math.exp(v - top) for v in logps)
-    return math.exp(logps[i] - top) / z
-
-
-def _derive_seed(base: int, round_idx: int, example_hash: str) -> int:
-    # from content, not row ids: the same miss in another run must hit the teacher cache
-    digest = hashlib.sha256(f"{base}:{round_idx}:{example_hash}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def _cache_key(identity: str, messages: list[dict[str, str]], schema: dict[str, Any], temperature: float,
-               top_p: float, max_tokens: int, seed: int) -> str:
-    payload = json.dumps([identity, messages, schema, temperature, top_p, max_tokens, seed], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+def _targets_noun(targets: str) -> str:
+    return {"misses": "misses", "random": "randomly drawn seed examples", "all": "seed examples"}[targets]
 
 
 def _save_resolved_config(folder: Path, cfg: RunConfig) -> None:

@@ -12,8 +12,9 @@ import psutil
 
 from engine.config import RunConfig
 from engine.data import Splits, load_splits
+from engine.example_rows import example_row
 from engine.store import Store
-from engine.tasks.base import Example, Task
+from engine.tasks.base import Task
 from engine.tasks.registry import make_task
 
 
@@ -50,14 +51,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _example_row(run_id: int, split: str, ex: Example) -> dict[str, Any]:
-    from engine.loop import content_hash
-
-    return {"run_id": run_id, "split": split, "input": ex.input, "target": ex.target, "answer": ex.answer,
-            "choices": list(ex.choices) if ex.choices else None, "origin_round": None, "parent_id": None,
-            "content_hash": content_hash(ex), "status": "kept", "meta": ex.meta or None}
-
-
 def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) -> int:
     """Insert the run, its examples and round 0 in one transaction; returns the run id."""
     from models.device import device_info
@@ -68,7 +61,7 @@ def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) ->
                                   {**prepared.splits.notes})
         folder = workdir or store.path.parent / "runs" / str(run_id)
         store.update_run(run_id, splits={**prepared.splits.notes, "workdir": str(folder)})
-        rows = [_example_row(run_id, split, ex)
+        rows = [example_row(run_id, split, ex)
                 for split, examples in (("seed", prepared.splits.seed), ("validation", prepared.splits.validation),
                                         ("test", prepared.splits.test))
                 for ex in examples]

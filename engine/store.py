@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.errors import StoreError
+from models.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PHASES = ("train", "eval", "augment", "filter", "done")
 RUN_STATUSES = ("created", "running", "stopping", "stopped", "finished", "failed", "crashed")
@@ -82,7 +82,21 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _migrate_v1}
+def _migrate_v2(db: sqlite_utils.Database) -> None:
+    db["sweeps"].create(
+        {"id": int, "name": str, "created": str, "updated": str, "status": str, "doc": str, "arms": str,
+         "seed_sets": int, "digest": str, "source": str, "pid": int, "host": str, "ended": str, "error": str},
+        pk="id", not_null={"name", "created", "status", "doc", "arms", "seed_sets", "digest"},
+    )
+    db["sweeps"].create_index(["digest"])
+    db["sweep_runs"].create(
+        {"sweep_id": int, "arm": str, "seed_set": int, "run_id": int, "overrides": str},
+        pk=("sweep_id", "arm", "seed_set"), foreign_keys=[("sweep_id", "sweeps", "id"), ("run_id", "runs", "id")],
+    )
+    db["examples"].create_index(["run_id", "status"])
+
+
+MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2}
 
 
 class Store:
@@ -160,6 +174,7 @@ class Store:
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything that belongs to it (teacher cache is kept: it is shared)."""
         with self.transaction():
+            self.db.execute("DELETE FROM sweep_runs WHERE run_id = ?", [run_id])
             for table in ("predictions", "examples", "rounds", "events", "progress"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -238,6 +253,49 @@ class Store:
     def save_teacher_call(self, row: dict[str, Any]) -> None:
         """Record a teacher call as soon as it finishes (its own commit: a crash must not pay twice)."""
         self.db["teacher_calls"].insert({"created": now(), **row}, pk="key", replace=True)
+
+    # sweeps -----------------------------------------------------------------------------------
+    def create_sweep(self, name: str, doc: dict[str, Any], arms: list[dict[str, Any]], seed_sets: int, digest: str,
+                     source: str) -> int:
+        """Insert a sweep (its runs are added as they are created) and return its id."""
+        ts = now()
+        table = self.db["sweeps"]
+        table.insert({"name": name, "created": ts, "updated": ts, "status": "created", "doc": json.dumps(doc),
+                      "arms": json.dumps(arms), "seed_sets": seed_sets, "digest": digest, "source": source,
+                      "host": os.uname().nodename})
+        return int(table.last_pk)
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        """One sweep row, JSON columns decoded."""
+        try:
+            row = self.db["sweeps"].get(sweep_id)
+        except sqlite_utils.db.NotFoundError:
+            raise StoreError(f"{self.path}: no sweep {sweep_id}") from None
+        return _decode(row, ("doc", "arms"))
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        """All sweeps, newest first."""
+        return [_decode(row, ("doc", "arms")) for row in self.db.query("SELECT * FROM sweeps ORDER BY id DESC")]
+
+    def sweep_by_digest(self, digest: str) -> dict[str, Any] | None:
+        """The newest sweep with this plan digest, or None."""
+        for row in self.db.query("SELECT * FROM sweeps WHERE digest = ? ORDER BY id DESC LIMIT 1", [digest]):
+            return _decode(row, ("doc", "arms"))
+        return None
+
+    def update_sweep(self, sweep_id: int, **fields: Any) -> None:
+        """Set columns of a sweep."""
+        self.db["sweeps"].update(sweep_id, {**fields, "updated": now()})
+
+    def sweep_runs(self, sweep_id: int) -> list[dict[str, Any]]:
+        """The runs of a sweep: arm, seed set, run id and the overrides that made it."""
+        rows = self.db.query("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY seed_set, rowid", [sweep_id])
+        return [_decode(row, ("overrides",)) for row in rows]
+
+    def add_sweep_run(self, sweep_id: int, arm: str, seed_set: int, run_id: int, overrides: list[str]) -> None:
+        """Record that a run is the (arm, seed set) cell of a sweep (inside the caller's transaction)."""
+        self.db["sweep_runs"].insert({"sweep_id": sweep_id, "arm": arm, "seed_set": seed_set, "run_id": run_id,
+                                      "overrides": json.dumps(overrides)})
 
     # events and progress ----------------------------------------------------------------------
     def log(self, run_id: int, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:

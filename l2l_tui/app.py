@@ -14,7 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 
-from engine.errors import L2LError
+from models.errors import L2LError
 from l2l_tui.queries import LIVE_STATUSES, open_store, run_list
 from l2l_tui.watch import StoreWatcher
 

@@ -9,7 +9,7 @@ from typing import Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from engine.errors import StoreError
+from models.errors import StoreError
 from engine.report import round_rows
 from engine.runs import effective_status
 from engine.store import Store

@@ -95,20 +95,38 @@ def shuffled_batches(n: int, batch_size: int, rng: random.Random) -> list[list[i
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def epoch_plan(
-    lengths: Sequence[int], batch_size: int, epochs: float, seed: int, grouped: bool = True
-) -> list[list[int]]:
-    """All micro-batches of a (possibly fractional) number of epochs, each epoch freshly shuffled."""
+def micro_batch_count(n_examples: int, batch_size: int, grad_accum: int, epochs: float, steps: int | None = None) -> int:
+    """Micro-batches one training takes: `steps` × grad_accum when steps are fixed, else whole epochs' worth.
+
+    The one source of a training's length: optimizer steps are ceil(this / grad_accum) (see optimizer_steps).
+    """
+    if n_examples < 1 or batch_size < 1 or grad_accum < 1:
+        raise ValueError(f"need n_examples, batch_size and grad_accum >= 1 (got {n_examples}, {batch_size}, {grad_accum})")
+    if steps is not None:
+        return max(1, steps) * grad_accum
+    return max(1, math.ceil(epochs * math.ceil(n_examples / batch_size) - 1e-9))
+
+
+def optimizer_steps(n_examples: int, batch_size: int, grad_accum: int, epochs: float, steps: int | None = None) -> int:
+    """Optimizer steps of one training on n_examples (the last step may accumulate fewer micro-batches)."""
+    return math.ceil(micro_batch_count(n_examples, batch_size, grad_accum, epochs, steps) / grad_accum)
+
+
+def epoch_plan(lengths: Sequence[int], batch_size: int, micro_batches: int, seed: int, grouped: bool = True) -> list[list[int]]:
+    """`micro_batches` index batches drawn epoch after epoch, each epoch freshly shuffled."""
     rng = random.Random(seed)
-    per_epoch = math.ceil(len(lengths) / batch_size)
-    total = max(1, math.ceil(epochs * per_epoch - 1e-9))
     plan: list[list[int]] = []
-    while len(plan) < total:
+    while len(plan) < micro_batches:
         if grouped:
             plan.extend(length_grouped_batches(lengths, batch_size, rng))
         else:
             plan.extend(shuffled_batches(len(lengths), batch_size, rng))
-    return plan[:total]
+    return plan[:micro_batches]
+
+
+def step_groups(plan: list[list[int]], grad_accum: int) -> list[list[list[int]]]:
+    """The micro-batches of a plan grouped into optimizer steps (grad_accum per step; the last may hold fewer)."""
+    return [plan[i : i + grad_accum] for i in range(0, len(plan), grad_accum)]
 
 
 def collate(

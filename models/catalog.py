@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Literal
 
-from engine.errors import ChecksumError, L2LError, ModelNotFoundError
+from models.errors import ChecksumError, L2LError, ModelNotFoundError
 from models.paths import model_cache
 
 ProgressFn = Callable[[str, int, int], None]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine.errors import ModelNotFoundError
+from models.errors import ModelNotFoundError
 from models.catalog import sha256_file
 
 os.environ["HF_HUB_OFFLINE"] = "1"

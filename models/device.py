@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.errors import ConfigError
+from models.errors import ConfigError
 
 Mode = Literal["qlora-nf4", "lora-fp32", "lora-bf16"]
 

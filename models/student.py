@@ -16,8 +16,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch
 import torch.nn.functional as F
 
-from engine.config import LoraConfig, TrainConfig
-from engine.errors import ConfigError, DataError, ModelNotFoundError
+from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.batching import (
     IGNORE,
     Encoded,
@@ -26,8 +25,10 @@ from models.batching import (
     encode_pair,
     encode_prompt,
     epoch_plan,
+    step_groups,
     truncate_left,
 )
+from models.params import LoraParams, TrainParams
 from models.device import TrainingPlan, peak_rss_mb, reset_peak_rss
 from models.memory import release_heap
 
@@ -82,7 +83,7 @@ class _StopOnStrings:
 class Student:
     """A base causal LM loaded once, with at most one LoRA adapter attached at a time."""
 
-    def __init__(self, base: Any, tokenizer: Any, plan: TrainingPlan, lora: LoraConfig, max_length: int, folder: Path) -> None:
+    def __init__(self, base: Any, tokenizer: Any, plan: TrainingPlan, lora: LoraParams, max_length: int, folder: Path) -> None:
         self.base = base
         self.tokenizer = tokenizer
         self.plan = plan
@@ -113,7 +114,7 @@ class Student:
         cls,
         folder: Path,
         plan: TrainingPlan,
-        lora: LoraConfig,
+        lora: LoraParams,
         max_length: int,
         gradient_checkpointing: bool = False,
         adapter: Path | None = None,
@@ -264,7 +265,7 @@ class Student:
     def train(
         self,
         pairs: list[tuple[str, str]],
-        cfg: TrainConfig,
+        cfg: TrainParams,
         seed: int,
         out_dir: Path,
         on_step: Callable[[int, int, float], None] | None = None,
@@ -290,8 +291,9 @@ class Student:
             self.attach_adapter(Path(init_adapter), trainable=True)
         else:
             self._fresh_adapter()
-        plan = epoch_plan([len(e) for e in encoded], cfg.batch_size, cfg.epochs, seed, grouped=padding == "grouped")
-        groups = [plan[i : i + cfg.grad_accum] for i in range(0, len(plan), cfg.grad_accum)]
+        plan = epoch_plan([len(e) for e in encoded], cfg.batch_size, cfg.micro_batches(len(encoded)), seed,
+                          grouped=padding == "grouped")
+        groups = step_groups(plan, cfg.grad_accum)
         params = [p for p in self._peft.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         total = len(groups)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelNotFoundError
+from models.errors import ModelNotFoundError
 
 
 def load_tokenizer(model_path: Path) -> Any:

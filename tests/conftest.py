@@ -47,7 +47,7 @@ def tiny_config_doc(tiny_gguf: Path, store: Path, **loop: object) -> dict:
         "eval": {"batch_size": 8, "max_new_tokens": 8},
         "teacher": {"model": str(tiny_gguf), "n_ctx": 8192, "parallel": 4, "max_tokens": 1024, "retries": 1, "n_threads": 1,
                     "temperature": 0.8},
-        "loop": {"rounds": 2, "examples_per_miss": 2, **loop},
+        "loop": {"rounds": 2, "examples_per_miss": 2, "score_test_every_round": True, **loop},
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ChecksumError, L2LError, ModelNotFoundError
+from models.errors import ChecksumError, L2LError, ModelNotFoundError
 from models import catalog
 from models.catalog import CatalogEntry, SourcePackage
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig, load_config, parse_override, resolve
-from engine.errors import ConfigError
+from models.errors import ConfigError
 from engine.tasks.presets import PRESETS
 
 

@@ -10,7 +10,7 @@ import torch
 
 import models.convert as convert
 from engine.config import LoraConfig, TrainConfig
-from engine.errors import ModelNotFoundError
+from models.errors import ModelNotFoundError
 from models.catalog import sha256_file
 from models.convert import resolve_student_folder
 from models.device import plan_training

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.config import RunConfig, resolve
 from engine.data import Rows, balanced_draw, load_rows, load_splits, to_examples
-from engine.errors import ConfigError, DataError
+from models.errors import ConfigError, DataError
 from engine.tasks.registry import make_task
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.config import LoraConfig, TrainConfig
-from engine.errors import ConfigError, DataError, ModelNotFoundError
+from models.params import LoraParams, TrainParams
+from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.batching import IGNORE, collate, encode_pair, epoch_plan, length_grouped_batches, truncate_left
 from models.device import device_info, plan_training
 from models.student import Student
@@ -21,7 +21,7 @@ PAIRS = [
     ("Review: warm and clever\nSentiment:", " positive"),
     ("Review: a mess\nSentiment:", " negative"),
 ]
-FAST = TrainConfig(epochs=10, learning_rate=1e-2, batch_size=2, warmup_ratio=0.0, scheduler="constant")
+FAST = TrainParams(epochs=10, learning_rate=1e-2, batch_size=2, warmup_ratio=0.0, scheduler="constant")
 MAX_LEN = 96
 
 
@@ -65,7 +65,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def student(tiny_folder: Path) -> Student:
-    s = Student.load(tiny_folder, plan_training("none"), LoraConfig(r=8, alpha=16, dropout=0.0), MAX_LEN)
+    s = Student.load(tiny_folder, plan_training("none"), LoraParams(r=8, alpha=16, dropout=0.0), MAX_LEN)
     yield s
     s.free()
 
@@ -73,9 +73,9 @@ def student(tiny_folder: Path) -> Student:
 @pytest.fixture(scope="module")
 def trained(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Student, Path]:
     """A student trained on PAIRS until it knows them, and its saved adapter."""
-    s = Student.load(tiny_folder, plan_training("none"), LoraConfig(r=8, alpha=16, dropout=0.0), MAX_LEN)
+    s = Student.load(tiny_folder, plan_training("none"), LoraParams(r=8, alpha=16, dropout=0.0), MAX_LEN)
     out = tmp_path_factory.mktemp("adapter")
-    s.train(PAIRS, TrainConfig(epochs=15, learning_rate=1e-2, batch_size=2, warmup_ratio=0.1), seed=0, out_dir=out)
+    s.train(PAIRS, TrainParams(epochs=15, learning_rate=1e-2, batch_size=2, warmup_ratio=0.1), seed=0, out_dir=out)
     return s, out
 
 
@@ -136,10 +136,11 @@ def test_length_grouped_batches_cover_each_example_once_and_cut_padding() -> Non
     assert sorted(i for b in batches for i in b) == list(range(200))
     assert max(lengths[i] for i in batches[0]) == max(lengths)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    plain = epoch_plan(lengths, 8, 1.0, seed=1, grouped=False)
+    plain = epoch_plan(lengths, 8, 25, seed=1, grouped=False)
     padded_plain = sum(len(b) * max(lengths[i] for i in b) for b in plain)
     assert padded < 0.6 * padded_plain
-    assert len(epoch_plan(lengths, 8, 2.5, seed=0)) == 63  # 25 batches an epoch, 2.5 epochs
+    assert len(epoch_plan(lengths, 8, 63, seed=0)) == 63
+    assert TrainParams(epochs=2.5, batch_size=8).micro_batches(200) == 63  # 25 batches an epoch, 2.5 epochs
 
 
 def test_collate_pads_to_the_batch_max_on_either_side(student: Student) -> None:
@@ -175,7 +176,7 @@ def test_training_changes_only_the_adapter_and_loss_falls(student: Student, tmp_
 
 
 def test_same_seed_gives_the_same_adapter_and_retraining_starts_from_base(student: Student, tmp_path: Path) -> None:
-    cfg = TrainConfig(epochs=2, learning_rate=1e-2, batch_size=2, grad_accum=2)
+    cfg = TrainParams(epochs=2, learning_rate=1e-2, batch_size=2, grad_accum=2)
     s1 = student.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "a")
     s2 = student.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "b")
     s3 = student.train(PAIRS, cfg, seed=4, out_dir=tmp_path / "c")
@@ -187,12 +188,12 @@ def test_same_seed_gives_the_same_adapter_and_retraining_starts_from_base(studen
 
 def test_continue_from_an_adapter(student: Student, tmp_path: Path) -> None:
     first = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
-    more = student.train(PAIRS, TrainConfig(epochs=1, batch_size=2, learning_rate=1e-3), seed=0, out_dir=tmp_path / "b", init_adapter=tmp_path / "a")
+    more = student.train(PAIRS, TrainParams(epochs=1, batch_size=2, learning_rate=1e-3), seed=0, out_dir=tmp_path / "b", init_adapter=tmp_path / "a")
     assert more.losses[0] < 0.5 * first.losses[0]  # starts where the first run ended, not from scratch
 
 
 def test_gradient_checkpointing_gives_the_same_losses(tiny_folder: Path, tmp_path: Path) -> None:
-    lora = LoraConfig(r=8, alpha=16, dropout=0.0)
+    lora = LoraParams(r=8, alpha=16, dropout=0.0)
     plain = Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
     ckpt = Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN, gradient_checkpointing=True)
     assert getattr(ckpt.lm, "is_activation_checkpointing", None) or ckpt.lm.is_gradient_checkpointing
@@ -202,7 +203,7 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_folder: Path, tmp_pat
 
 def test_qlora_nf4_trains_and_reloads_on_the_cpu(tiny_folder: Path, tmp_path: Path) -> None:
     plan = plan_training("nf4")
-    lora = LoraConfig(r=8, alpha=16, dropout=0.0)
+    lora = LoraParams(r=8, alpha=16, dropout=0.0)
     s = Student.load(tiny_folder, plan, lora, MAX_LEN)
     assert type(s.base.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     stats = s.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "q")
@@ -222,12 +223,12 @@ def test_empty_training_set_is_refused(student: Student, tmp_path: Path) -> None
 def test_saved_adapter_reloads_with_identical_logits(trained: tuple[Student, Path], tiny_folder: Path) -> None:
     s, adapter = trained
     text = PAIRS[0][0] + PAIRS[0][1]
-    again = Student.load(tiny_folder, plan_training("none"), LoraConfig(r=8, alpha=16), MAX_LEN, adapter=adapter)
+    again = Student.load(tiny_folder, plan_training("none"), LoraParams(r=8, alpha=16), MAX_LEN, adapter=adapter)
     assert torch.equal(full_logits(s, text), full_logits(again, text))
-    plain = Student.load(tiny_folder, plan_training("none"), LoraConfig(), MAX_LEN)
+    plain = Student.load(tiny_folder, plan_training("none"), LoraParams(), MAX_LEN)
     assert not torch.allclose(full_logits(plain, text), full_logits(again, text))
     with pytest.raises(ModelNotFoundError, match="adapter_config.json"):
-        Student.load(tiny_folder, plan_training("none"), LoraConfig(), MAX_LEN, adapter=tiny_folder)
+        Student.load(tiny_folder, plan_training("none"), LoraParams(), MAX_LEN, adapter=tiny_folder)
 
 
 # ---------------------------------------------------------------- generation
@@ -309,6 +310,6 @@ def test_score_options_prefers_the_trained_label(trained: tuple[Student, Path]) 
 
 
 def test_free_releases_the_model(tiny_folder: Path) -> None:
-    s = Student.load(tiny_folder, plan_training("none"), LoraConfig(), MAX_LEN)
+    s = Student.load(tiny_folder, plan_training("none"), LoraParams(), MAX_LEN)
     s.free()
     assert s.base is None

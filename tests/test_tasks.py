@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.config import RunConfig, TaskConfig, resolve
 from engine.data import load_splits
-from engine.errors import ConfigError
+from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.free_text import FreeTextTask

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from engine.config import TeacherConfig
-from engine.errors import ConfigError, ModelNotFoundError
+from models.errors import ConfigError, ModelNotFoundError
 from models.teacher import open_teacher
 from models.teacher.base import TeacherReply, TeacherRequest
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +57,12 @@ class Task(ABC):
         """Whether the extracted answer matches the gold answer."""
 
     @abstractmethod
-    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
-        """Chat messages asking the teacher for k new examples modelled on this miss."""
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
+                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
+        """Chat messages asking the teacher for k new examples modelled on `ex` (a miss unless is_miss is False).
+
+        student_output None leaves the student's answer out; `grounding` are real seed examples shown for style.
+        """
 
     @abstractmethod
     def teacher_schema(self, k: int) -> dict[str, Any]:

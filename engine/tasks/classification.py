@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from engine.config import DataConfig, TaskConfig
-from engine.errors import ConfigError
+from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, raw_key
+from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
     bounded_string,
     clip,
@@ -89,25 +91,15 @@ class ClassificationTask(Task):
         return Example(input=text, target=" " + label, answer=label)
 
     # teacher ------------------------------------------------------------------------------------------
-    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
+                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
         """Ask for k new examples of the same label that keep what made this one hard."""
         labels = ", ".join(self.labels)
-        task = self.cfg.description or f"Classify each text as one of: {labels}."
-        instructions = (
-            f"Task: {task}\nLabels: {labels}.\n"
-            "First, in \"what_made_it_hard\", say in one sentence what in the text below misled the student "
-            "(for example sarcasm, negation, an idiom, a mixed verdict, a misleading keyword, rare words). "
-            f"Then write {k} new text{'s' if k > 1 else ''} whose correct label is the same as the text below and "
-            "that are hard in the same way: a careful human reader must still agree on the label. Do not make them "
-            "easier or more generic than the original, and do not copy it: change the topic, names and wording."
-        )
-        return teacher_chat([
-            instructions,
-            f"Text the student got wrong:\n{clip(ex.input, 3 * self.text_chars)}",
-            f"Correct label: {ex.answer}",
-            student_said(student_output, self.extract(student_output or "", ex)),
-            f"Now write the {k} new text{'s' if k > 1 else ''}; the correct label of each is {ex.answer}.",
-        ])
+        return teacher_chat(load_template("classification").render(
+            task=self.cfg.description or f"Classify each text as one of: {labels}.", labels=self.labels, k=k,
+            text=clip(ex.input, 3 * self.text_chars), label=ex.answer, is_miss=is_miss,
+            student_answer=student_said(student_output, self.extract(student_output or "", ex)),
+            grounding=[clip(g.input, self.text_chars) for g in grounding]))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'what_made_it_hard': str, 'examples': [{'text', 'label': enum}] × k}."""

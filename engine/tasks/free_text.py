@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from engine.config import DataConfig, TaskConfig
-from engine.errors import ConfigError
+from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, normalise_answer, target_name
+from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
     bounded_string,
     clip,
@@ -88,20 +90,14 @@ class FreeTextTask(Task):
         return Example(input=text, target=" " + value, answer=answer, meta=meta or {})
 
     # teacher ------------------------------------------------------------------------------------------
-    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
+                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
         """Ask for k new input/output pairs like the missed one."""
-        task = self.cfg.description or "Given the input, write the expected one-line output."
-        instructions = (
-            f"Task: {task}\n"
-            f"Write {k} new example{'s' if k > 1 else ''} of this task that practise what the student got wrong "
-            "below, at the same difficulty: a new input (different content, not a copy) and its correct one-line output."
-        )
-        return teacher_chat([
-            instructions,
-            f"Input the student got wrong:\n{clip(ex.input, 2 * self.input_chars)}",
-            f"Correct output: {ex.target.strip()}",
-            student_said(student_output, self.extract(student_output or "", ex)),
-        ])
+        return teacher_chat(load_template("free_text").render(
+            task=self.cfg.description or "Given the input, write the expected one-line output.", k=k,
+            input=clip(ex.input, 2 * self.input_chars), output=ex.target.strip(), is_miss=is_miss,
+            student_answer=student_said(student_output, self.extract(student_output or "", ex)),
+            grounding=[clip(g.input, self.input_chars) for g in grounding]))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'examples': [{'input', 'output'}] × k}."""

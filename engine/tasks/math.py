@@ -6,6 +6,7 @@ import ast
 import json
 import operator
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
@@ -13,11 +14,11 @@ from typing import Any
 from engine.config import DataConfig
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, target_name
+from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
     bounded_string,
     clip,
     examples_schema,
-    format_request,
     object_schema,
     student_said,
     teacher_chat,
@@ -213,31 +214,21 @@ class MathTask(Task):
         return Example(input=text, target=" " + solution, answer=canonical(_match_value(m)))
 
     # teacher ------------------------------------------------------------------------------------------
-    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
+                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
         """System + a worked demonstration + the request (static part first so the prefix is shared)."""
-        instructions = (
-            f"Task: {self.cfg.description or DEFAULT_DESCRIPTION}\n"
-            f"Write {k} new problem{'s' if k > 1 else ''} that practise the same reasoning as the problem below, "
-            "at the same difficulty, with different numbers, names and objects. Do not solve the problem below "
-            "again and do not copy it. For each new problem give a step-by-step solution whose last line is "
-            "'#### N', and set \"answer\" to that number N."
-        )
-        demo = format_request([
-            "Task: " + (self.cfg.description or DEFAULT_DESCRIPTION) + "\nWrite 1 new problem that practises the same "
-            "reasoning as the problem below, with different numbers, names and objects.",
-            f"Problem the student got wrong:\n{_DEMO_PROBLEM}",
-            f"Correct solution:\n{_DEMO_SOLUTION}",
-            "The student answered:\n36 pencils\n(read as 36)",
-        ])
+        template = load_template("math")
+        task = self.cfg.description or DEFAULT_DESCRIPTION
+        demo = template.render(task=task, k=1, problem=_DEMO_PROBLEM, solution=_DEMO_SOLUTION, is_miss=True,
+                               student_answer=student_said("36 pencils", "36"), grounding=[])
         gold = ex.target.strip()
         if is_number_only(ex.target):
             gold = f"(only the answer is known) #### {ex.answer}"
-        return teacher_chat([
-            instructions,
-            f"Problem the student got wrong:\n{clip(ex.input, 2 * self.question_chars)}",
-            f"Correct solution:\n{clip(gold, 2 * self.solution_chars)}",
-            student_said(student_output, self.extract(student_output or "", ex)),
-        ], worked=(demo, json.dumps(_DEMO_REPLY)))
+        request = template.render(
+            task=task, k=k, problem=clip(ex.input, 2 * self.question_chars), solution=clip(gold, 2 * self.solution_chars),
+            is_miss=is_miss, student_answer=student_said(student_output, self.extract(student_output or "", ex)),
+            grounding=[clip(g.input, self.question_chars) for g in grounding])
+        return teacher_chat(request, worked=(demo, json.dumps(_DEMO_REPLY)))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'examples': [{'question', 'solution', 'answer': number}] × k}, strings bounded."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from engine.config import DataConfig, TaskConfig
-from engine.errors import ConfigError
+from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, fill_template, raw_key
+from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
     bounded_string,
     clip,
@@ -98,26 +100,16 @@ class MultipleChoiceTask(Task):
         return Example(input=text, target=" " + letter, answer=letter, choices=tuple(choices))
 
     # teacher ------------------------------------------------------------------------------------------
-    def teacher_messages(self, ex: Example, student_output: str | None, k: int) -> list[dict[str, str]]:
+    def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
+                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
         """Ask for k new questions that test the same distinction, with plausible wrong options."""
         n = len(self.letters)
-        task = self.cfg.description or "Pick the option that correctly completes or answers the context."
-        instructions = (
-            f"Task: {task}\n"
-            "First, in \"what_made_it_hard\", say in one sentence why the student's option looked right and "
-            "why the correct one is right. "
-            f"Then write {k} new question{'s' if k > 1 else ''} of the same kind and difficulty: a new context "
-            f"(different facts and names), exactly {n} options of which exactly one is correct, with wrong "
-            "options as plausible as in the original, and \"answer\" the letter of the correct option. "
-            "Vary which letter is correct. Do not copy the original."
-        )
-        shown = self.render_prompt(ex)
-        return teacher_chat([
-            instructions,
-            f"Question the student got wrong:\n{clip(shown, 2 * self.context_chars + n * self.option_chars)}",
-            f"Correct option: {ex.answer}",
-            student_said(student_output, self.extract(student_output or "", ex)),
-        ])
+        limit = 2 * self.context_chars + n * self.option_chars
+        return teacher_chat(load_template("multiple_choice").render(
+            task=self.cfg.description or "Pick the option that correctly completes or answers the context.",
+            n_options=n, k=k, question=clip(self.render_prompt(ex), limit), answer=ex.answer, is_miss=is_miss,
+            student_answer=student_said(student_output, self.extract(student_output or "", ex)),
+            grounding=[clip(g.input, self.context_chars) for g in grounding]))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'what_made_it_hard', 'examples': [{'context', 'options': n strings, 'answer': letter}] × k}."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ConfigError
+from models.errors import ConfigError
 
 if TYPE_CHECKING:
     from engine.config import RunConfig

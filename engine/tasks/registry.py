@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.config import TaskConfig
-from engine.errors import ConfigError
+from models.errors import ConfigError
 from engine.tasks.base import Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.free_text import FreeTextTask

@@ -7,8 +7,8 @@ from typing import Any
 
 SYSTEM = (
     "You write new training examples for a small student model that is learning a task. "
-    "You are shown one example the student got wrong. Write new, original examples that teach what the "
-    "student is missing. Never copy the shown example or change only a word or two of it. "
+    "You are shown one example of the task, usually one the student got wrong. Write new, original examples "
+    "that teach what the student is missing. Never copy the shown example or change only a word or two of it. "
     "Reply with JSON only, following the given format."
 )
 
@@ -23,8 +23,10 @@ def clip(text: str, limit: int) -> str:
 
 
 def student_said(output: str | None, extracted: str | None) -> str:
-    """What the student answered (its raw output, and what was read from it when that differs)."""
-    if output is None or not output.strip():
+    """What the student answered (its raw output, and what was read from it when that differs); '' when not shown."""
+    if output is None:
+        return ""
+    if not output.strip():
         return "The student gave no answer."
     shown = clip(output, STUDENT_OUTPUT_CHARS)
     if extracted is None:
@@ -69,14 +71,9 @@ def max_reply_chars(schema: dict[str, Any]) -> int:
     return 64
 
 
-def format_request(lines: list[str]) -> str:
-    """Join the non-empty parts of a teacher request with blank lines."""
-    return "\n\n".join(part for part in lines if part)
-
-
-def teacher_chat(parts: list[str], worked: tuple[str, str] | None = None) -> list[dict[str, str]]:
-    """The system message, an optional worked (request, reply) exchange, then the request joined from `parts`."""
+def teacher_chat(request: str, worked: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """The system message, an optional worked (request, reply) exchange, then the request."""
     messages = [{"role": "system", "content": SYSTEM}]
     if worked is not None:
         messages += [{"role": "user", "content": worked[0]}, {"role": "assistant", "content": worked[1]}]
-    return messages + [{"role": "user", "content": format_request(parts)}]
+    return messages + [{"role": "user", "content": request}]

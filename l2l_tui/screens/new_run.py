@@ -262,6 +262,6 @@ class NewRunScreen(Screen[None]):
 
 
 def _message(err: Exception) -> str:
-    from engine.errors import L2LError
+    from models.errors import L2LError
 
     return str(err) if isinstance(err, L2LError) else f"{type(err).__name__}: {err}"

@@ -18,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 
 from engine.config import RunConfig, resolve
-from engine.errors import L2LError
+from models.errors import L2LError
 
 EXPANDED = ("run", "task", "data", "student", "teacher", "loop")
 

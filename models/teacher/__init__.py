@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import TeacherConfig
-from engine.errors import ConfigError, ModelNotFoundError
+from models.errors import ConfigError, ModelNotFoundError
+from models.params import TeacherParams
 from models.teacher.base import Teacher, TeacherReply, TeacherRequest
 
 __all__ = ["Teacher", "TeacherReply", "TeacherRequest", "open_teacher"]
 
 
-def open_teacher(cfg: TeacherConfig, model_path: Path | None, seed: int) -> Teacher:
+def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teacher:
     """The teacher the config names: llama_cpp needs the GGUF path, openai needs `base_url`."""
     if cfg.backend == "openai":
         from models.teacher.openai_http import OpenAITeacher

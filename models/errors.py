@@ -1,4 +1,4 @@
-"""User-facing errors: each says what is wrong and where, and is raised before anything is written."""
+"""User-facing errors (a leaf module: engine, models and the app all raise them): each says what is wrong and where."""
 
 from __future__ import annotations
 

@@ -1,0 +1,90 @@
+"""Arms of an experiment: named lists of `--set` overrides, the built-in baselines, and the settings matched to a reference run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from engine.config import SweepConfig, parse_override
+from engine.store import Store
+from models.errors import ConfigError
+
+Matched = Literal["steps", "budget"]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A named recipe: overrides applied to the sweep's config, and what (if anything) it takes from the reference run."""
+
+    name: str
+    overrides: tuple[str, ...]
+    about: str
+    matched: Matched | None = None  # steps: the reference's optimizer steps; budget: its teacher examples
+    reference: str | None = None  # the arm a matched arm takes them from (None: not in the sweep, nothing matched)
+
+    def as_row(self) -> dict[str, Any]:
+        """The arm as stored on the sweep."""
+        return {"name": self.name, "overrides": list(self.overrides), "about": self.about, "matched": self.matched,
+                "reference": self.reference}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Arm:
+        """An arm as stored on a sweep."""
+        return cls(name=row["name"], overrides=tuple(row["overrides"]), about=row["about"], matched=row.get("matched"),
+                   reference=row.get("reference"))
+
+
+# The paper's recipe (SqueezeAILab/LLM2LLM): one example per miss, misses among the seeds only, no filters beyond
+# dedup and the answer format, and a teacher that never sees the student's answer.
+PAPER = (
+    "loop.targets=misses", "loop.examples_per_miss=1", "loop.miss_source=seed", "loop.confidence_threshold=0",
+    "teacher.show_student_answer=false",
+)
+
+BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
+    Arm("llm2llm", (), "the product's settings, as the config gives them"),
+    Arm("paper", PAPER, "the paper's recipe: 1 example per wrong seed answer, dedup and answer format only, "
+                        "the teacher does not see the student's answer"),
+    Arm("random", ("loop.targets=random",), "as many teacher calls a round as there are misses, for randomly drawn "
+                                           "seed examples instead"),
+    Arm("one_shot", ("loop.targets=all", "loop.rounds=2"), "the teacher writes for every seed example once, with the "
+                                                            "reference arm's total teacher budget; then one training",
+        matched="budget"),
+    Arm("plain", ("loop.rounds=1",), "plain fine-tuning on the seeds alone, with as many optimizer steps as the "
+                                     "reference arm's chosen round", matched="steps"),
+)}
+
+
+def resolve_arms(sweep: SweepConfig, names: list[str] | None = None) -> list[Arm]:
+    """The arms to run (built-in or defined in [sweep.define]), reference arm first and matched arms last."""
+    defined = {name: Arm(name, tuple(overrides), "defined in the config: " + ", ".join(overrides) if overrides else "defined in the config")
+               for name, overrides in sweep.define.items()}
+    clash = sorted(set(defined) & set(BUILTIN))
+    if clash:
+        raise ConfigError(f"sweep.define: {', '.join(clash)} would replace a built-in arm; pick another name")
+    known = {**BUILTIN, **defined}
+    wanted = names or sweep.arms
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(f"sweep.arms: unknown arm {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if len(set(wanted)) != len(wanted):
+        raise ConfigError(f"sweep.arms: an arm is listed twice ({', '.join(wanted)})")
+    for arm in defined.values():
+        for text in arm.overrides:
+            parse_override(text)  # a malformed override is refused before anything runs
+    reference = sweep.match if sweep.match in wanted and known[sweep.match].matched is None else None
+    arms = [replace(known[n], reference=reference) if known[n].matched else known[n] for n in wanted]
+    return sorted(arms, key=lambda a: (a.matched is not None, a.name != sweep.match))
+
+
+def matched_overrides(arm: Arm, store: Store, reference_run: int | None) -> list[str]:
+    """What an arm takes from the reference run of its seed set (nothing when it is not matched or has no reference)."""
+    if arm.matched is None or reference_run is None:
+        return []
+    rounds = store.rounds(reference_run)
+    if arm.matched == "steps":
+        best = store.run(reference_run)["best_round"] or 0
+        steps = ((rounds[best]["phases"] or {}).get("train") or {}).get("steps")
+        return [f"train.steps={steps}"] if steps else []
+    budget = sum(int(((r["phases"] or {}).get("augment") or {}).get("examples_requested") or 0) for r in rounds)
+    return [f"loop.teacher_examples={budget}"] if budget else ["loop.rounds=1"]

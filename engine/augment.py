@@ -1,0 +1,74 @@
+"""The augment phase's pieces: which seed examples the teacher writes from, how many each, and the cached requests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config import RunConfig
+from engine.example_rows import example_from_row
+from engine.tasks.base import Example, Task
+
+
+MAX_PER_CALL = 16  # examples one teacher call may be asked for (the reply schema grows with it)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A seed example the teacher writes new examples from, whether the student missed it, and how many to write."""
+
+    row: dict[str, Any]
+    is_miss: bool
+    k: int
+
+
+def choose_targets(cfg: RunConfig, pool: list[dict[str, Any]], misses: list[dict[str, Any]], round_idx: int) -> list[Target]:
+    """loop.targets: the misses; as many random pool rows as there are misses; or every pool row. Then the per-target
+    counts: examples_per_miss each, or loop.teacher_examples spread evenly (extras to a seeded random few)."""
+    missed = {r["id"] for r in misses}
+    rng = random.Random(_derive_seed(cfg.seed, round_idx, "targets"))
+    if cfg.loop.targets == "misses":
+        rows = misses
+    elif cfg.loop.targets == "random":
+        rows = sorted(rng.sample(pool, min(len(misses), len(pool))), key=lambda r: r["id"])
+    else:
+        rows = list(pool)
+    if not rows:
+        return []
+    budget = cfg.loop.teacher_examples
+    if budget is None:
+        counts = [cfg.loop.examples_per_miss] * len(rows)
+    else:
+        base, extra = divmod(budget, len(rows))
+        lucky = set(rng.sample(range(len(rows)), extra))
+        counts = [min(MAX_PER_CALL, base + (i in lucky)) for i in range(len(rows))]
+    return [Target(row=r, is_miss=r["id"] in missed, k=k) for r, k in zip(rows, counts) if k > 0]
+
+
+def teacher_messages(task: Task, cfg: RunConfig, target: Target, grounding: list[Example]) -> list[dict[str, str]]:
+    """The chat for one target; the student's answer is shown only for a miss and only if the config allows."""
+    shown = target.row["prediction"]["output"] if target.is_miss and cfg.teacher.show_student_answer else None
+    return task.teacher_messages(example_from_row(target.row), shown, target.k, is_miss=target.is_miss,
+                                 grounding=grounding)
+
+
+def request_seed(cfg: RunConfig, round_idx: int, target: Target) -> int:
+    """The sampling seed of a target's call: from content, not row ids, so the same miss in another run of the same
+    seed set hits the teacher cache."""
+    base = cfg.teacher.seed if cfg.teacher.seed is not None else cfg.seed
+    return _derive_seed(base, round_idx, target.row["content_hash"])
+
+
+def cache_key(identity: str, messages: list[dict[str, str]], schema: dict[str, Any], temperature: float,
+              top_p: float, max_tokens: int, seed: int) -> str:
+    """What decides a teacher reply, hashed: the teacher cache's key."""
+    payload = json.dumps([identity, messages, schema, temperature, top_p, max_tokens, seed], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _derive_seed(base: int, round_idx: int, salt: str) -> int:
+    digest = hashlib.sha256(f"{base}:{round_idx}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

@@ -1,0 +1,104 @@
+"""The run's two models, never resident together: the student is freed before the teacher loads and vice versa."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+from engine.meter import PhaseMeter
+
+
+class ModelSlots:
+    """Loads the student (with a wanted adapter) or the teacher on demand, at most one at a time."""
+
+    def __init__(self, cfg: RunConfig, *, on_plan: Callable[[dict[str, str]], None],
+                 on_info: Callable[[str], None]) -> None:
+        self.cfg = cfg
+        self.on_plan = on_plan  # told the student's training plan when it is first loaded
+        self.on_info = on_info
+        self._student: Any = None
+        self._adapter: str | None = None
+        self._teacher: Any = None
+
+    def student(self, meter: PhaseMeter, adapter: str | None) -> Any:
+        """The student with `adapter` attached (None: the bare base, ready to train); loaded at most once per phase."""
+        if self._student is not None and (adapter is None or adapter == self._adapter):
+            return self._student
+        from models.catalog import resolve_model
+        from models.convert import resolve_student_folder
+        from models.device import plan_training
+        from models.paths import model_cache
+        from models.student import Student
+
+        self.free_student()
+        self.close_teacher()
+        t0 = time.perf_counter()
+        folder = resolve_student_folder(resolve_model(self.cfg.student.model), model_cache())
+        plan = plan_training(self.cfg.student.quantization)
+        self.on_plan({"mode": plan.mode, "device": plan.device, "reason": plan.reason})
+        self._student = Student.load(folder, plan, self.cfg.lora.params(), self.cfg.student.max_length,
+                                     gradient_checkpointing=self.cfg.student.gradient_checkpointing,
+                                     adapter=Path(adapter) if adapter else None)
+        self._adapter = adapter
+        meter.mark("load", time.perf_counter() - t0)
+        return self._student
+
+    def trained(self, adapter: str) -> None:
+        """The resident student now carries the adapter it just saved."""
+        self._adapter = adapter
+
+    def teacher(self, meter: PhaseMeter) -> Any:
+        """The teacher backend (the student is freed first)."""
+        self.free_student()
+        if self._teacher is None:
+            from models.teacher import open_teacher
+
+            t0 = time.perf_counter()
+            path = None
+            if self.cfg.teacher.backend == "llama_cpp":
+                from models.catalog import resolve_model
+
+                path = resolve_model(self.cfg.teacher.model)
+            self._teacher = open_teacher(self.cfg.teacher.params(), path, self.cfg.seed)
+            meter.mark("load", time.perf_counter() - t0)
+            self.on_info(f"teacher: {describe_teacher(self._teacher.info())}")
+        return self._teacher
+
+    def free_student(self) -> None:
+        """Release the student's memory."""
+        if self._student is not None:
+            self._student.free()
+            self._student = None
+            self._adapter = None
+
+    def close_teacher(self) -> None:
+        """Release the teacher's memory."""
+        if self._teacher is not None:
+            self._teacher.close()
+            self._teacher = None
+
+    def close(self) -> None:
+        """Release both."""
+        self.free_student()
+        self.close_teacher()
+
+
+def describe_teacher(info: dict[str, Any]) -> str:
+    """One readable line from the teacher's info: model file, mode, context, offload."""
+    model = Path(str(info.get("model", "?"))).name
+    parts = [f"{model} via {info.get('backend', '?')}"]
+    if info.get("mode"):
+        parts.append(f"{info['mode']} ×{info.get('parallel', 1)}")
+    if info.get("n_ctx"):
+        parts.append(f"n_ctx {info['n_ctx']}")
+    if "n_gpu_layers_offloaded" in info:
+        parts.append(f"{info['n_gpu_layers_offloaded']}/{info.get('n_layer', '?')} layers on GPU")
+    if info.get("fallback"):
+        parts.append(str(info["fallback"]))
+    extra = {k: v for k, v in info.items() if k in ("base_url",) and v}
+    parts += [f"{k} {v}" for k, v in extra.items()]
+    return " · ".join(parts) if parts else json.dumps(info, default=str)

@@ -1,0 +1,176 @@
+"""`l2l sweep`: every (arm, seed set) as an ordinary run under one sweep id; resumable, sharing the teacher cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.arms import Arm, matched_overrides, resolve_arms
+from engine.config import RunConfig, SweepConfig, apply_overrides, read_document, resolve
+from engine.report import duration, pct
+from engine.runs import create_run, effective_status, pid_alive, prepare
+from engine.store import Store, now
+from models.errors import ConfigError, StoreError
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep: the base config mapping, the arms in run order, the number of seed sets."""
+
+    name: str
+    doc: dict[str, Any]  # the config mapping with its paths made absolute, [sweep] removed
+    arms: list[Arm]
+    seed_sets: int
+    source: str
+
+    @property
+    def digest(self) -> str:
+        """What makes two sweeps the same sweep (config, arms, seed sets)."""
+        payload = json.dumps([self.doc, [a.as_row() for a in self.arms], self.seed_sets], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def seed_set_overrides(seed_set: int, base_seed: int) -> list[str]:
+    """Set 0 is the config as written; set s redraws the seed examples (data.seed_draw = s) and trains with seed + s."""
+    if seed_set == 0:
+        return []
+    return [f"data.seed_draw={seed_set}", f"seed={base_seed + seed_set}"]
+
+
+def run_config(doc: dict[str, Any], source: str, arm: Arm, seed_set: int, extra: list[str]) -> tuple[RunConfig, list[str]]:
+    """The resolved config of one (arm, seed set) run and the overrides that made it from the sweep's base."""
+    overrides = [*seed_set_overrides(seed_set, int(doc.get("seed", 0))), *arm.overrides, *extra]
+    run_doc = json.loads(json.dumps(doc))
+    apply_overrides(run_doc, overrides)
+    run_doc["name"] = f"{doc.get('name', 'run')} · {arm.name} · set {seed_set}"
+    return resolve(run_doc, f"{source} (arm {arm.name}, seed set {seed_set})"), overrides
+
+
+def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_sets: int | None,
+               store: Path | None) -> SweepPlan:
+    """Read the config and its [sweep] table and check every (arm, seed set) config and its data before anything runs."""
+    doc, source, base_dir = read_document(config, overrides)
+    sweep_cfg = _sweep_table(doc.pop("sweep", {}), source)
+    if store is not None:
+        doc["store"] = str(store)
+    base = resolve(json.loads(json.dumps(doc)), source, base_dir)
+    absolute = base.model_dump(mode="json", exclude_unset=False)
+    # keep what the user wrote, with paths as resolve() made them absolute
+    for section, key in (("data", "seed"), ("data", "validation"), ("data", "test"), ("data", "pool"),
+                         ("student", "model"), ("teacher", "model")):
+        if doc.get(section, {}).get(key) is not None:
+            doc[section][key] = absolute[section][key]
+    if base.store is not None:
+        doc["store"] = str(base.store)
+    plan = SweepPlan(name=base.name, doc=doc, arms=resolve_arms(sweep_cfg, arms),
+                     seed_sets=seed_sets or sweep_cfg.seed_sets, source=source)
+    checked: set[str] = set()
+    for seed_set in range(plan.seed_sets):
+        for arm in plan.arms:
+            cfg, _ = run_config(plan.doc, source, arm, seed_set, [])
+            inputs = json.dumps([cfg.task.model_dump(mode="json"), cfg.data.model_dump(mode="json")], sort_keys=True)
+            if inputs not in checked:  # data is read once per distinct task + data settings
+                prepare(cfg, check_models=not checked)
+                checked.add(inputs)
+    return plan
+
+
+def _sweep_table(raw: Any, source: str) -> SweepConfig:
+    from pydantic import ValidationError
+
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: sweep.{key}: {first['msg']}") from None
+
+
+def open_sweep(store: Store, plan: SweepPlan) -> tuple[int, bool]:
+    """The unfinished sweep with the same plan (continued), or a new one; returns (id, continued)."""
+    existing = store.sweep_by_digest(plan.digest)
+    if existing is not None and existing["status"] != "finished":
+        return int(existing["id"]), True
+    sweep_id = store.create_sweep(plan.name, plan.doc, [a.as_row() for a in plan.arms], plan.seed_sets, plan.digest,
+                                  plan.source)
+    return sweep_id, False
+
+
+Line = Callable[[str], None]
+
+
+def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callable[[str, int, int], None] | None = None,
+              on_log: Callable[[str, str], None] | None = None) -> str:
+    """Run every cell of the sweep not finished yet, seed set by seed set; returns the sweep's final status."""
+    from engine.loop import Loop
+
+    sweep = store.sweep(sweep_id)
+    if sweep["status"] == "running" and sweep.get("host") == os.uname().nodename and pid_alive(sweep.get("pid")):
+        raise StoreError(f"sweep {sweep_id} is running (pid {sweep['pid']}); it continues by itself")
+    arms = [Arm.from_row(a) for a in sweep["arms"]]
+    store.update_sweep(sweep_id, status="running", pid=os.getpid(), error=None)
+    cells = [(s, arm) for s in range(sweep["seed_sets"]) for arm in arms]
+    try:
+        for number, (seed_set, arm) in enumerate(cells, 1):
+            run_id = _cell_run(store, sweep, seed_set, arm)
+            label = f"[{number}/{len(cells)}] set {seed_set} · {arm.name}"
+            status = effective_status(store.run(run_id))
+            if status != "finished":
+                started = time.perf_counter()
+                echo = (lambda phase, done, total, _l=label: on_progress(f"{_l} · {phase}", done, total)) if on_progress else None
+                status = Loop(store, run_id, on_progress=echo, on_log=on_log).run()
+                if status != "finished":
+                    store.update_sweep(sweep_id, status="stopped", ended=now())
+                    on_line(f"{label} · run {run_id} {status}; continue with `l2l sweep --resume {sweep_id}`")
+                    return "stopped"
+                on_line(_cell_line(store, label, run_id, time.perf_counter() - started))
+            else:
+                on_line(_cell_line(store, label, run_id, None) + " (already finished)")
+    except BaseException as err:
+        store.update_sweep(sweep_id, status="stopped" if isinstance(err, KeyboardInterrupt) else "failed",
+                           ended=now(), error=None if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}")
+        raise
+    store.update_sweep(sweep_id, status="finished", ended=now())
+    return "finished"
+
+
+def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm) -> int:
+    """The run of an (arm, seed set) cell, created (with its matched settings) the first time it is reached."""
+    cells = {(r["arm"], r["seed_set"]): r["run_id"] for r in store.sweep_runs(sweep["id"])}
+    if (arm.name, seed_set) in cells:
+        return int(cells[(arm.name, seed_set)])
+    ref_run = cells.get((arm.reference, seed_set)) if arm.reference else None
+    extra = matched_overrides(arm, store, ref_run)
+    cfg, overrides = run_config(sweep["doc"], sweep["source"] or "sweep", arm, seed_set, extra)
+    prepared = prepare(cfg)
+    with store.transaction():
+        run_id = create_run(store, prepared)
+        store.add_sweep_run(sweep["id"], arm.name, seed_set, run_id, overrides)
+    return run_id
+
+
+def _cell_line(store: Store, label: str, run_id: int, seconds: float | None) -> str:
+    """One line for a finished run: chosen round, validation and test accuracy, kept examples, time."""
+    run = store.run(run_id)
+    best = store.round(run_id, run["best_round"] or 0) or {}
+    kept = store.count("examples", run_id=run_id, split="synthetic", status="kept")
+    took = seconds if seconds is not None else duration(run)
+    return (f"{label} · run {run_id} · round {run['best_round']} chosen · val {pct(best.get('val_acc'))} · "
+            f"test {pct(best.get('test_acc'))} · {kept} kept · {_minutes(took)}")
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def sweep_store_path(cfg_store: Path | None) -> Path:
+    """The store a sweep writes to (the config's, else the default)."""
+    from models.paths import default_store
+
+    return Path(cfg_store) if cfg_store else default_store()
