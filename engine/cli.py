@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from models.errors import L2LError
 
@@ -124,6 +125,55 @@ def _execute(st, run_id: int) -> None:
     if status != "finished":
         console.print(f"run {run_id} {status}; continue with `l2l resume {run_id}`")
         raise typer.Exit(130 if status == "stopped" else 1)
+
+
+@app.command()
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="Run config (TOML), optionally with a [sweep] table."),
+    arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated arms, e.g. plain,paper,llm2llm (default: the config's [sweep] arms)."),
+    seed_sets: Optional[int] = typer.Option(None, "--seed-sets", help="Seed sets per arm (default: the config's, else 3)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key of the config for every run (repeatable)."),
+    store: Optional[Path] = StoreOpt,
+    resume: Optional[int] = typer.Option(None, "--resume", help="Continue sweep N (instead of CONFIG)."),
+) -> None:
+    """Run every (arm, seed set) of an experiment as its own run; the same command again continues where it stopped."""
+    from engine.cli_progress import CliProgress
+    from engine.sweep import open_sweep, plan_sweep, run_sweep, sweep_store_path
+
+    if resume is not None:
+        st = _open_store(store)
+        sweep_id = resume
+    else:
+        if config is None:
+            raise L2LError("l2l sweep: give a CONFIG file, or --resume N")
+        names = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
+        plan = plan_sweep(config, set_, names, seed_sets, store)
+        st = _open_store(sweep_store_path(plan.doc.get("store")), create=True)
+        for warning in plan.warnings:
+            console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False)
+        sweep_id, continued = open_sweep(st, plan)
+        verb = "continues" if continued else "created"
+        console.print(f"[bold]sweep {sweep_id}[/] {verb} in {st.path}: {', '.join(a.name for a in plan.arms)} × "
+                      f"{plan.seed_sets} seed sets")
+    with CliProgress(console) as progress:
+        status = run_sweep(st, sweep_id, on_line=lambda line: progress.log(line), on_progress=progress.update)
+    if status == "finished":
+        _print_report(st, sweep_id)
+
+
+@app.command()
+def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l sweep`)."), store: Optional[Path] = StoreOpt) -> None:
+    """Per arm: accuracy, cost and paired test differences against plain and paper; writes CSVs and a PNG plot."""
+    _print_report(_open_store(store), sweep_id)
+
+
+def _print_report(st, sweep_id: int) -> None:
+    from engine.sweep_report import arm_rows, gather, render, report_folder, write_files
+
+    report_ = gather(st, sweep_id)
+    rows = arm_rows(report_)
+    files = write_files(report_, rows, report_folder(st, sweep_id))
+    out.print(render(report_, rows, files))
 
 
 @app.command()

@@ -31,7 +31,7 @@ class PairedDelta:
                 f"zero is {verdict} the interval")
 
 
-def _correct_by_text(store: Store, run_id: int, round_idx: int, split: str) -> dict[str, int]:
+def correct_by_text(store: Store, run_id: int, round_idx: int, split: str) -> dict[str, int]:
     """1/0 per scored example of a split, keyed by the example's content hash (equal across runs on the same data)."""
     hashes = {e["id"]: e["content_hash"] for e in store.examples(run_id, split=split)}
     return {hashes[p["example_id"]]: p["correct"] for p in store.predictions(run_id, round_idx)
@@ -41,8 +41,8 @@ def _correct_by_text(store: Store, run_id: int, round_idx: int, split: str) -> d
 def paired_delta(store: Store, run_id: int, round_a: int, round_b: int, split: str = "test", *,
                  run_b: int | None = None, resamples: int = 2000, seed: int = 0) -> PairedDelta | None:
     """Compare round_b (of run_b, default the same run) with round_a on the examples both scored; None if none."""
-    a = _correct_by_text(store, run_id, round_a, split)
-    b = _correct_by_text(store, run_b if run_b is not None else run_id, round_b, split)
+    a = correct_by_text(store, run_id, round_a, split)
+    b = correct_by_text(store, run_b if run_b is not None else run_id, round_b, split)
     keys = sorted(set(a) & set(b))
     if not keys:
         return None

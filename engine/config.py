@@ -26,12 +26,13 @@ class Section(BaseModel):
 class TaskConfig(Section):
     """What the student must do: kind, prompt template, labels and teacher guidance."""
 
-    preset: str | None = Field(None, description="Name of a built-in task (gsm8k, mawps, sst2, trec, snips, casehold); its values fill the unset fields below.")
+    preset: str | None = Field(None, description="Name of a built-in task (gsm8k, mawps, sst2, rotten_tomatoes, trec, snips, math_topic, mmlu_stem, casehold); its values fill the unset fields below.")
     kind: TaskKind | None = Field(None, description="Task kind: math, classification, multiple_choice or free_text.")
     prompt: str | None = Field(None, description="Student prompt template; {input} is the example text, {choices} the lettered options.")
     labels: list[str] | None = Field(None, description="Allowed labels (classification).")
     description: str | None = Field(None, description="One paragraph telling the teacher what the task is.")
     match: Literal["exact", "regex"] = Field("exact", description="free_text scoring: normalised exact match or regex.")
+    choice_format: Literal["letter", "text"] = Field("letter", description="multiple_choice: the student answers with the option's letter, or with the option's text (scored on each option's text, cloze style).")
     answer_regex: str | None = Field(None, description="free_text with match=regex: the gold target is a regex the answer must fully match.")
 
 

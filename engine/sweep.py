@@ -28,6 +28,7 @@ class SweepPlan:
     arms: list[Arm]
     seed_sets: int
     source: str
+    warnings: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -68,17 +69,22 @@ def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_
             doc[section][key] = absolute[section][key]
     if base.store is not None:
         doc["store"] = str(base.store)
-    plan = SweepPlan(name=base.name, doc=doc, arms=resolve_arms(sweep_cfg, arms),
-                     seed_sets=seed_sets or sweep_cfg.seed_sets, source=source)
+    arm_list = resolve_arms(sweep_cfg, arms)
+    n_sets = seed_sets or sweep_cfg.seed_sets
     checked: set[str] = set()
-    for seed_set in range(plan.seed_sets):
-        for arm in plan.arms:
-            cfg, _ = run_config(plan.doc, source, arm, seed_set, [])
+    seeds_of: dict[int, list[str]] = {}
+    for seed_set in range(n_sets):
+        for arm in arm_list:
+            cfg, _ = run_config(doc, source, arm, seed_set, [])
             inputs = json.dumps([cfg.task.model_dump(mode="json"), cfg.data.model_dump(mode="json")], sort_keys=True)
             if inputs not in checked:  # data is read once per distinct task + data settings
-                prepare(cfg, check_models=not checked)
+                prepared = prepare(cfg, check_models=not checked)
+                seeds_of.setdefault(seed_set, sorted(ex.input for ex in prepared.splits.seed))
                 checked.add(inputs)
-    return plan
+    same = [s for s in range(1, n_sets) if seeds_of.get(s) == seeds_of.get(0)]
+    warnings = (f"seed sets {', '.join(map(str, same))} draw the same seed examples as set 0 (the data has no other "
+                "rows to draw; set data.seed_size, or give a larger pool): only the training seed differs",) if same else ()
+    return SweepPlan(name=base.name, doc=doc, arms=arm_list, seed_sets=n_sets, source=source, warnings=warnings)
 
 
 def _sweep_table(raw: Any, source: str) -> SweepConfig:
@@ -108,7 +114,7 @@ Line = Callable[[str], None]
 def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callable[[str, int, int], None] | None = None,
               on_log: Callable[[str, str], None] | None = None) -> str:
     """Run every cell of the sweep not finished yet, seed set by seed set; returns the sweep's final status."""
-    from engine.loop import Loop
+    from engine.loop import Loop, fault_point
 
     sweep = store.sweep(sweep_id)
     if sweep["status"] == "running" and sweep.get("host") == os.uname().nodename and pid_alive(sweep.get("pid")):
@@ -132,6 +138,7 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
                 on_line(_cell_line(store, label, run_id, time.perf_counter() - started))
             else:
                 on_line(_cell_line(store, label, run_id, None) + " (already finished)")
+            fault_point("sweep", number)
     except BaseException as err:
         store.update_sweep(sweep_id, status="stopped" if isinstance(err, KeyboardInterrupt) else "failed",
                            ended=now(), error=None if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
+import inspect
 import math
 import os
 import time
@@ -96,6 +98,7 @@ class Student:
         self._gradient_checkpointing = False
         self._kbit_ready = plan.mode != "qlora-nf4"
         self._fast_head = getattr(base.config, "model_type", "") in _PLAIN_HEAD
+        self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         eos = tokenizer.eos_token_id
         gen_eos = getattr(getattr(base, "generation_config", None), "eos_token_id", None)
         ids = {eos} if eos is not None else set()
@@ -239,17 +242,32 @@ class Student:
 
     # ---------------------------------------------------------------- forward helpers
 
-    def _selected_logits(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """fp32 logits at positions (rows[k], cols[k]) only; the LM head never runs on the other positions."""
+    def _selected_logits(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """fp32 logits at positions (rows[k], cols[k]) only; the LM head never runs on the other positions.
+
+        With `cache` the forward pass continues (and extends) that KV cache at the given `positions`.
+        """
         lm = self.lm
+        extra = {"position_ids": positions, "cache": cache, "use_cache": cache is not None}
         if self._fast_head:
-            hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
             logits = lm.get_output_embeddings()(hidden[rows, cols]).float()
             cap = getattr(lm.config, "final_logit_softcapping", None)
             if cap:
                 logits = torch.tanh(logits / cap) * cap
             return logits
-        return lm(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols].float()
+        if self._keeps_logits and len(cols):
+            extra["logits_to_keep"] = ids.shape[1] - int(cols.min())
+        logits = lm(input_ids=ids, attention_mask=mask, **extra).logits
+        return logits[rows, cols - (ids.shape[1] - logits.shape[1])].float()
 
     def _loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Summed next-token cross-entropy over the labelled positions of a batch."""
@@ -414,56 +432,158 @@ class Student:
         batch_size: int,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> list[list[float]]:
-        """Sum of token log-probs of each option continuing its prompt (one forward pass per prompt when all options are one token)."""
+        """Sum of token log-probs of each option continuing its prompt; every prompt runs through the model once.
+
+        A prompt whose options are all one token is scored from one forward pass of the prompt alone. Any other prompt
+        runs once with a KV cache and its options' tokens then run from copies of its cache rows; such a prompt is cut
+        from the left (keeping BOS) once, so that it fits max_length with its longest option (the per-pair path,
+        _score_pairs, cut it separately for each option, so longer prompts may see a few more tokens there).
+        """
         if len(prompts) != len(options):
             raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
         scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
-        items: list[tuple[list[int], list[tuple[int, int, int, int]]]] = []  # (ids, [(pos, token, prompt, option)])
+        items: list[_Item] = []
+        groups: list[_Group] = []
         for i, (prompt, opts) in enumerate(zip(prompts, options)):
             opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
             if opt_ids and all(len(o) == 1 for o in opt_ids):
-                ids = encode_prompt(self.tokenizer, prompt, self.max_length)
-                items.append((ids, [(len(ids) - 1, o[0], i, j) for j, o in enumerate(opt_ids)]))
-                continue
-            full_prompt = encode_prompt(self.tokenizer, prompt, self.max_length + 1)
-            for j, o in enumerate(opt_ids):
-                if not o:
-                    continue
-                o = o[: self.max_length - 1]
-                p = truncate_left(full_prompt, self.max_length - len(o), getattr(self.tokenizer, "bos_token_id", None))
-                items.append((p + o, [(len(p) - 1 + k, t, i, j) for k, t in enumerate(o)]))
-        remaining = [0] * len(prompts)
-        for _, queries in items:
-            remaining[queries[0][2]] += 1
-        done = sum(1 for r in remaining if r == 0)
-        order = sorted(range(len(items)), key=lambda k: -len(items[k][0]))
+                items.append(self._last_token_item(i, prompt, opt_ids))
+            elif any(opt_ids):
+                groups.append(self._prefix_group(i, prompt, opt_ids))
+        tick = _counter(len(prompts), on_progress, len(prompts) - len(items) - len(groups))
         self._ready_for_inference()
-        lm = self.lm
+        self._score_items(items, scores, batch_size, tick)
+        self._score_groups(groups, scores, batch_size, tick)
+        return scores
+
+    def _score_pairs(
+        self,
+        prompts: list[str],
+        options: list[list[str]],
+        batch_size: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[list[float]]:
+        """score_options as it was: one whole sequence per (prompt, option) pair of several tokens (tests, bench)."""
+        if len(prompts) != len(options):
+            raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
+        scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
+        items: list[_Item] = []
+        for i, (prompt, opts) in enumerate(zip(prompts, options)):
+            opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
+            if opt_ids and all(len(o) == 1 for o in opt_ids):
+                items.append(self._last_token_item(i, prompt, opt_ids))
+            else:
+                items.extend(self._pair_items(i, prompt, opt_ids))
+        tick = _counter(len(prompts), on_progress, len(prompts) - len({q[0][2] for _, q in items}))
+        self._ready_for_inference()
+        self._score_items(items, scores, batch_size, tick)
+        return scores
+
+    def _last_token_item(self, i: int, prompt: str, opt_ids: list[list[int]]) -> _Item:
+        """Prompt i alone, each one-token option read off its last position."""
+        ids = encode_prompt(self.tokenizer, prompt, self.max_length)
+        return ids, [(len(ids) - 1, o[0], i, j) for j, o in enumerate(opt_ids)]
+
+    def _pair_items(self, i: int, prompt: str, opt_ids: list[list[int]]) -> list[_Item]:
+        """One whole sequence per non-empty option of prompt i, the prompt cut to fit beside each option."""
+        full_prompt = encode_prompt(self.tokenizer, prompt, self.max_length + 1)
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        items: list[_Item] = []
+        for j, o in enumerate(opt_ids):
+            if not o:
+                continue
+            o = o[: self.max_length - 1]
+            p = truncate_left(full_prompt, self.max_length - len(o), bos)
+            items.append((p + o, [(len(p) - 1 + k, t, i, j) for k, t in enumerate(o)]))
+        return items
+
+    def _prefix_group(self, i: int, prompt: str, opt_ids: list[list[int]]) -> _Group:
+        """Prompt i cut once to fit beside its longest option, and its non-empty options."""
+        opts = [(j, o[: self.max_length - 1]) for j, o in enumerate(opt_ids) if o]
+        longest = max(len(o) for _, o in opts)
+        ids = encode_prompt(self.tokenizer, prompt, self.max_length - longest)
+        return i, ids, opts
+
+    def _score_items(self, items: list[_Item], scores: list[list[float]], batch_size: int, tick: Callable[[int], None]) -> None:
+        """Add the log-probs that whole sequences give their queried tokens, longest sequences batched together."""
+        remaining: dict[int, int] = {}
+        for _, queries in items:
+            remaining[queries[0][2]] = remaining.get(queries[0][2], 0) + 1
+        order = sorted(range(len(items)), key=lambda k: -len(items[k][0]))
         for chunk in _chunks(order, batch_size):
             batch = collate([Encoded(items[k][0], items[k][0]) for k in chunk], self.pad_id)
+            flat = [q for k in chunk for q in items[k][1]]
             rows = [row for row, k in enumerate(chunk) for _ in items[k][1]]
-            cols = [q[0] for k in chunk for q in items[k][1]]
             with torch.inference_mode(), self._autocast():
                 logits = self._selected_logits(
                     batch["input_ids"].to(self.device),
                     batch["attention_mask"].to(self.device),
                     torch.tensor(rows, device=self.device),
-                    torch.tensor(cols, device=self.device),
+                    torch.tensor([q[0] for q in flat], device=self.device),
                 )
-                logprobs = torch.log_softmax(logits, dim=-1)
-                tokens = torch.tensor([q[1] for k in chunk for q in items[k][1]], device=self.device)
-                picked = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-            flat = [q for k in chunk for q in items[k][1]]
+                picked = _picked(logits, [q[1] for q in flat])
             for (_, _, i, j), lp in zip(flat, picked):
                 scores[i][j] += lp
+            finished = 0
             for k in chunk:
                 i = items[k][1][0][2]
                 remaining[i] -= 1
-                if remaining[i] == 0:
-                    done += 1
-            if on_progress is not None:
-                on_progress(done, len(prompts))
-        return scores
+                finished += remaining[i] == 0
+            tick(finished)
+
+    def _score_groups(self, groups: list[_Group], scores: list[list[float]], batch_size: int, tick: Callable[[int], None]) -> None:
+        """Add each option's log-probs: `batch_size` prompts run at once, then their options, `batch_size` rows at a time."""
+        order = sorted(groups, key=lambda g: -len(g[1]))
+        for chunk in _chunks(range(len(order)), batch_size):
+            batch = [order[k] for k in chunk]
+            with torch.inference_mode(), self._autocast():
+                cache, mask, first = self._prompt_pass([ids for _, ids, _ in batch])
+                for row, (i, _, opts) in enumerate(batch):
+                    for j, o in opts:
+                        scores[i][j] += first[row][o[0]].item()
+                tails = [(row, i, j, o) for row, (i, _, opts) in enumerate(batch) for j, o in opts if len(o) > 1]
+                for start in range(0, len(tails), batch_size):
+                    part = tails[start : start + batch_size]
+                    picked = self._option_pass(cache, mask, [(row, o) for row, _, _, o in part])
+                    for (_, i, j, _), lps in zip(part, picked):
+                        scores[i][j] += sum(lps)
+            del cache
+            tick(len(batch))
+
+    def _prompt_pass(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Run left-padded prompts once: their KV cache, attention mask, and log-probs of the token after each."""
+        from transformers import DynamicCache
+
+        batch = collate([Encoded(p, p) for p in prompts], self.pad_id, left=True)
+        mask = batch["attention_mask"].to(self.device)
+        # A cache without the config holds every layer in full; left padding keeps index distances equal to
+        # position distances, so sliding-window layers mask exactly as they would on the unpadded prompt.
+        cache = DynamicCache()
+        rows = torch.arange(len(prompts), device=self.device)
+        cols = torch.full_like(rows, mask.shape[1] - 1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self._selected_logits(batch["input_ids"].to(self.device), mask, rows, cols, positions, cache)
+        return cache, mask, torch.log_softmax(logits, dim=-1)
+
+    def _option_pass(self, cache: Any, mask: torch.Tensor, options: list[tuple[int, list[int]]]) -> list[list[float]]:
+        """Log-probs of each option's tokens after its first, given (prompt row in the cache, option ids) pairs."""
+        tails = [o[:-1] for _, o in options]
+        batch = collate([Encoded(t, t) for t in tails], self.pad_id)
+        ids = batch["input_ids"].to(self.device)
+        tail_mask = batch["attention_mask"].to(self.device)
+        idx = torch.tensor([row for row, _ in options], device=self.device)
+        prompt_mask = mask[idx]
+        positions = prompt_mask.sum(-1, keepdim=True) + torch.arange(ids.shape[1], device=self.device)
+        rows, cols = tail_mask.nonzero(as_tuple=True)  # row-major: each option's tokens in order
+        logits = self._selected_logits(
+            ids, torch.cat([prompt_mask, tail_mask], dim=1), rows, cols, positions, _select_rows(cache, idx)
+        )
+        picked = _picked(logits, [t for _, o in options for t in o[1:]])
+        out: list[list[float]] = []
+        for _, o in options:
+            out.append(picked[: len(o) - 1])
+            picked = picked[len(o) - 1 :]
+        return out
 
     def free(self) -> None:
         """Release the model's memory (the Student is unusable afterwards)."""
@@ -497,6 +617,38 @@ def _lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+# (token ids, [(position, token, prompt index, option index)]): one sequence and the tokens it scores
+_Item = tuple[list[int], list[tuple[int, int, int, int]]]
+# (prompt index, prompt ids, [(option index, option ids)]): one prompt scored from its KV cache
+_Group = tuple[int, list[int], list[tuple[int, list[int]]]]
+
+
+def _counter(total: int, on_progress: Callable[[int, int], None] | None, done: int) -> Callable[[int], None]:
+    """A callback that adds finished prompts to `done` and reports (done, total)."""
+
+    def tick(finished: int) -> None:
+        nonlocal done
+        done += finished
+        if on_progress is not None:
+            on_progress(done, total)
+
+    return tick
+
+
+def _picked(logits: torch.Tensor, tokens: list[int]) -> list[float]:
+    """Log-prob of tokens[k] under the k-th row of logits."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return logprobs.gather(1, torch.tensor(tokens, device=logits.device)[:, None]).squeeze(1).tolist()
+
+
+def _select_rows(cache: Any, rows: torch.Tensor) -> Any:
+    """A cache holding the given batch rows of `cache` (repeats allowed); `cache` itself is left as it is."""
+    sub = copy.copy(cache)
+    sub.layers = [copy.copy(layer) for layer in cache.layers]  # batch_select_indices rebinds the copies' tensors
+    sub.batch_select_indices(rows)
+    return sub
 
 
 def _chunks(seq: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -483,3 +483,42 @@ def test_classification_and_math_types() -> None:
     assert isinstance(preset_task("sst2"), ClassificationTask)
     assert isinstance(preset_task("gsm8k"), MathTask)
     assert isinstance(make_task(TaskConfig(kind="free_text")), FreeTextTask)
+
+
+# --- the presets with room: MATH subject classification and MMLU-STEM (real rows) -------------------------------
+def test_math_topic_preset_loads_real_rows_with_latex_intact(tmp_path: Path) -> None:
+    cfg = resolve({"task": {"preset": "math_topic"},
+                   "data": {"pool": str(FIXTURES / "math_topic_42.jsonl"), "seed_size": 14, "validation_size": 14,
+                            "test_size": 14}})
+    task = make_task(cfg.task)
+    splits = load_splits(cfg, task)
+    assert len(task.labels) == 7 and {ex.answer for ex in splits.seed} == set(task.labels)  # 2 a label
+    rows = {r["problem"] for r in jsonl("math_topic_42.jsonl")}
+    for ex in splits.seed + splits.validation + splits.test:
+        assert ex.input in rows, "the problem text is kept byte for byte"
+        assert task.render_prompt(ex).startswith("Problem: ") and task.render_prompt(ex).endswith("\nSubject:")
+    assert any("\\frac" in ex.input for ex in splits.seed + splits.validation + splits.test)
+    assert " Counting & Probability" in task.label_options(splits.seed[0])
+
+
+def test_mmlu_stem_preset_answers_with_the_option_text() -> None:
+    cfg = resolve({"task": {"preset": "mmlu_stem"}})
+    task = make_task(cfg.task)
+    row = jsonl("mmlu_stem_12.jsonl")[0]
+    ex = task.example_from_fields(row["question"], row["answer"], row["choices"])
+    letter = "ABCD"[row["answer"]]
+    assert ex.answer == letter and ex.target == " " + row["choices"][row["answer"]]
+    assert task.render_response(ex) == ex.target
+    assert task.label_options(ex) == [" " + c for c in row["choices"]]
+    prompt = task.render_prompt(ex)
+    assert prompt.startswith("Question: ") and "\nA. " + row["choices"][0] in prompt and prompt.endswith("Answer:")
+    for i, choice in enumerate(row["choices"]):
+        assert task.extract(" " + choice, ex) == "ABCD"[i]
+    assert task.is_correct(task.extract(ex.target, ex), ex)
+    assert task.extract(" something else entirely", ex) is None
+    reply = {"what_made_it_hard": "x", "examples": [{"context": "Which organelle makes ATP?",
+                                                    "options": ["ribosome", "mitochondrion", "nucleus", "vacuole"],
+                                                    "answer": "B"}]}
+    jsonschema.validate(reply, task.teacher_schema(1))
+    (made,) = task.parse_teacher(reply, ex)
+    assert made.target == " mitochondrion" and made.answer == "B" and task.reject_reason(roundtrip(made)) is None

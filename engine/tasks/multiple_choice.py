@@ -9,7 +9,7 @@ from typing import Any
 from engine.config import DataConfig, TaskConfig
 from models.errors import ConfigError
 from engine.tasks.base import Example, Task
-from engine.tasks.common import RowProblem, fill_template, raw_key
+from engine.tasks.common import RowProblem, fill_template, normalise_answer, raw_key
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
     bounded_string,
@@ -56,12 +56,16 @@ class MultipleChoiceTask(Task):
             template = f"{head}\n{{choices}}\n{tail}" if sep else f"{{choices}}\n{template}"
         return fill_template(template, input=ex.input, choices=self.options_block(ex.choices))
 
-    def render_response(self, ex: Example) -> str:
-        """' A'."""
-        return " " + ex.answer
+    def response_for(self, letter: str, choices: tuple[str, ...]) -> str:
+        """' A', or ' <the option's text>' when task.choice_format is 'text'."""
+        if self.cfg.choice_format == "text":
+            return " " + choices[self._index[letter.casefold()]]
+        return " " + letter
 
     def label_options(self, ex: Example) -> list[str] | None:
-        """One continuation per option of this example."""
+        """One continuation per option of this example: its letter, or its text."""
+        if self.cfg.choice_format == "text":
+            return [" " + choice for choice in ex.choices or ()]
         return [" " + letter for letter in self.letters[: len(ex.choices or self.letters)]]
 
     @property
@@ -70,7 +74,14 @@ class MultipleChoiceTask(Task):
         return ["\n"]
 
     def extract(self, output: str, ex: Example) -> str | None:
-        """The option letter the output starts with."""
+        """The option letter the output starts with; with choice_format 'text', the letter of the option it starts with."""
+        if self.cfg.choice_format == "text":
+            said = normalise_answer(output)
+            by_length = sorted(enumerate(ex.choices or ()), key=lambda item: -len(item[1]))
+            for i, choice in by_length:
+                if said.startswith(normalise_answer(choice)) and normalise_answer(choice):
+                    return self.letters[i]
+            return None
         m = self._leading.match(output)
         return self.letters[self._index[m.group(1).casefold()]] if m else None
 
@@ -97,7 +108,7 @@ class MultipleChoiceTask(Task):
         if letter is None:
             raise RowProblem(f"answer {raw_key(target)!r} is not an option (0-{len(choices) - 1} or "
                              f"{', '.join(self.letters[: len(choices)])})")
-        return Example(input=text, target=" " + letter, answer=letter, choices=tuple(choices))
+        return Example(input=text, target=self.response_for(letter, tuple(choices)), answer=letter, choices=tuple(choices))
 
     # teacher ------------------------------------------------------------------------------------------
     def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
@@ -128,7 +139,9 @@ class MultipleChoiceTask(Task):
         for item in reply.get("examples", []):
             options = tuple(str(o).strip() for o in item.get("options", []))
             answer = str(item.get("answer", "")).strip()
-            out.append(Example(input=str(item.get("context", "")).strip(), target=" " + answer, answer=answer,
+            valid = answer.casefold() in self._index and self._index[answer.casefold()] < len(options)
+            target = self.response_for(answer, options) if valid else " " + answer
+            out.append(Example(input=str(item.get("context", "")).strip(), target=target, answer=answer,
                                choices=options, meta={"what_made_it_hard": hard}))
         return out
 

@@ -18,6 +18,8 @@ _TREC_MAP = {
     "ABBR": "abbreviation", "DESC": "description", "ENTY": "entity", "HUM": "human", "LOC": "location", "NUM": "number",
     "0": "abbreviation", "1": "entity", "2": "description", "3": "human", "4": "location", "5": "number",
 }
+_MATH_SUBJECTS = ["Algebra", "Counting & Probability", "Geometry", "Intermediate Algebra", "Number Theory", "Prealgebra",
+                  "Precalculus"]
 _SNIPS_INTENTS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
                   "SearchScreeningEvent"]
 
@@ -56,6 +58,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "task": {"kind": "classification", "labels": _SNIPS_INTENTS, "prompt": "Utterance: {input}\nIntent:",
                  "description": "The intent of a voice-assistant request: " + ", ".join(_SNIPS_INTENTS) + "."},
         "data": {"input_field": "text", "target_field": "label"},
+    },
+    "math_topic": {
+        "task": {"kind": "classification", "labels": _MATH_SUBJECTS, "prompt": "Problem: {input}\nSubject:",
+                 "description": "The subject of a competition math problem (LaTeX allowed): " + ", ".join(_MATH_SUBJECTS)
+                                + ". Each input is a problem statement to solve, never its answer or solution."},
+        "data": {"input_field": "problem", "target_field": "type"},
+    },
+    "mmlu_stem": {
+        "task": {"kind": "multiple_choice", "labels": ["A", "B", "C", "D"], "choice_format": "text",
+                 "prompt": "Question: {input}\n{choices}\nAnswer:",
+                 "description": "A four-option multiple-choice exam question in a science, technology, engineering or "
+                                "mathematics subject (MMLU-STEM); the answer is the correct option."},
+        "data": {"input_field": "question", "target_field": "answer", "choices_field": "choices"},
     },
     "casehold": {
         "task": {"kind": "multiple_choice", "labels": ["A", "B", "C", "D", "E"],

@@ -1,0 +1,304 @@
+"""`l2l report SWEEP`: per arm, accuracy and cost over seed sets, and paired test differences with a two-level bootstrap."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from engine.compare import correct_by_text
+from engine.store import Store
+
+BASELINES = ("plain", "paper")
+RESAMPLES = 4000
+
+
+@dataclass
+class RunFacts:
+    """One finished (arm, seed set) run as the report uses it."""
+
+    arm: str
+    seed_set: int
+    run_id: int
+    status: str
+    best_round: int | None
+    val_acc: float | None
+    test_acc: float | None
+    teacher_calls: int  # requests made, cache hits included: the cost a run on its own would pay
+    examples_requested: int
+    kept: int
+    rejected: Counter[str]
+    minutes: float
+    val_by_round: list[float | None]
+    test_correct: dict[str, int] = field(default_factory=dict)  # content hash -> 1/0 at the chosen round
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation over seed sets."""
+
+    mean: float | None
+    sd: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float | None]) -> Spread:
+        """The spread of the values that exist."""
+        got = [v for v in values if v is not None]
+        if not got:
+            return cls(None, None, 0)
+        return cls(statistics.fmean(got), statistics.stdev(got) if len(got) > 1 else 0.0, len(got))
+
+    def show(self, scale: float = 1.0, digits: int = 1) -> str:
+        """'79.6 ± 1.3' ('-' when empty)."""
+        if self.mean is None:
+            return "-"
+        return f"{self.mean * scale:.{digits}f} ± {(self.sd or 0.0) * scale:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Test accuracy of `arm` minus `against`, pooled over the seed sets both finished, with a 95% interval."""
+
+    arm: str
+    against: str
+    delta: float
+    ci_low: float
+    ci_high: float
+    per_set: dict[int, float]
+    n_examples: int
+
+    @property
+    def outside(self) -> bool:
+        """Whether zero is outside the interval."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+@dataclass
+class SweepReport:
+    """Everything `l2l report` shows and writes."""
+
+    sweep: dict[str, Any]
+    runs: list[RunFacts]
+    arms: list[str]
+
+    def of_arm(self, arm: str) -> list[RunFacts]:
+        """The finished runs of one arm, by seed set."""
+        return sorted((r for r in self.runs if r.arm == arm and r.status == "finished"), key=lambda r: r.seed_set)
+
+
+def gather(store: Store, sweep_id: int) -> SweepReport:
+    """Read every run of a sweep from the store."""
+    from engine.runs import effective_status
+
+    sweep = store.sweep(sweep_id)
+    facts = []
+    for cell in store.sweep_runs(sweep_id):
+        run_id = int(cell["run_id"])
+        run = store.run(run_id)
+        rounds = store.rounds(run_id)
+        best = run.get("best_round")
+        chosen = rounds[best] if best is not None and best < len(rounds) else {}
+        rejected: Counter[str] = Counter()
+        calls = requested = 0
+        seconds = 0.0
+        for r in rounds:
+            phases = r.get("phases") or {}
+            rejected.update((phases.get("filter") or {}).get("reasons") or {})
+            augment = phases.get("augment") or {}
+            calls += int(augment.get("requests") or 0)
+            requested += int(augment.get("examples_requested") or 0)
+            seconds += sum(float(p.get("wall_seconds") or p.get("seconds") or 0) for p in phases.values() if isinstance(p, dict))
+        facts.append(RunFacts(
+            arm=cell["arm"], seed_set=int(cell["seed_set"]), run_id=run_id, status=effective_status(run),
+            best_round=best, val_acc=chosen.get("val_acc"), test_acc=chosen.get("test_acc"), teacher_calls=calls,
+            examples_requested=requested, kept=store.count("examples", run_id=run_id, split="synthetic", status="kept"),
+            rejected=rejected, minutes=seconds / 60, val_by_round=[r["val_acc"] for r in rounds],
+            test_correct=correct_by_text(store, run_id, best, "test") if best is not None else {}))
+    arms = [a["name"] for a in sweep["arms"]]
+    return SweepReport(sweep=sweep, runs=facts, arms=arms)
+
+
+def paired(report: SweepReport, arm: str, against: str, resamples: int = RESAMPLES, seed: int = 0) -> Paired | None:
+    """Pool the per-example test differences over the seed sets both arms finished; the 95% interval comes from a
+    two-level bootstrap (seed sets with replacement, then test examples within each), so it carries the spread
+    between seed draws as well as the test sample's."""
+    ours = {r.seed_set: r for r in report.of_arm(arm)}
+    theirs = {r.seed_set: r for r in report.of_arm(against)}
+    sets = sorted(set(ours) & set(theirs))
+    diffs: list[np.ndarray] = []
+    per_set: dict[int, float] = {}
+    for s in sets:
+        keys = sorted(set(ours[s].test_correct) & set(theirs[s].test_correct))
+        if not keys:
+            continue
+        d = np.array([ours[s].test_correct[k] - theirs[s].test_correct[k] for k in keys], dtype=np.int8)
+        diffs.append(d)
+        per_set[s] = float(d.mean())
+    if not diffs:
+        return None
+    rng = np.random.default_rng(seed)
+    boots = np.empty(resamples)
+    for b in range(resamples):
+        picked = rng.integers(0, len(diffs), len(diffs))
+        total = count = 0
+        for i in picked:
+            d = diffs[i]
+            total += int(d[rng.integers(0, len(d), len(d))].sum())
+            count += len(d)
+        boots[b] = total / count
+    pooled = float(np.concatenate(diffs).mean())
+    low, high = np.quantile(boots, [0.025, 0.975])
+    return Paired(arm=arm, against=against, delta=pooled, ci_low=float(low), ci_high=float(high), per_set=per_set,
+                  n_examples=sum(len(d) for d in diffs))
+
+
+def arm_rows(report: SweepReport) -> list[dict[str, Any]]:
+    """One row per arm: spreads of accuracy and cost, rejection counts, and the paired deltas."""
+    rows = []
+    for arm in report.arms:
+        runs = report.of_arm(arm)
+        row: dict[str, Any] = {
+            "arm": arm, "runs": len(runs), "planned": report.sweep["seed_sets"],
+            "val": Spread.of([r.val_acc for r in runs]), "test": Spread.of([r.test_acc for r in runs]),
+            "teacher_calls": Spread.of([float(r.teacher_calls) for r in runs]),
+            "kept": Spread.of([float(r.kept) for r in runs]), "minutes": Spread.of([r.minutes for r in runs]),
+            "rejected": sum((r.rejected for r in runs), Counter()),
+        }
+        for base in BASELINES:
+            row[f"vs_{base}"] = paired(report, arm, base) if arm != base else None
+        rows.append(row)
+    return rows
+
+
+def _delta(p: Paired | None) -> str:
+    if p is None:
+        return "-"
+    mark = " *" if p.outside else ""
+    return f"{100 * p.delta:+.1f} [{100 * p.ci_low:+.1f}, {100 * p.ci_high:+.1f}]{mark}"
+
+
+def _per_set(p: Paired | None) -> str:
+    return "-" if p is None else " ".join(f"{100 * d:+.1f}" for _, d in sorted(p.per_set.items()))
+
+
+def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Path] | None = None) -> Group:
+    """The report as rich tables."""
+    sweep = report.sweep
+    head = Text.assemble((f"sweep {sweep['id']} ", "bold"),
+                         f"{sweep['name']} · {sweep['status']} · {sweep['seed_sets']} seed sets · "
+                         f"{len(report.arms)} arms · test accuracy at the round validation chose")
+    table = Table(title="per arm (mean ± sd over seed sets)", title_justify="left")
+    for name, justify in (("arm", "left"), ("runs", "right"), ("val %", "right"), ("test %", "right"),
+                          ("calls", "right"), ("kept", "right"), ("min", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(row["arm"], f"{row['runs']}/{row['planned']}", row["val"].show(100), row["test"].show(100),
+                      row["teacher_calls"].show(digits=0), row["kept"].show(digits=0), row["minutes"].show(digits=1))
+    deltas = Table(title="paired test difference, points [95% CI, two-level bootstrap]; * = zero outside the CI",
+                   title_justify="left")
+    deltas.add_column("arm")
+    for base in BASELINES:
+        deltas.add_column(f"vs {base}", justify="right")
+        deltas.add_column(f"per set vs {base}", justify="left")
+    for row in rows:
+        cells = []
+        for base in BASELINES:
+            cells += [_delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])]
+        deltas.add_row(row["arm"], *cells)
+    parts: list[Any] = [head, table, deltas]
+    reasons = sorted({reason for row in rows for reason in row["rejected"]})
+    if reasons:
+        rejected = Table(title="teacher examples rejected, by reason (all seed sets)", title_justify="left")
+        rejected.add_column("arm")
+        for reason in reasons:
+            rejected.add_column(reason.replace("_", " "), justify="right")
+        for row in rows:
+            rejected.add_row(row["arm"], *(str(row["rejected"].get(reason, 0)) for reason in reasons))
+        parts.append(rejected)
+    for name, path in (files or {}).items():
+        parts.append(Text(f"{name}: {path}", style="dim"))
+    return Group(*parts)
+
+
+def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """arms.csv, runs.csv and report.png in `folder` (created owner-only)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    arms_csv, runs_csv, png = folder / "arms.csv", folder / "runs.csv", folder / "report.png"
+    with open(arms_csv, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arm", "runs", "val_mean", "val_sd", "test_mean", "test_sd", "teacher_calls_mean", "kept_mean",
+                    "minutes_mean", *(f"{k}_{b}" for b in BASELINES for k in ("delta", "ci_low", "ci_high")), "rejected"])
+        for row in rows:
+            cells: list[Any] = [row["arm"], row["runs"], row["val"].mean, row["val"].sd, row["test"].mean, row["test"].sd,
+                                row["teacher_calls"].mean, row["kept"].mean, row["minutes"].mean]
+            for base in BASELINES:
+                p = row[f"vs_{base}"]
+                cells += [p.delta, p.ci_low, p.ci_high] if p else ["", "", ""]
+            cells.append(";".join(f"{k}={v}" for k, v in sorted(row["rejected"].items())))
+            w.writerow(cells)
+    with open(runs_csv, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arm", "seed_set", "run_id", "status", "best_round", "val_acc", "test_acc", "teacher_calls",
+                    "examples_requested", "kept", "minutes", "val_by_round"])
+        for r in sorted(report.runs, key=lambda r: (r.arm, r.seed_set)):
+            w.writerow([r.arm, r.seed_set, r.run_id, r.status, r.best_round, r.val_acc, r.test_acc, r.teacher_calls,
+                        r.examples_requested, r.kept, round(r.minutes, 2),
+                        " ".join("" if v is None else f"{v:.4f}" for v in r.val_by_round)])
+    plot_png(report, png)
+    return {"arms.csv": arms_csv, "runs.csv": runs_csv, "plot": png}
+
+
+def plot_png(report: SweepReport, path: Path) -> None:
+    """Validation accuracy per round per arm (mean, with the min-max band over seed sets), and each seed set's test
+    accuracy at the chosen round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    for i, arm in enumerate(report.arms):
+        runs = report.of_arm(arm)
+        if not runs:
+            continue
+        color = f"C{i % 10}"
+        depth = max(len(r.val_by_round) for r in runs)
+        xs, means, lows, highs = [], [], [], []
+        for k in range(depth):
+            values = [100 * r.val_by_round[k] for r in runs if k < len(r.val_by_round) and r.val_by_round[k] is not None]
+            if values:
+                xs.append(k)
+                means.append(statistics.fmean(values))
+                lows.append(min(values))
+                highs.append(max(values))
+        left.plot(xs, means, marker="o", color=color, label=f"{arm} (n={len(runs)})")
+        left.fill_between(xs, lows, highs, color=color, alpha=0.15)
+        tests = [100 * r.test_acc for r in runs if r.test_acc is not None]
+        right.scatter([i] * len(tests), tests, color=color, alpha=0.7, s=22)
+        if tests:
+            right.hlines(statistics.fmean(tests), i - 0.3, i + 0.3, color=color, linewidth=2)
+    left.set_xlabel("round (0 = plain fine-tuning on the seeds)")
+    left.set_ylabel("validation accuracy % (mean; band: min-max over seed sets)")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    right.set_xticks(range(len(report.arms)), report.arms, rotation=30, ha="right")
+    right.set_ylabel("test accuracy % at the chosen round (dots: seed sets)")
+    right.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"sweep {report.sweep['id']}: {report.sweep['name']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report_folder(store: Store, sweep_id: int) -> Path:
+    """Where a sweep's CSVs and plot go: beside the store."""
+    return store.path.parent / "sweeps" / f"sweep-{sweep_id}"
