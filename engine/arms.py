@@ -38,8 +38,21 @@ class Arm:
 # dedup and the answer format, and a teacher that never sees the student's answer.
 PAPER = (
     "loop.targets=misses", "loop.examples_per_miss=1", "loop.miss_source=seed", "loop.confidence_threshold=0",
-    "teacher.show_student_answer=false",
+    "teacher.show_student_answer=false", "checks.verify=false", "checks.meta_text=false",
+    "checks.requested_label=false", "checks.grounding=0", "checks.length=0", "checks.label_balance=0",
 )
+
+# One ablation per check of the product's recipe: llm2llm with that check alone switched off.
+ABLATIONS = {
+    "no_verify": ("checks.verify=false", "the teacher's blind labelling / solving"),
+    "no_meta_text": ("checks.meta_text=false", "the text-about-an-example filter"),
+    "no_requested_label": ("checks.requested_label=false", "rejecting labels other than the miss's"),
+    "no_grounding": ("checks.grounding=0", "real seed examples in the teacher prompt"),
+    "no_length": ("checks.length=0", "the length range of the seeds"),
+    "no_label_balance": ("checks.label_balance=0", "the per-label cap"),
+    "no_siblings": ("checks.siblings=false", "dedup among one round's candidates"),
+    "no_repair": ("checks.repair_escapes=false", "undoing JSON escapes that ate LaTeX"),
+}
 
 BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
     Arm("llm2llm", (), "the product's settings, as the config gives them"),
@@ -52,6 +65,7 @@ BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
         matched="budget"),
     Arm("plain", ("loop.rounds=1",), "plain fine-tuning on the seeds alone, with as many optimizer steps as the "
                                      "reference arm's chosen round", matched="steps"),
+    *(Arm(name, (override,), f"llm2llm without {what}") for name, (override, what) in ABLATIONS.items()),
 )}
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.checks import repair_escapes
 from engine.config import RunConfig
 from engine.example_rows import example_from_row
 from engine.tasks.base import Example, Task
+from engine.tasks.teacher_prompt import max_reply_chars
 
 
 MAX_PER_CALL = 16  # examples one teacher call may be asked for (the reply schema grows with it)
@@ -72,3 +74,33 @@ def cache_key(identity: str, messages: list[dict[str, str]], schema: dict[str, A
 def _derive_seed(base: int, round_idx: int, salt: str) -> int:
     digest = hashlib.sha256(f"{base}:{round_idx}:{salt}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def grounding(task: Task, target: dict[str, Any], seeds: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to n real seed examples shown beside the target for length and register: of the same label for
+    classification, any other seed otherwise; drawn from the target's content, so the prompt (and cache key) is stable."""
+    if n <= 0:
+        return []
+    same = [r for r in seeds if r["id"] != target["id"] and (task.kind != "classification" or r["answer"] == target["answer"])]
+    rng = random.Random(_derive_seed(0, 0, "grounding:" + target["content_hash"]))
+    return rng.sample(same, min(n, len(same)))
+
+
+def max_reply_tokens(schema: dict[str, Any]) -> int:
+    """A generous token budget for a reply that follows `schema` (about 2 characters a token at worst, plus slack)."""
+    return max_reply_chars(schema) // 2 + 16
+
+
+def repaired(ex: Example) -> Example:
+    """The example with JSON escapes that ate LaTeX backslashes undone; the count goes to meta['repaired_escapes']."""
+    text, n = repair_escapes(ex.input)
+    target, m = repair_escapes(ex.target)
+    choices = None
+    k = 0
+    if ex.choices:
+        fixed = [repair_escapes(c) for c in ex.choices]
+        choices = tuple(c for c, _ in fixed)
+        k = sum(count for _, count in fixed)
+    if n + m + k == 0:
+        return ex
+    return replace(ex, input=text, target=target, choices=choices, meta={**ex.meta, "repaired_escapes": n + m + k})

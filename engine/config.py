@@ -149,6 +149,20 @@ class LoopConfig(Section):
     score_test_every_round: bool = Field(False, description="Score the test split every round (reported as such); otherwise only the round validation picks is scored on test.")
 
 
+class ChecksConfig(Section):
+    """What every teacher-written candidate must pass before it is kept; each rejection is stored with its reason."""
+
+    verify: bool = Field(True, description="The teacher labels each candidate blind in a separate cached call (classification, multiple choice) or solves it (math); disagreement is rejected as label_disagrees / solve_disagrees, and 'not a valid input' as not_a_task.")
+    meta_text: bool = Field(True, description="Reject text about an example instead of an example (meta_text); patterns come from the task's labels and description.")
+    meta_patterns: list[str] = Field(default_factory=list, description="Extra regular expressions (case-insensitive) that mark a candidate as meta_text.")
+    requested_label: bool = Field(True, description="Reject a candidate whose label is not the label of the example it was written for (label_mismatch); off: counted, kept.")
+    grounding: int = Field(3, ge=0, le=8, description="Real seed examples of the same label shown to the teacher for length and register (0: none).")
+    length: float = Field(2.0, ge=0, description="Reject candidates shorter than the seeds' shortest / this or longer than their longest × this, in words (0: off).")
+    label_balance: float = Field(0.1, ge=0, lt=1, description="Cap what a round adds per label so each label's share of the training set stays within this of its seed share (0: off).")
+    siblings: bool = Field(True, description="Candidates of the same round count against each other as near-duplicates (sibling_duplicate).")
+    repair_escapes: bool = Field(True, description="Undo JSON escapes that ate LaTeX (\\tan read as a tab) and reject any other control character (control_chars).")
+
+
 class RunConfig(Section):
     """A whole run."""
 
@@ -163,6 +177,7 @@ class RunConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> RunConfig:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.augment import cache_key, choose_targets, request_seed, teacher_messages
+from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, repaired, request_seed, teacher_messages
 from engine.config import RunConfig
-from engine.dedup import DedupIndex
+from engine.filtering import CandidateFilter
 from engine.example_rows import example_from_row, example_row
 from engine.meter import PhaseMeter
 from engine.model_slots import ModelSlots
@@ -236,14 +236,47 @@ class Loop:
                         max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval"))
         return [{"run_id": self.run_id, "round": idx, **p} for p in preds]
 
+    # teacher calls ------------------------------------------------------------------------------
+    def _call_teacher(self, idx: int, phase: str, requests: list[Any], meter: PhaseMeter, purpose: str,
+                      on_parsed: Callable[[str, dict[str, Any]], None] | None = None) -> tuple[int, set[str]]:
+        """Answer requests from the cache or the teacher (each reply committed as it arrives: never paid twice);
+        returns (cache hits, keys the teacher answered now)."""
+        todo = [r for r in requests if self.store.teacher_call(r.key) is None]
+        if not todo:
+            return len(requests), set()
+        teacher = self.models.teacher(meter)
+        identity = teacher.identity()
+        prog = self.progress(idx, phase)
+        done = [len(requests) - len(todo)]
+        prog(done[0], len(requests))
+        prompts = {r.key: r.messages for r in todo}
+
+        def on_reply(reply: Any) -> None:
+            self.store.save_teacher_call({
+                "key": reply.key, "model": identity, "prompt": json.dumps(prompts[reply.key]), "response": reply.text,
+                "ok": int(reply.error is None), "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out,
+                "seconds": reply.seconds, "error": reply.error, "run_id": self.run_id, "round": idx, "purpose": purpose})
+            done[0] += 1
+            prog(done[0], len(requests))
+            if reply.parsed is not None and on_parsed is not None:
+                on_parsed(reply.key, reply.parsed)
+
+        t0 = time.perf_counter()
+        teacher.generate(todo, on_reply=on_reply)
+        meter.mark("compute", time.perf_counter() - t0)
+        return len(requests) - len(todo), set(prompts)
+
+    def _identity(self, meter: PhaseMeter) -> str:
+        """The teacher's cache identity (loads the teacher: the identity hashes its model file)."""
+        return self.models.teacher(meter).identity()
+
     # augment ------------------------------------------------------------------------------------
     def _phase_augment(self, idx: int) -> None:
         from models.teacher.base import TeacherRequest
 
         preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
-        pool = self.store.examples(self.run_id, split="seed")
-        if self.cfg.loop.miss_source == "all":
-            pool = self._training_examples(idx)
+        seeds = self.store.examples(self.run_id, split="seed")
+        pool = self._training_examples(idx) if self.cfg.loop.miss_source == "all" else seeds
         pool = [dict(r, prediction=preds[r["id"]]) for r in pool if r["id"] in preds]
         misses = [r for r in pool if is_miss(r["prediction"], self.cfg.loop.confidence_threshold)]
         targets = choose_targets(self.cfg, pool, misses, idx)
@@ -251,42 +284,26 @@ class Loop:
         requests: list[TeacherRequest] = []
         parents: dict[str, dict[str, Any]] = {}
         with PhaseMeter() as meter:
-            teacher = self.models.teacher(meter)
-            identity = teacher.identity()
+            identity = self._identity(meter)
             for target in targets:
-                messages = teacher_messages(self.task, self.cfg, target, grounding=[])
+                shown = grounding(self.task, target.row, seeds, self.cfg.checks.grounding)
+                messages = teacher_messages(self.task, self.cfg, target, [example_from_row(r) for r in shown])
                 schema = self.task.teacher_schema(target.k)
                 seed = request_seed(self.cfg, idx, target)
                 key = cache_key(identity, messages, schema, tcfg.temperature, tcfg.top_p, tcfg.max_tokens, seed)
                 parents[key] = target.row
                 requests.append(TeacherRequest(key=key, messages=messages, schema=schema, max_tokens=tcfg.max_tokens,
                                                temperature=tcfg.temperature, top_p=tcfg.top_p, seed=seed))
-            todo = [r for r in requests if self.store.teacher_call(r.key) is None]
-            hits = len(requests) - len(todo)
             asked = sum(t.k for t in targets)
+            cached = sum(1 for r in requests if self.store.teacher_call(r.key) is not None)
             self.log(f"round {idx}: asking the teacher for {asked} examples from {len(targets)} "
-                     f"{_targets_noun(self.cfg.loop.targets)}; {hits} calls answered from the cache", kind="phase")
-            prog = self.progress(idx, "augment")
-            done = [hits]
-            prog(hits, len(requests))
-            prompts = {r.key: r.messages for r in todo}
+                     f"{_targets_noun(self.cfg.loop.targets)}; {cached} calls answered from the cache", kind="phase")
 
-            def on_reply(reply: Any) -> None:
-                self.store.save_teacher_call({
-                    "key": reply.key, "model": identity, "prompt": json.dumps(prompts[reply.key]),
-                    "response": reply.text, "ok": int(reply.error is None), "tokens_in": reply.tokens_in,
-                    "tokens_out": reply.tokens_out, "seconds": reply.seconds, "error": reply.error,
-                    "run_id": self.run_id, "round": idx})
-                done[0] += 1
-                prog(done[0], len(requests))
-                if reply.parsed is not None:
-                    for item in reply.parsed.get("examples", []):
-                        self.log(json.dumps(item, ensure_ascii=False)[:500], kind="teacher", parent=parents[reply.key]["id"])
+            def echo(key: str, parsed: dict[str, Any]) -> None:
+                for item in parsed.get("examples", []):
+                    self.log(json.dumps(item, ensure_ascii=False)[:500], kind="teacher", parent=parents[key]["id"])
 
-            if todo:
-                t0 = time.perf_counter()
-                teacher.generate(todo, on_reply=on_reply)
-                meter.mark("compute", time.perf_counter() - t0)
+            hits, fresh = self._call_teacher(idx, "augment", requests, meter, "write", on_parsed=echo)
         candidates: list[dict[str, Any]] = []
         failed = tokens_out = 0
         gen_seconds = 0.0
@@ -295,11 +312,13 @@ class Loop:
             if call is None or not call["ok"]:
                 failed += 1
                 continue
-            if request.key in prompts:
+            if request.key in fresh:
                 tokens_out += call["tokens_out"] or 0
                 gen_seconds += call["seconds"] or 0.0
             parent = parents[request.key]
             for ex in self.task.parse_teacher(json.loads(call["response"]), example_from_row(parent)):
+                if self.cfg.checks.repair_escapes:
+                    ex = repaired(ex)
                 candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
                                               parent_id=parent["id"], teacher_call=request.key))
         fault_point("augment", idx)
@@ -314,35 +333,61 @@ class Loop:
 
     # filter -------------------------------------------------------------------------------------
     def _phase_filter(self, idx: int) -> None:
+        rows = self.store.examples(self.run_id)
+        existing = [r for r in rows if r["split"] != "synthetic" or r["status"] == "kept"]
+        training = [r for r in existing if r["split"] in ("seed", "synthetic")]
+        pending = [r for r in rows if r["split"] == "synthetic" and r["status"] == "pending" and r["origin_round"] == idx]
+        verify_stats: dict[str, Any] = {}
         with PhaseMeter() as meter:
-            index = DedupIndex(self.cfg.loop.near_duplicate)
-            for row in self.store.examples(self.run_id):
-                if row["split"] != "synthetic" or row["status"] == "kept":
-                    index.add(row["input"], row["id"])
-            pending = self.store.examples(self.run_id, split="synthetic", status="pending", origin_round=idx)
-            decisions: list[tuple[int, str, str | None]] = []
-            for row in pending:
-                reason = self.task.reject_reason(example_from_row(row))
-                if reason is None:
-                    hit = index.match(row["input"])
-                    if hit is not None:
-                        reason = hit[0]
-                if reason is None:
-                    index.add(row["input"], row["id"])
-                    decisions.append((row["id"], "kept", None))
-                else:
-                    decisions.append((row["id"], "rejected", reason))
-        reasons = Counter(reason for _, status, reason in decisions if status == "rejected")
-        kept = sum(1 for _, status, _ in decisions if status == "kept")
+            screen = CandidateFilter(self.task, self.cfg.checks, self.cfg.loop.near_duplicate, existing, training)
+            verify = None
+            if self.cfg.checks.verify and self.task.verifies:
+                verify = lambda survivors: self._verify(idx, survivors, meter, verify_stats)  # noqa: E731
+            decisions = screen.decide(pending, verify, seed=self.cfg.seed + idx)
+        reasons = decisions.reasons
+        kept = len(decisions.kept)
+        mix = Counter(r["answer"] for r in training) + Counter(r["answer"] for r in pending if r["id"] in set(decisions.kept))
         fault_point("filter", idx)
         with self.store.transaction():
-            for example_id, status, reason in decisions:
-                self.store.db["examples"].update(example_id, {"status": status, "reason": reason})
-            self._finish_phase(idx, "filter", meter, "done", kept=kept, rejected=len(decisions) - kept,
-                               details={"reasons": dict(reasons)})
+            for example_id, reason in decisions.rejected.items():
+                self.store.db["examples"].update(example_id, {"status": "rejected", "reason": reason})
+            for example_id in decisions.kept:
+                self.store.db["examples"].update(example_id, {"status": "kept", "reason": None})
+            details: dict[str, Any] = {"reasons": dict(reasons), "flags": dict(decisions.flags), **verify_stats}
+            if self.task.kind in ("classification", "multiple_choice"):
+                details["label_mix_after"] = dict(sorted(mix.items()))
+            self._finish_phase(idx, "filter", meter, "done", kept=kept, rejected=len(decisions.rejected), details=details)
             self.store.upsert_round(self.run_id, idx + 1, phase="train")
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "none rejected"
-        self.log(f"round {idx}: kept {kept} of {len(decisions)} new examples ({detail})", kind="phase")
+        self.log(f"round {idx}: kept {kept} of {len(pending)} new examples ({detail})", kind="phase")
+
+    def _verify(self, idx: int, rows: list[dict[str, Any]], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
+        """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""
+        from models.teacher.base import TeacherRequest
+
+        identity = self._identity(meter)
+        schema = self.task.verify_schema()
+        max_tokens = min(self.cfg.teacher.max_tokens, max_reply_tokens(schema))
+        requests, keys = [], {}
+        for row in rows:
+            messages = self.task.verify_messages(example_from_row(row))
+            key = cache_key(identity, messages, schema, 0.0, 1.0, max_tokens, 0)
+            keys[row["id"]] = key
+            if key not in {r.key for r in requests}:
+                requests.append(TeacherRequest(key=key, messages=messages, schema=schema, max_tokens=max_tokens,
+                                               temperature=0.0, top_p=1.0, seed=0))
+        t0 = time.perf_counter()
+        hits, _ = self._call_teacher(idx, "verify", requests, meter, "verify")
+        verdicts: dict[int, str | None] = {}
+        for row in rows:
+            call = self.store.teacher_call(keys[row["id"]])
+            if call is None or not call["ok"]:
+                verdicts[row["id"]] = "verify_failed"
+                continue
+            verdicts[row["id"]] = self.task.verify_verdict(json.loads(call["response"]), example_from_row(row))
+        stats.update(verify_calls=len(requests), verify_cache_hits=hits,
+                     verify_seconds=round(time.perf_counter() - t0, 3))
+        return verdicts
 
     def _phase_done(self, idx: int) -> None:  # pragma: no cover - _current_round never returns a done round
         raise AssertionError("done rounds are not run")

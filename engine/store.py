@@ -94,6 +94,7 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         pk=("sweep_id", "arm", "seed_set"), foreign_keys=[("sweep_id", "sweeps", "id"), ("run_id", "runs", "id")],
     )
     db["examples"].create_index(["run_id", "status"])
+    db["teacher_calls"].add_column("purpose", str)  # 'write' (new examples) or 'verify' (blind check of one)
 
 
 MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2}

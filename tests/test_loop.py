@@ -51,7 +51,7 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
     missed = {e["id"] for e in seed if not preds0[e["id"]]["correct"]}
     assert r0["misses"] == len(missed) > 0, "a random student must miss some seed examples"
     # one teacher call per miss, each asking for k=2 examples
-    assert store.count("teacher_calls", run_id=run_id, round=0) == len(missed)
+    assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == len(missed)
     synthetic = store.examples(run_id, split="synthetic")
     assert len(synthetic) == r0["generated"] == r0["kept"] + r0["rejected"]
     assert {s["parent_id"] for s in synthetic} <= missed, "each synthetic example knows the miss it came from"

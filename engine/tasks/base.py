@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class Task(ABC):
 
     kind: str
     default_prompt: str  # used when task.prompt is unset; {input} is the example text
+    verifies: bool = False  # whether the teacher can check a candidate blind (verify_messages and friends)
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
@@ -75,3 +77,22 @@ class Task(ABC):
     def reject_reason(self, ex: Example) -> str | None:
         """Why a new example is unusable for this task (e.g. 'label_not_in_set', 'no_number'), or None."""
         return None
+
+    @property
+    def input_noun(self) -> str:
+        """What an input is called: the word before '{input}' in the prompt ('Review: {input}' → 'review'), else 'input'."""
+        m = re.search(r"(\w+)\s*:\s*\{input\}", self.cfg.prompt or self.default_prompt)
+        return m.group(1).casefold() if m else "input"
+
+    # blind verification by the teacher (checks.verify); kinds without one return None
+    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
+        """Chat messages asking the teacher to answer a candidate blind, without its label or answer."""
+        raise NotImplementedError(f"{self.kind} has no blind verification")
+
+    def verify_schema(self) -> dict[str, Any]:
+        """JSON schema of the blind answer."""
+        raise NotImplementedError(f"{self.kind} has no blind verification")
+
+    def verify_verdict(self, reply: dict[str, Any], ex: Example) -> str | None:
+        """None when the blind answer agrees with the candidate's, else the rejection reason."""
+        raise NotImplementedError(f"{self.kind} has no blind verification")

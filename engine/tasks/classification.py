@@ -12,12 +12,14 @@ from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, raw_key
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
+    NOT_VALID,
     bounded_string,
     clip,
     examples_schema,
     object_schema,
     student_said,
     teacher_chat,
+    verify_chat,
 )
 
 DEFAULT_PROMPT = "Input: {input}\nLabel:"
@@ -42,6 +44,7 @@ class ClassificationTask(Task):
 
     kind = "classification"
     default_prompt = DEFAULT_PROMPT
+    verifies = True
     text_chars = 300
     reason_chars = 160
 
@@ -116,6 +119,24 @@ class ClassificationTask(Task):
             out.append(Example(input=str(item.get("text", "")).strip(), target=" " + label, answer=label,
                                meta={"requested_label": parent.answer, "what_made_it_hard": hard}))
         return out
+
+    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
+        """The text alone, the label set, and the way out for text that is not an input of the task."""
+        labels = ", ".join(self.labels)
+        return verify_chat(load_template("verify_classification").render(
+            task=self.cfg.description or f"Classify each text as one of: {labels}.", labels=self.labels,
+            noun=self.input_noun, text=clip(ex.input, 3 * self.text_chars), not_valid=NOT_VALID))
+
+    def verify_schema(self) -> dict[str, Any]:
+        """{'label': one of the labels or 'not a valid input'}."""
+        return object_schema({"label": {"type": "string", "enum": [*self.labels, NOT_VALID]}})
+
+    def verify_verdict(self, reply: dict[str, Any], ex: Example) -> str | None:
+        """'not_a_task', 'label_disagrees' or None."""
+        label = str(reply.get("label", ""))
+        if label == NOT_VALID:
+            return "not_a_task"
+        return None if label.casefold() == ex.answer.casefold() else "label_disagrees"
 
     def reject_reason(self, ex: Example) -> str | None:
         """'empty_input' or 'label_not_in_set'."""

@@ -22,6 +22,7 @@ from engine.tasks.teacher_prompt import (
     object_schema,
     student_said,
     teacher_chat,
+    verify_chat,
 )
 
 # A number in running text: optional sign (not after a word/digit, so '48-24' is 48 and 24), optional '$',
@@ -176,6 +177,7 @@ class MathTask(Task):
 
     kind = "math"
     default_prompt = DEFAULT_PROMPT
+    verifies = True
     question_chars = 400
     solution_chars = 700
 
@@ -259,6 +261,20 @@ class MathTask(Task):
             out.append(Example(input=question, target=target, answer=answer,
                                meta={"solution": solution, "teacher_answer": item.get("answer")}))
         return out
+
+    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
+        """The problem alone, to be solved independently."""
+        return verify_chat(load_template("verify_math").render(task=self.cfg.description or DEFAULT_DESCRIPTION,
+                                                               problem=clip(ex.input, 2 * self.question_chars)))
+
+    def verify_schema(self) -> dict[str, Any]:
+        """{'solution': text, 'answer': number}."""
+        return object_schema({"solution": bounded_string(self.solution_chars, 1), "answer": {"type": "number"}})
+
+    def verify_verdict(self, reply: dict[str, Any], ex: Example) -> str | None:
+        """'solve_disagrees' when the independent solve reaches another final number, else None."""
+        got, want = parse_number(reply.get("answer")), parse_number(ex.answer)
+        return None if got is not None and want is not None and numbers_equal(got, want) else "solve_disagrees"
 
     def reject_reason(self, ex: Example) -> str | None:
         """'empty_input', 'no_number', 'answer_mismatch' (solution's final number ≠ answer) or 'calc_mismatch'."""

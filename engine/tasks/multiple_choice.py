@@ -12,12 +12,14 @@ from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, fill_template, normalise_answer, raw_key
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
+    NOT_VALID,
     bounded_string,
     clip,
     examples_schema,
     object_schema,
     student_said,
     teacher_chat,
+    verify_chat,
 )
 
 DEFAULT_PROMPT = "{input}\n{choices}\nAnswer:"
@@ -29,6 +31,7 @@ class MultipleChoiceTask(Task):
 
     kind = "multiple_choice"
     default_prompt = DEFAULT_PROMPT
+    verifies = True
     context_chars = 900
     option_chars = 200
     reason_chars = 200
@@ -144,6 +147,25 @@ class MultipleChoiceTask(Task):
             out.append(Example(input=str(item.get("context", "")).strip(), target=target, answer=answer,
                                choices=options, meta={"what_made_it_hard": hard}))
         return out
+
+    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
+        """The question and its lettered options, without the answer."""
+        n = len(self.letters)
+        question = clip(f"{ex.input}\n{self.options_block(ex.choices)}", 2 * self.context_chars + n * self.option_chars)
+        return verify_chat(load_template("verify_multiple_choice").render(
+            task=self.cfg.description or "Pick the option that correctly completes or answers the context.",
+            question=question, not_valid=NOT_VALID))
+
+    def verify_schema(self) -> dict[str, Any]:
+        """{'answer': a letter or 'not a valid input'}."""
+        return object_schema({"answer": {"type": "string", "enum": [*self.letters, NOT_VALID]}})
+
+    def verify_verdict(self, reply: dict[str, Any], ex: Example) -> str | None:
+        """'not_a_task', 'label_disagrees' or None."""
+        answer = str(reply.get("answer", ""))
+        if answer == NOT_VALID:
+            return "not_a_task"
+        return None if answer.casefold() == ex.answer.casefold() else "label_disagrees"
 
     def reject_reason(self, ex: Example) -> str | None:
         """'empty_input', 'wrong_option_count', 'empty_option', 'duplicate_options' or 'label_not_in_set'."""

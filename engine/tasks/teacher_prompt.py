@@ -12,6 +12,14 @@ SYSTEM = (
     "Reply with JSON only, following the given format."
 )
 
+# The blind verifier's answer for a candidate that is not an input of the task at all.
+NOT_VALID = "not a valid input"
+
+VERIFY_SYSTEM = (
+    "You check examples for a data set. You are shown one example without its answer; answer it as an expert "
+    "would. Reply with JSON only, following the given format."
+)
+
 # How much of the student's wrong output the teacher sees (it can be a long rambling generation).
 STUDENT_OUTPUT_CHARS = 400
 
@@ -69,6 +77,11 @@ def max_reply_chars(schema: dict[str, Any]) -> int:
     if kind == "object":
         return 2 + sum(len(name) + 6 + max_reply_chars(sub) for name, sub in schema["properties"].items())
     return 64
+
+
+def verify_chat(request: str) -> list[dict[str, str]]:
+    """The verifier's system message and the request."""
+    return [{"role": "system", "content": VERIFY_SYSTEM}, {"role": "user", "content": request}]
 
 
 def teacher_chat(request: str, worked: tuple[str, str] | None = None) -> list[dict[str, str]]:

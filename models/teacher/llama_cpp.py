@@ -23,13 +23,21 @@ SEQUENTIAL_SAMPLING = {"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}  # sam
 # json.loads rejects such strings: models do write raw newlines there, so every such reply would be lost.
 _LOOSE_CHAR = r'char ::= [^"\\] '
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] '
+# JSON's \b \f \r \t escapes decode to control characters no training text wants, and a teacher writing LaTeX
+# single-escaped (\tan, \frac, \beta, \rho) would produce exactly those: only \" \\ \/ \n and \uXXXX stay allowed, so
+# after a backslash the model must write \\ (a literal backslash) and "\tan" survives as written.
+_ESCAPES = '["\\\\/bfnrt]'
+_ESCAPES_ALLOWED = '["\\\\/n]'
 
 
 def schema_grammar(schema: dict[str, Any]) -> str:
     """GBNF for a JSON schema (llama-cpp-python's converter, with JSON's ban on raw control characters)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _STRICT_CHAR)
+    grammar = json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _STRICT_CHAR)
+    if _ESCAPES not in grammar:
+        raise RuntimeError("llama-cpp-python's JSON grammar changed: its string escapes could not be restricted")
+    return grammar.replace(_ESCAPES, _ESCAPES_ALLOWED)
 
 
 class LlamaCppTeacher:

@@ -1,0 +1,213 @@
+"""Checks on teacher candidates, on real rows: the demo's meta-text and wrong-label rows, MATH LaTeX through JSON,
+length, siblings, dedup reasons, the per-label cap, and the blind verifier's verdicts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.checks import LengthRange, MetaText, balance_cap, has_control_chars, label_mismatch, repair_escapes
+from engine.config import ChecksConfig, resolve
+from engine.example_rows import example_row
+from engine.filtering import CandidateFilter
+from engine.tasks.base import Example, Task
+from engine.tasks.prompt_templates import load_template
+from engine.tasks.registry import make_task
+from engine.tasks.teacher_prompt import NOT_VALID
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# Kept by the demo run of the earlier product (sentiment, 3 rounds), quoted in the teacher-data issue.
+DEMO_META = [
+    "The reviewer expresses gratitude for the movie's humor and intelligence, indicating a positive sentiment.",
+    "The review was overwhelmingly positive, with no criticisms.",
+    "The reviewer loved the film's humor and performances.",
+]
+DEMO_REAL = [  # also kept by that run, and real reviews in form
+    "The movie is a masterpiece, but it doesn't have any special moments for me.",
+    "The movie is very good, and Ms. Bullock does a great job.",
+    "The movie was a great action thriller with great acting.",
+]
+
+
+def jsonl(name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def task_of(preset: str) -> Task:
+    return make_task(resolve({"task": {"preset": preset}}).task)
+
+
+def test_meta_text_catches_the_demo_rows_and_no_real_input() -> None:
+    sentiment = MetaText(task_of("rotten_tomatoes"))
+    assert all(sentiment.match(text) for text in DEMO_META)
+    assert not any(sentiment.match(text) for text in DEMO_REAL)
+    assert sentiment.nouns == ["input", "review", "snippet"], "nouns come from the task's prompt and description"
+    for preset, name, field in (("rotten_tomatoes", "rotten_tomatoes_20.jsonl", "text"),
+                                ("math_topic", "math_topic_42.jsonl", "problem"),
+                                ("mmlu_stem", "mmlu_stem_12.jsonl", "question"), ("gsm8k", "gsm8k_10.jsonl", "question")):
+        meta = MetaText(task_of(preset))
+        assert [r[field] for r in jsonl(name) if meta.match(r[field])] == [], preset
+    assert MetaText(task_of("math_topic")).match("This problem asks for the sum of two angles in a triangle.")
+    custom = MetaText(task_of("rotten_tomatoes"), [r"\bin summary\b"])
+    assert custom.match("In summary, a fine film.") and not sentiment.match("In summary, a fine film.")
+
+
+def test_latex_survives_the_json_round_trip_and_control_characters_are_repaired() -> None:
+    # The teacher wrote '\tan', '\frac', '\theta' with one backslash inside a JSON string: JSON decodes \t, \f to
+    # a tab and a form feed (the store held "$y = <TAB>an (2x + <FF>rac{<TAB>heta}{2})$").
+    written = r'{"text": "$y = \tan (2x + \frac{\theta}{2})$ and $a \neq b$"}'
+    decoded = json.loads(written)["text"]
+    assert "\t" in decoded and "\f" in decoded and has_control_chars(decoded)
+    fixed, n = repair_escapes(decoded)
+    assert fixed == r"$y = \tan (2x + \frac{\theta}{2})$ and $a \neq b$" and n == 4
+    assert not has_control_chars(fixed)
+    for row in jsonl("math_topic_42.jsonl"):  # correctly escaped real problems pass through untouched, byte for byte
+        text = json.loads(json.dumps({"text": row["problem"]}, ensure_ascii=False))["text"]
+        assert repair_escapes(text) == (row["problem"], 0)
+
+
+def test_the_grammar_forbids_the_escapes_that_make_control_characters() -> None:
+    from models.teacher.llama_cpp import schema_grammar
+
+    grammar = schema_grammar({"type": "object", "properties": {"text": {"type": "string", "maxLength": 50}},
+                              "required": ["text"], "additionalProperties": False})
+    escapes = grammar.split('"\\\\" (', 1)[1].split(" |", 1)[0]
+    assert escapes == '["\\\\/n]', "after a backslash only \" \\ / n and uXXXX"
+
+
+def test_stored_candidates_keep_latex_and_non_ascii(tmp_path: Path) -> None:
+    from engine.store import Store
+
+    store = Store(tmp_path / "l2l.db")
+    task = task_of("math_topic")
+    texts = [r["problem"] for r in jsonl("math_topic_42.jsonl")] + ["Café déjà vu: ½ of ∞ — “quoted”"]
+    with store.transaction():
+        run_id = store.create_run("t", json.dumps({}), "h", 0, {}, {}, {})
+        ids = store.insert_examples([example_row(run_id, "synthetic", Example(input=t, target=" Algebra", answer="Algebra"))
+                                     for t in texts])
+    assert [store.example(i)["input"] for i in ids] == texts and task.kind == "classification"
+
+
+def test_length_range_of_the_seeds() -> None:
+    seeds = [r["text"] for r in jsonl("rotten_tomatoes_20.jsonl")]
+    words = [len(t.split()) for t in seeds]
+    span = LengthRange.of_seeds(seeds, 2.0)
+    assert span is not None and span.low == min(words) / 2 and span.high == max(words) * 2
+    assert span.allows(seeds[0]) and not span.allows("word " * (2 * max(words) + 1))
+    assert LengthRange.of_seeds(seeds, 0) is None
+
+
+def test_requested_label_mismatch() -> None:
+    task = task_of("rotten_tomatoes")
+    parent = Example(input="A warm film.", target=" positive", answer="positive")
+    reply = {"what_made_it_hard": "x", "examples": [{"text": "A cold, dull film.", "label": "negative"},
+                                                   {"text": "A kind, funny film.", "label": "positive"}]}
+    wrong, right = task.parse_teacher(reply, parent)
+    assert label_mismatch(task, wrong) and not label_mismatch(task, right)
+
+
+def test_balance_cap_keeps_the_seed_mix() -> None:
+    current = Counter({"positive": 16, "negative": 16})
+    share = {"positive": 0.5, "negative": 0.5}
+    candidates = [(i, "positive") for i in range(30)] + [(100 + i, "negative") for i in range(6)]
+    kept = balance_cap(current, share, candidates, 0.1, seed=0)
+    pos = sum(1 for i in kept if i < 100)
+    neg = len(kept) - pos
+    assert neg == 6 and (16 + pos) / (32 + len(kept)) <= 0.6 and pos > neg
+    assert balance_cap(current, share, candidates, 0.1, seed=0) == kept, "deterministic"
+
+
+def candidate(run_row_id: int, text: str, label: str, requested: str | None = None, meta: dict | None = None) -> dict[str, Any]:
+    row = example_row(1, "synthetic", Example(input=text, target=" " + label, answer=label,
+                                                meta={"requested_label": requested or label, **(meta or {})}),
+                      status="pending", origin_round=0)
+    return {**row, "id": run_row_id}
+
+
+def test_filter_decisions_on_real_rows_with_counted_reasons() -> None:
+    task = task_of("rotten_tomatoes")
+    rows = jsonl("rotten_tomatoes_20.jsonl")
+    existing = [{**example_row(1, split, Example(input=r["text"], target=" " + r["label"], answer=r["label"])), "id": i}
+                for i, (r, split) in enumerate(zip(rows, ["seed"] * 12 + ["validation"] * 4 + ["test"] * 4))]
+    seeds = [e for e in existing if e["split"] == "seed"]
+    screen = CandidateFilter(task, ChecksConfig(), 0.9, existing, seeds)
+    pending = [
+        candidate(100, DEMO_META[0], "positive"),
+        candidate(101, DEMO_REAL[1], "positive"),
+        candidate(102, DEMO_REAL[1] + "!", "positive"),  # a sibling's copy
+        candidate(103, rows[0]["text"], rows[0]["label"]),  # a copy of a seed
+        candidate(104, rows[14]["text"], rows[14]["label"]),  # a validation row: leakage
+        candidate(105, "A cold, dull and lifeless film with nothing to say.", "negative", requested="positive"),
+        candidate(106, "word " * 500, "negative"),
+        candidate(107, "A quietly devastating, beautifully acted film about grief.", "positive"),
+        candidate(108, "Clumsy, loud and far too long for its thin story.", "negative", meta={"repaired_escapes": 1}),
+        candidate(109, "Tab\there.", "negative"),
+    ]
+    asked: list[int] = []
+
+    def verify(survivors: list[dict[str, Any]]) -> dict[int, str | None]:
+        asked.extend(r["id"] for r in survivors)
+        return {r["id"]: ("label_disagrees" if r["id"] == 107 else None) for r in survivors}
+
+    decisions = screen.decide(pending, verify, seed=0)
+    assert decisions.rejected == {100: "meta_text", 102: "sibling_duplicate", 103: "copy_of_seed", 104: "leaks_eval",
+                                  105: "label_mismatch", 106: "length", 107: "label_disagrees", 109: "control_chars"}
+    assert asked == [101, 107, 108], "only survivors of the cheap checks cost a teacher call"
+    assert decisions.kept == [101, 108] and decisions.flags["escapes_repaired"] == 1
+    off = CandidateFilter(task, ChecksConfig(requested_label=False, meta_text=False, siblings=False, length=0),
+                          0.9, existing, seeds).decide(pending, None, seed=0)
+    assert {100, 102, 105, 106, 107} <= set(off.kept) and off.flags["label_mismatch_kept"] == 1
+
+
+def test_blind_verifier_verdicts_and_prompts() -> None:
+    task = task_of("rotten_tomatoes")
+    ex = Example(input=DEMO_META[1], target=" positive", answer="positive")
+    request = task.verify_messages(ex)[-1]["content"]
+    assert DEMO_META[1] in request and "positive" in request and NOT_VALID in request
+    assert "Correct label" not in request, "the verifier answers blind"
+    assert task.verify_verdict({"label": NOT_VALID}, ex) == "not_a_task"
+    assert task.verify_verdict({"label": "negative"}, ex) == "label_disagrees"
+    assert task.verify_verdict({"label": "positive"}, ex) is None
+    assert set(task.verify_schema()["properties"]["label"]["enum"]) == {"negative", "positive", NOT_VALID}
+    topic = task_of("math_topic")
+    answer = Example(input="The probability of getting exactly two heads in six coin tosses is 1/15.",
+                     target=" Counting & Probability", answer="Counting & Probability")
+    assert "Problem:\nThe probability" in topic.verify_messages(answer)[-1]["content"]
+    math = task_of("gsm8k")
+    problem = Example(input="Tom has 3 boxes of 12 pens and gives away 10. How many are left?", target=" #### 26", answer="26")
+    assert math.verify_verdict({"solution": "36 - 10 = 26\n#### 26", "answer": 26}, problem) is None
+    assert math.verify_verdict({"solution": "#### 27", "answer": 27}, problem) == "solve_disagrees"
+    mc = task_of("mmlu_stem")
+    row = jsonl("mmlu_stem_12.jsonl")[0]
+    q = mc.example_from_fields(row["question"], row["answer"], row["choices"])
+    assert row["choices"][0] in mc.verify_messages(q)[-1]["content"]
+    assert mc.verify_verdict({"answer": q.answer}, q) is None and mc.verify_verdict({"answer": NOT_VALID}, q) == "not_a_task"
+
+
+@pytest.mark.parametrize("name", ["classification", "multiple_choice", "math", "free_text", "verify_classification",
+                                  "verify_multiple_choice", "verify_math"])
+def test_prompt_templates_declare_exactly_their_inputs(name: str) -> None:
+    template = load_template(name)  # raises when the declared inputs and the used variables differ
+    with pytest.raises(TypeError, match="missing inputs"):
+        template.render()
+
+
+def test_grounding_shows_real_seeds_of_the_same_label() -> None:
+    from engine.augment import grounding
+
+    task = task_of("rotten_tomatoes")
+    rows = jsonl("rotten_tomatoes_20.jsonl")
+    seeds = [{**example_row(1, "seed", Example(input=r["text"], target=" " + r["label"], answer=r["label"])), "id": i}
+             for i, r in enumerate(rows)]
+    target = seeds[0]
+    shown = grounding(task, target, seeds, 3)
+    assert len(shown) == 3 and all(r["answer"] == target["answer"] and r["id"] != target["id"] for r in shown)
+    assert grounding(task, target, seeds, 3) == shown and grounding(task, target, seeds, 0) == []
+    messages = task.teacher_messages(Example(input=target["input"], target=target["target"], answer=target["answer"]),
+                                     None, 2, grounding=[Example(input=r["input"], target="", answer="") for r in shown])
+    assert all(r["input"][:60] in messages[-1]["content"] for r in shown)
