@@ -24,7 +24,7 @@ def quick_demo(store_path: Path) -> int:
     """Run the quick demo through the real worker process; returns the run id."""
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "engine.cli", "demo", "--quick", "--store", str(store_path)], check=True,
+    subprocess.run([sys.executable, "-m", "l2l_tui.cli", "demo", "--quick", "--store", str(store_path)], check=True,
                    cwd=ROOT)
     return max(r["id"] for r in Store(store_path).runs())
 

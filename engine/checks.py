@@ -39,13 +39,13 @@ class MetaText:
     """Patterns that mark a candidate as talking about an example of the task instead of being one."""
 
     def __init__(self, task: Task, extra: Sequence[str] = ()) -> None:
-        words = " ".join([task.cfg.prompt or task.default_prompt, task.cfg.description or ""]).casefold()
+        words = " ".join([task.template, task.cfg.description or ""]).casefold()
         nouns = {n for n in INPUT_NOUNS if re.search(rf"\b{n}s?\b", words)} | {task.input_noun}
         patterns = list(_GENERIC)
         if nouns:
             patterns.append(rf"\b(?:the|this|that)\s+(?:{'|'.join(sorted(map(re.escape, nouns)))})s?\s+"
                             rf"(?:\w+ly\s+)?(?:{'|'.join(_ABOUT_VERBS)})\b")
-        answer = _ANSWER_NOUN.search(task.cfg.prompt or task.default_prompt)
+        answer = _ANSWER_NOUN.search(task.template)
         labels = [label for label in getattr(task, "labels", []) if len(label) > 1]
         if labels and task.kind == "classification":
             alternatives = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))

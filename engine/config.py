@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.tasks.presets import apply_preset
 from models.errors import ConfigError
 from models.params import LoraParams, TeacherParams, TrainParams
 
@@ -179,13 +180,6 @@ class RunConfig(Section):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
-    @model_validator(mode="after")
-    def _fill_from_preset(self) -> RunConfig:
-        from engine.tasks.presets import apply_preset
-
-        apply_preset(self)
-        return self
-
     def to_json(self) -> str:
         """Canonical JSON of the resolved config (stored on the run)."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -247,7 +241,7 @@ def _format_error(err: ValidationError, source: str) -> str:
 def resolve(doc: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> RunConfig:
     """Validate a config mapping; relative data paths are taken from `base_dir`."""
     try:
-        cfg = RunConfig.model_validate(doc)
+        cfg = RunConfig.model_validate(apply_preset(doc))
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
     if base_dir is not None:

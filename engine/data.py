@@ -1,46 +1,24 @@
-"""Data files → validated Examples → seed / validation / test splits (deterministic, recorded in notes).
+"""Rows → validated Examples → seed / validation / test splits (deterministic, recorded in notes).
 
-Formats: .jsonl (one JSON object a line), .json (an array of objects, or the SNIPS benchmark layout
-{"Intent": [{"data": [{"text": ...}, ...]}, ...]} → fields text, label), .csv (header row, every value read as
-text), .parquet, and .label (TREC's original 'DESC:manner How did ...' lines → fields text, coarse_label 'DESC',
-fine_label 'DESC:manner'). Files are checked first (exists, UTF-8, JSON lines parse) with messages naming the
-line, then read with `datasets`; every row is validated before anything is written.
+Every row of every named file is validated before anything is written; the first bad row is named by file and line.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import random
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.config import DataConfig, RunConfig
 from engine.dedup import normalise
-from models.errors import ConfigError, DataError
+from engine.readers import Rows, load_rows
 from engine.tasks.base import Example, Task
-from engine.tasks.common import RowProblem, raw_key
-
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".label")
-
-
-class Rows(list):  # type: ignore[type-arg]
-    """The rows of one file (dicts), each with where it came from ('line 3', 'row 3')."""
-
-    def __init__(self, rows: Iterable[dict[str, Any]], path: Path, places: Sequence[str] | None = None) -> None:
-        super().__init__(rows)
-        self.path = path
-        self.places = list(places) if places is not None and len(places) == len(self) else [f"row {i + 1}" for i in range(len(self))]
-
-    def where(self, i: int) -> str:
-        """'file:line N' (or 'file:row N') of row i."""
-        return f"{self.path}:{self.places[i]}"
+from engine.tasks.common import RowProblem, fill_template, named_fields, raw_key, split_template
+from models.errors import ConfigError, DataError
 
 
 @dataclass
@@ -51,139 +29,6 @@ class Splits:
     validation: list[Example]
     test: list[Example]
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-# --- reading files ----------------------------------------------------------------------------------------
-def _utf8(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(f"{path}: not UTF-8 at line {line} (byte {err.start}: 0x{data[err.start]:02x}); "
-                        "save the file as UTF-8") from None
-
-
-def _datasets_load(kind: str, path: Path, **kwargs: Any) -> list[dict[str, Any]]:
-    """Rows read by `datasets`, cached in a throw-away folder (nothing left in the user's cache)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    with tempfile.TemporaryDirectory(prefix="l2l-data-") as cache:
-        try:
-            ds = datasets.load_dataset(kind, data_files=str(path), split="train", cache_dir=cache, keep_in_memory=True, **kwargs)
-        except Exception as err:  # datasets' own messages are long; keep the first line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DataError(f"{path}: could not be read as {kind} ({first[:300]})") from None
-        return ds.to_list()
-
-
-def _read_jsonl(path: Path, text: str) -> Rows:
-    places = []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(value, dict):
-            raise DataError(f"{path}:line {number}: expected a JSON object {{...}}, got {type(value).__name__}")
-        places.append(f"line {number}")
-    if not places:
-        return Rows([], path)
-    return Rows(_datasets_load("json", path), path, places)
-
-
-def _read_json(path: Path, text: str) -> Rows:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}:line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-    if isinstance(value, dict) and value and all(_is_snips_list(v) for v in value.values()):
-        rows, places = [], []
-        for intent, items in value.items():
-            for j, item in enumerate(items, start=1):
-                rows.append({"text": "".join(str(chunk.get("text", "")) for chunk in item["data"]).strip(), "label": intent})
-                places.append(f"{intent} item {j}")
-        return Rows(rows, path, places)
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise DataError(f"{path}: expected a JSON array of objects (or use .jsonl, one object per line)")
-    if not value:
-        return Rows([], path)
-    return Rows(_datasets_load("json", path), path, [f"item {i + 1}" for i in range(len(value))])
-
-
-def _is_snips_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, dict) and isinstance(v.get("data"), list) for v in value)
-
-
-def _read_csv(path: Path, text: str) -> Rows:
-    from datasets import Features, Value
-
-    records = csv.reader(io.StringIO(text))
-    try:
-        header = next(records)
-    except StopIteration:
-        return Rows([], path)
-    except csv.Error as err:
-        raise DataError(f"{path}:line 1: not valid CSV ({err})") from None
-    if len(set(header)) != len(header):
-        raise DataError(f"{path}:line 1: the header needs distinct column names (got {header})")
-    header = [name if name.strip() else f"Unnamed: {i}" for i, name in enumerate(header)]  # pandas' name for a blank one
-    places, previous = [], records.line_num
-    try:
-        for record in records:
-            if record:
-                places.append(f"line {previous + 1}")
-            previous = records.line_num
-    except csv.Error as err:
-        raise DataError(f"{path}:line {records.line_num}: not valid CSV ({err})") from None
-    if not places:
-        return Rows([], path)
-    features = Features({name: Value("string") for name in header})  # every value as text: no '0' → 0, 'NA' → None
-    return Rows(_datasets_load("csv", path, features=features, keep_default_na=False), path, places)
-
-
-def _read_trec(path: Path, data: bytes) -> Rows:
-    # TREC's files hold one stray non-ASCII byte ('sister\xf0city'); Hugging Face's loader replaces it by a space too.
-    text = _utf8(path, data.replace(b"\xf0", b" "))
-    rows, places = [], []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        label, _, question = line.strip().partition(" ")
-        coarse, colon, _fine = label.partition(":")
-        if not colon or not coarse.isupper() or not question.strip():
-            raise DataError(f"{path}:line {number}: expected 'COARSE:fine question' (e.g. 'DESC:manner How did ...'), "
-                            f"got {line[:60]!r}")
-        rows.append({"text": question.strip(), "coarse_label": coarse, "fine_label": label})
-        places.append(f"line {number}")
-    return Rows(rows, path, places)
-
-
-def load_rows(path: Path) -> Rows:
-    """All rows of a .jsonl/.json/.csv/.parquet/.label file as dicts; DataError naming file and line when unusable."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r} (use {', '.join(SUFFIXES)})")
-    if suffix == ".parquet":
-        rows = Rows(_datasets_load("parquet", path), path)
-    else:
-        data = path.read_bytes()
-        if suffix == ".label":
-            rows = _read_trec(path, data)
-        else:
-            text = _utf8(path, data).removeprefix("\ufeff")
-            reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}[suffix]
-            rows = reader(path, text)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
 
 
 # --- rows → examples ----------------------------------------------------------------------------------------
@@ -234,8 +79,17 @@ def _choices(row: dict[str, Any], spec: str, hint: str | None) -> list[str]:
     return [_text(row, name, hint) for name in names]
 
 
+def _input_text(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bool) -> str:
+    """The example's input: data.input_field's value, or the fields the prompt names composed as the prompt shows them."""
+    composed, _ = split_template(task.template)
+    if composed is None:
+        return _text(row, data_cfg.input_field, "data.input_field names the text field" if first else None)
+    values = {name: _text(row, name, f"task.prompt names {{{name}}}" if first else None) for name in named_fields(composed)}
+    return fill_template(composed, **values).strip()
+
+
 def _example(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bool) -> Example:
-    text = _text(row, data_cfg.input_field, "data.input_field names the text field" if first else None)
+    text = _input_text(row, task, data_cfg, first)
     target: Any = _value(row, data_cfg.target_field, "data.target_field names the answer field" if first else None)
     if isinstance(target, str):
         target = target.strip()

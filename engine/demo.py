@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from engine.status import RunStatus
 from engine.config import RunConfig, apply_overrides, resolve
 from engine.store import Store
 
@@ -89,7 +90,7 @@ def control_config(store: Store, run_id: int) -> RunConfig | None:
 def comparison(store: Store, run_id: int, control_id: int | None = None) -> Group:
     """Baseline (round 0) vs LLM2LLM (best round on validation), per round and paired on test; plus the control run."""
     from engine.compare import paired_delta
-    from engine.report import pct, rounds_table
+    from engine.report import pct, round_details, rounds_table
 
     run = store.run(run_id)
     rounds = store.rounds(run_id)
@@ -105,7 +106,7 @@ def comparison(store: Store, run_id: int, control_id: int | None = None) -> Grou
     table.add_row("test accuracy %", *(pct(r["test_acc"]) for _, r in shown))
     table.add_row("training examples", *(str(r["train_size"]) for _, r in shown))
     table.add_row("optimizer steps", *(str((r["phases"].get("train") or {}).get("steps", "-")) for _, r in shown))
-    parts: list = [rounds_table(store, run_id, title="rounds"), table,
+    parts: list = [rounds_table(store, run_id, title="rounds"), *round_details(store, run_id), table,
                    Text(f"teacher-written examples kept over the run: {added}")]
     if best == 0:
         parts.append(Text("validation picked round 0: on this run LLM2LLM did not beat plain fine-tuning.", style="bold"))
@@ -138,7 +139,7 @@ def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Co
     console.print(f"run {run_id} in {store.path} (watch it in the app: `l2l`)")
     with CliProgress(console) as progress:
         status = Loop(store, run_id, on_progress=progress.update, on_log=progress.log).run()
-    if status != "finished":
+    if status != RunStatus.FINISHED:
         out.print(comparison(store, run_id))
         console.print(f"demo run {status}; continue with `l2l resume {run_id}`")
         return run_id

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.status import RunStatus
 from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, repaired, request_seed, teacher_messages
 from engine.config import RunConfig
 from engine.filtering import CandidateFilter
 from engine.example_rows import example_from_row, example_row
 from engine.meter import PhaseMeter
-from engine.model_slots import ModelSlots
+from engine.model_slots import ModelSlots, describe_teacher
 from engine.scoring import accuracy, is_miss, predict
 from engine.store import Store, now
 from engine.tasks.base import Task
@@ -62,7 +63,7 @@ class Loop:
         self.workdir = Path(run["splits"].get("workdir") or store.path.parent / "runs" / str(run_id))
         self.on_progress = on_progress
         self.on_log = on_log
-        self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_info=lambda m: self.log(m, kind="info"))
+        self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_teacher=self._record_teacher)
 
     # plumbing ---------------------------------------------------------------------------------
     def log(self, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:
@@ -79,6 +80,11 @@ class Loop:
         if self.store.run(self.run_id).get("plan") is None:
             self.store.update_run(self.run_id, plan=plan)
             self.log(f"student: {plan['mode']} on {plan['device']} ({plan['reason']})", kind="info")
+
+    def _record_teacher(self, info: dict[str, Any]) -> None:
+        if self.store.run(self.run_id).get("teacher") is None:  # said once per run, in one line
+            self.store.update_run(self.run_id, teacher=info)
+            self.log(f"teacher: {describe_teacher(info)}", kind="info")
 
     def _check_stop(self) -> None:
         if self.store.run(self.run_id)["stop_requested"]:
@@ -97,7 +103,7 @@ class Loop:
     # the loop ---------------------------------------------------------------------------------
     def run(self) -> str:
         """Run phases until the run is finished; returns the final status."""
-        self.store.update_run(self.run_id, status="running", pid=os.getpid(), error=None, stop_requested=0)
+        self.store.update_run(self.run_id, status=RunStatus.RUNNING, pid=os.getpid(), error=None, stop_requested=0)
         self.log(f"run {self.run_id} started (pid {os.getpid()})", kind="status")
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
@@ -105,28 +111,28 @@ class Loop:
                 current = self._current_round()
                 if current is None:
                     self._report()
-                    self.store.update_run(self.run_id, status="finished", ended=now())
+                    self.store.update_run(self.run_id, status=RunStatus.FINISHED, ended=now())
                     self.log("run finished", kind="status")
                     return "finished"
                 idx, phase = current["idx"], current["phase"]
                 getattr(self, f"_phase_{phase}")(idx)
                 self._check_stop()
         except StopRequested:
-            self.store.update_run(self.run_id, status="stopped", ended=now(), stop_requested=0)
+            self.store.update_run(self.run_id, status=RunStatus.STOPPED, ended=now(), stop_requested=0)
             self.log("stopped at the user's request after a finished phase", kind="status")
             return "stopped"
         except KeyboardInterrupt:
-            self.store.update_run(self.run_id, status="stopped", ended=now())
+            self.store.update_run(self.run_id, status=RunStatus.STOPPED, ended=now())
             self.log("interrupted; the phase in flight will be redone on resume", kind="status", level="warning")
             return "stopped"
         except Exception as err:
-            self.store.update_run(self.run_id, status="failed", ended=now(), error=f"{type(err).__name__}: {err}")
+            self.store.update_run(self.run_id, status=RunStatus.FAILED, ended=now(), error=f"{type(err).__name__}: {err}")
             self.log(f"failed: {type(err).__name__}: {err}", kind="status", level="error")
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.models.close()
-            self.store.db.execute("DELETE FROM progress WHERE run_id = ?", [self.run_id])
+            self.store.clear_progress(self.run_id)
 
     def _current_round(self) -> dict[str, Any] | None:
         rounds = self.store.rounds(self.run_id)
@@ -350,9 +356,9 @@ class Loop:
         fault_point("filter", idx)
         with self.store.transaction():
             for example_id, reason in decisions.rejected.items():
-                self.store.db["examples"].update(example_id, {"status": "rejected", "reason": reason})
+                self.store.set_example_status(example_id, "rejected", reason)
             for example_id in decisions.kept:
-                self.store.db["examples"].update(example_id, {"status": "kept", "reason": None})
+                self.store.set_example_status(example_id, "kept")
             details: dict[str, Any] = {"reasons": dict(reasons), "flags": dict(decisions.flags), **verify_stats}
             if self.task.kind in ("classification", "multiple_choice"):
                 details["label_mix_after"] = dict(sorted(mix.items()))

@@ -16,10 +16,10 @@ class ModelSlots:
     """Loads the student (with a wanted adapter) or the teacher on demand, at most one at a time."""
 
     def __init__(self, cfg: RunConfig, *, on_plan: Callable[[dict[str, str]], None],
-                 on_info: Callable[[str], None]) -> None:
+                 on_teacher: Callable[[dict[str, Any]], None]) -> None:
         self.cfg = cfg
-        self.on_plan = on_plan  # told the student's training plan when it is first loaded
-        self.on_info = on_info
+        self.on_plan = on_plan  # told the student's training plan each time it loads
+        self.on_teacher = on_teacher  # told what the teacher backend set up each time it loads
         self._student: Any = None
         self._adapter: str | None = None
         self._teacher: Any = None
@@ -65,7 +65,7 @@ class ModelSlots:
                 path = resolve_model(self.cfg.teacher.model)
             self._teacher = open_teacher(self.cfg.teacher.params(), path, self.cfg.seed)
             meter.mark("load", time.perf_counter() - t0)
-            self.on_info(f"teacher: {describe_teacher(self._teacher.info())}")
+            self.on_teacher(self._teacher.info())
         return self._teacher
 
     def free_student(self) -> None:

@@ -48,6 +48,8 @@ def round_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
             "generated": r["generated"], "kept": r["kept"], "rejected": r["rejected"],
             "seed_acc": r["seed_acc"], "val_acc": r["val_acc"], "test_acc": r["test_acc"], "train_loss": r["train_loss"],
             "reasons": (phases.get("filter") or {}).get("reasons") or {},
+            "flags": (phases.get("filter") or {}).get("flags") or {},
+            "label_mix": (phases.get("train") or {}).get("label_mix") or {},
             **{f"{p}_s": (phases.get(p) or {}).get("seconds") for p in PHASE_NAMES},
             **{f"{p}_rss_mb": (phases.get(p) or {}).get("peak_rss_mb") for p in PHASE_NAMES},
         })
@@ -69,6 +71,22 @@ def rounds_table(store: Store, run_id: int, title: str | None = None) -> Table:
     return table
 
 
+def round_details(store: Store, run_id: int) -> list[Text]:
+    """Per round, one line each: rejections by reason, what was counted but kept, and the training set's label mix."""
+    lines = []
+    for r in round_rows(store, run_id):
+        parts = []
+        if r["reasons"]:
+            parts.append("rejected " + ", ".join(f"{n} {reason}" for reason, n in sorted(r["reasons"].items(), key=lambda kv: -kv[1])))
+        if r["flags"]:
+            parts.append("kept but noted " + ", ".join(f"{n} {flag}" for flag, n in sorted(r["flags"].items())))
+        if r["label_mix"]:
+            parts.append("trained on " + " / ".join(f"{label} {n}" for label, n in r["label_mix"].items()))
+        if parts:
+            lines.append(Text(f"round {r['round']}: " + "; ".join(parts), style="dim"))
+    return lines
+
+
 def run_summary(store: Store, run_id: int) -> Group:
     """Header line, round table and best-round line of one run."""
     run = store.run(run_id)
@@ -79,6 +97,7 @@ def run_summary(store: Store, run_id: int) -> Group:
     if run.get("plan"):
         parts.append(Text(f"training: {run['plan']['mode']} on {run['plan']['device']} — {run['plan']['reason']}", style="dim"))
     parts.append(rounds_table(store, run_id))
+    parts.extend(round_details(store, run_id))
     if run.get("best_round") is not None:
         best = store.round(run_id, run["best_round"])
         first = store.round(run_id, 0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import psutil
 
+from engine.status import LIVE, RunStatus
 from engine.config import RunConfig
 from engine.data import Splits, load_splits
 from engine.example_rows import example_row
@@ -75,8 +76,8 @@ def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) ->
 def request_stop(store: Store, run_id: int) -> None:
     """Ask the worker to exit after the phase in flight commits."""
     store.update_run(run_id, stop_requested=1)
-    if store.run(run_id)["status"] == "running":
-        store.update_run(run_id, status="stopping")
+    if store.run(run_id)["status"] == RunStatus.RUNNING:
+        store.update_run(run_id, status=RunStatus.STOPPING)
     store.log(run_id, "stop requested", kind="status")
 
 
@@ -94,6 +95,6 @@ def pid_alive(pid: int | None) -> bool:
 def effective_status(run: dict[str, Any]) -> str:
     """The stored status, except a 'running' run whose worker died is 'crashed'."""
     status = run["status"]
-    if status in ("running", "stopping") and run.get("host") == os.uname().nodename and not pid_alive(run.get("pid")):
+    if status in LIVE and run.get("host") == os.uname().nodename and not pid_alive(run.get("pid")):
         return "crashed"
     return status

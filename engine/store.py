@@ -14,12 +14,14 @@ from typing import Any
 
 import sqlite_utils
 
+from engine.status import RunStatus
 from models.errors import StoreError
 
 SCHEMA_VERSION = 2
 
 PHASES = ("train", "eval", "augment", "filter", "done")
-RUN_STATUSES = ("created", "running", "stopping", "stopped", "finished", "failed", "crashed")
+RUN_STATUSES = tuple(RunStatus)
+RUN_JSON = ("config", "versions", "device", "plan", "splits", "teacher")  # run columns holding JSON
 
 
 def now() -> str:
@@ -94,7 +96,8 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         pk=("sweep_id", "arm", "seed_set"), foreign_keys=[("sweep_id", "sweeps", "id"), ("run_id", "runs", "id")],
     )
     db["examples"].create_index(["run_id", "status"])
-    db["teacher_calls"].add_column("purpose", str)  # 'write' (new examples) or 'verify' (blind check of one)
+    db["teacher_calls"].add_column("purpose", str)
+    db["runs"].add_column("teacher", str)  # what the teacher backend reported when it first loaded (JSON)  # 'write' (new examples) or 'verify' (blind check of one)
 
 
 MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2}
@@ -144,7 +147,7 @@ class Store:
         ts = now()
         table = self.db["runs"]
         table.insert({
-            "name": name, "created": ts, "updated": ts, "status": "created", "config": config_json,
+            "name": name, "created": ts, "updated": ts, "status": RunStatus.CREATED, "config": config_json,
             "config_hash": config_hash, "versions": json.dumps(versions), "seed": seed,
             "device": json.dumps(device), "splits": json.dumps(splits), "host": os.uname().nodename,
         })
@@ -156,7 +159,7 @@ class Store:
             row = self.db["runs"].get(run_id)
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no run {run_id}") from None
-        return _decode(row, ("config", "versions", "device", "plan", "splits"))
+        return _decode(row, RUN_JSON)
 
     def runs(self) -> list[dict[str, Any]]:
         """All runs, newest first, with a summary of their rounds."""
@@ -164,7 +167,7 @@ class Store:
             SELECT r.*, (SELECT COUNT(*) FROM rounds WHERE run_id = r.id AND phase = 'done') AS rounds_done,
                    (SELECT MAX(val_acc) FROM rounds WHERE run_id = r.id) AS best_val
             FROM runs r ORDER BY r.id DESC"""
-        return [_decode(row, ("config", "versions", "device", "plan", "splits")) for row in self.db.query(sql)]
+        return [_decode(row, RUN_JSON) for row in self.db.query(sql)]
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         """Set columns of a run (dicts are stored as JSON)."""
@@ -220,6 +223,10 @@ class Store:
         sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
         return [_decode(row, ("choices", "meta")) for row in self.db.query(sql, args)]
 
+    def set_example_status(self, example_id: int, status: str, reason: str | None = None) -> None:
+        """Mark an example kept or rejected (with its reason), inside the caller's transaction."""
+        self.db["examples"].update(example_id, {"status": status, "reason": reason})
+
     def example(self, example_id: int) -> dict[str, Any]:
         """One example by id."""
         return _decode(self.db["examples"].get(example_id), ("choices", "meta"))
@@ -261,7 +268,7 @@ class Store:
         """Insert a sweep (its runs are added as they are created) and return its id."""
         ts = now()
         table = self.db["sweeps"]
-        table.insert({"name": name, "created": ts, "updated": ts, "status": "created", "doc": json.dumps(doc),
+        table.insert({"name": name, "created": ts, "updated": ts, "status": RunStatus.CREATED, "doc": json.dumps(doc),
                       "arms": json.dumps(arms), "seed_sets": seed_sets, "digest": digest, "source": source,
                       "host": os.uname().nodename})
         return int(table.last_pk)
@@ -316,6 +323,10 @@ class Store:
         self.db["progress"].upsert({"run_id": run_id, "round": round_idx, "phase": phase, "done": done,
                                     "total": total, "started": started if started is not None else t, "updated": t,
                                     "message": message}, pk="run_id")
+
+    def clear_progress(self, run_id: int) -> None:
+        """Remove the run's progress row (no phase in flight)."""
+        self.db.execute("DELETE FROM progress WHERE run_id = ?", [run_id])
 
     def progress(self, run_id: int) -> dict[str, Any] | None:
         """The run's progress row, or None."""

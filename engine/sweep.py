@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.status import RunStatus
 from engine.arms import Arm, matched_overrides, resolve_arms
 from engine.config import RunConfig, SweepConfig, apply_overrides, read_document, resolve
 from engine.report import duration, pct
@@ -101,7 +102,7 @@ def _sweep_table(raw: Any, source: str) -> SweepConfig:
 def open_sweep(store: Store, plan: SweepPlan) -> tuple[int, bool]:
     """The unfinished sweep with the same plan (continued), or a new one; returns (id, continued)."""
     existing = store.sweep_by_digest(plan.digest)
-    if existing is not None and existing["status"] != "finished":
+    if existing is not None and existing["status"] != RunStatus.FINISHED:
         return int(existing["id"]), True
     sweep_id = store.create_sweep(plan.name, plan.doc, [a.as_row() for a in plan.arms], plan.seed_sets, plan.digest,
                                   plan.source)
@@ -117,22 +118,22 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     from engine.loop import Loop, fault_point
 
     sweep = store.sweep(sweep_id)
-    if sweep["status"] == "running" and sweep.get("host") == os.uname().nodename and pid_alive(sweep.get("pid")):
+    if sweep["status"] == RunStatus.RUNNING and sweep.get("host") == os.uname().nodename and pid_alive(sweep.get("pid")):
         raise StoreError(f"sweep {sweep_id} is running (pid {sweep['pid']}); it continues by itself")
     arms = [Arm.from_row(a) for a in sweep["arms"]]
-    store.update_sweep(sweep_id, status="running", pid=os.getpid(), error=None)
+    store.update_sweep(sweep_id, status=RunStatus.RUNNING, pid=os.getpid(), error=None)
     cells = [(s, arm) for s in range(sweep["seed_sets"]) for arm in arms]
     try:
         for number, (seed_set, arm) in enumerate(cells, 1):
             run_id = _cell_run(store, sweep, seed_set, arm)
             label = f"[{number}/{len(cells)}] set {seed_set} · {arm.name}"
             status = effective_status(store.run(run_id))
-            if status != "finished":
+            if status != RunStatus.FINISHED:
                 started = time.perf_counter()
                 echo = (lambda phase, done, total, _l=label: on_progress(f"{_l} · {phase}", done, total)) if on_progress else None
                 status = Loop(store, run_id, on_progress=echo, on_log=on_log).run()
-                if status != "finished":
-                    store.update_sweep(sweep_id, status="stopped", ended=now())
+                if status != RunStatus.FINISHED:
+                    store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
                     on_line(f"{label} · run {run_id} {status}; continue with `l2l sweep --resume {sweep_id}`")
                     return "stopped"
                 on_line(_cell_line(store, label, run_id, time.perf_counter() - started))
@@ -140,10 +141,10 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
                 on_line(_cell_line(store, label, run_id, None) + " (already finished)")
             fault_point("sweep", number)
     except BaseException as err:
-        store.update_sweep(sweep_id, status="stopped" if isinstance(err, KeyboardInterrupt) else "failed",
+        store.update_sweep(sweep_id, status=RunStatus.STOPPED if isinstance(err, KeyboardInterrupt) else RunStatus.FAILED,
                            ended=now(), error=None if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}")
         raise
-    store.update_sweep(sweep_id, status="finished", ended=now())
+    store.update_sweep(sweep_id, status=RunStatus.FINISHED, ended=now())
     return "finished"
 
 

@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from engine.status import RunStatus
 from engine.compare import correct_by_text
 from engine.store import Store
 
@@ -92,7 +93,7 @@ class SweepReport:
 
     def of_arm(self, arm: str) -> list[RunFacts]:
         """The finished runs of one arm, by seed set."""
-        return sorted((r for r in self.runs if r.arm == arm and r.status == "finished"), key=lambda r: r.seed_set)
+        return sorted((r for r in self.runs if r.arm == arm and r.status == RunStatus.FINISHED), key=lambda r: r.seed_set)
 
 
 def gather(store: Store, sweep_id: int) -> SweepReport:

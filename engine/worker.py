@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
     """Run the loop for one run; exit 0 when finished or stopped, 1 on failure."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from engine.loop import Loop
+    from engine.status import RunStatus
     from engine.store import Store
 
     store = Store(Path(argv[0]), create=False)
@@ -41,7 +42,7 @@ def main(argv: list[str]) -> int:
 
         traceback.print_exc()
         return 1
-    return 0 if status in ("finished", "stopped") else 1
+    return 0 if status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
 
 
 if __name__ == "__main__":

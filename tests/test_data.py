@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.config import RunConfig, resolve
-from engine.data import Rows, balanced_draw, load_rows, load_splits, to_examples
+from engine.data import balanced_draw, load_splits, to_examples
+from engine.readers import Rows, load_rows
 from models.errors import ConfigError, DataError
 from engine.tasks.registry import make_task
 
@@ -266,3 +267,26 @@ def test_sources_name_the_file_of_each_split() -> None:
     notes = load_splits(cfg, make_task(cfg.task)).notes
     assert notes["sources"] == {"test": str(RT20), "validation": str(RT20), "seed": str(FIXTURES / "sentiment.csv")}
     assert len(notes["indices"]["seed"]) == 4 and max(notes["indices"]["seed"]) < 6
+
+
+def test_a_prompt_may_name_several_fields_of_a_row(tmp_path: Path) -> None:
+    rows = [{"Body": f"Review {i}: {r['text']}", "Question": "Is this review positive?", "label": r["label"]}
+            for i, r in enumerate(json.loads(line) for line in (FIXTURES / "rotten_tomatoes_20.jsonl").read_text().splitlines())]
+    path = tmp_path / "two_fields.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    doc = {"task": {"kind": "classification", "labels": ["negative", "positive"],
+                    "prompt": "Passage: {Body}\nQuestion: {Question}\nAnswer:"},
+           "data": {"pool": str(path), "target_field": "label", "seed_size": 4, "validation_size": 4, "test_size": 4}}
+    cfg = resolve(doc)
+    task = make_task(cfg.task)
+    ex = load_splits(cfg, task).seed[0]
+    body = next(r["Body"] for r in rows if ex.input.startswith("Passage: " + r["Body"]))
+    assert ex.input == f"Passage: {body}\nQuestion: Is this review positive?"
+    assert task.render_prompt(ex) == ex.input + "\nAnswer:" and task.input_noun == "passage"
+    doc["task"]["prompt"] = "Passage: {Body}\nQuestion: {Qestion}\nAnswer:"
+    with pytest.raises(DataError, match=r"two_fields.jsonl:line 1: field 'Qestion' missing \(fields present: Body, "
+                                        r"Question, label\); task.prompt names \{Qestion\}"):
+        load_splits(resolve(doc), make_task(resolve(doc).task))
+    doc["task"]["prompt"] = "{input} {Body}"
+    with pytest.raises(ConfigError, match="either"):
+        make_task(resolve(doc).task)

@@ -33,7 +33,7 @@ def l2l(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str
     env.pop("L2L_FAULT", None)
     if fault:
         env["L2L_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "l2l_tui.cli", *args], env=env, capture_output=True, text=True,
                           timeout=900)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import TaskConfig
-from engine.tasks.common import fill_template
+from engine.tasks.common import fill_template, split_template
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,22 @@ class Task(ABC):
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
+        split_template(self.template)  # a template mixing {input} and row fields is refused here
+
+    @property
+    def template(self) -> str:
+        """The prompt template as written (task.prompt, else the kind's default)."""
+        return self.cfg.prompt or self.default_prompt
+
+    @property
+    def prompt_template(self) -> str:
+        """The template the prompt is rendered from: '{input}' stands for the example's input text, which a template
+        naming row fields ('{Body} {Question}') composes from those fields when the data is loaded."""
+        return split_template(self.template)[1]
 
     def render_prompt(self, ex: Example) -> str:
         """Student prompt, ending where the response starts (e.g. '...\\nAnswer:')."""
-        return fill_template(self.cfg.prompt or self.default_prompt, input=ex.input)
+        return fill_template(self.prompt_template, input=ex.input)
 
     def render_response(self, ex: Example) -> str:
         """Training target appended to the prompt (starts with a space, no trailing EOS)."""
@@ -81,7 +93,7 @@ class Task(ABC):
     @property
     def input_noun(self) -> str:
         """What an input is called: the word before '{input}' in the prompt ('Review: {input}' → 'review'), else 'input'."""
-        m = re.search(r"(\w+)\s*:\s*\{input\}", self.cfg.prompt or self.default_prompt)
+        m = re.search(r"(\w+)\s*:\s*\{\w+\}", self.template)
         return m.group(1).casefold() if m else "input"
 
     # blind verification by the teacher (checks.verify); kinds without one return None

@@ -8,6 +8,7 @@ import unicodedata
 from typing import Any
 
 from engine.config import DataConfig
+from models.errors import ConfigError
 
 _SPACES = re.compile(r"\s+")
 _TRAILING_PUNCT = ".!?,;:…"
@@ -34,6 +35,32 @@ def raw_key(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+RESERVED_FIELDS = ("input", "choices")
+
+
+def named_fields(template: str) -> list[str]:
+    """Row fields a prompt template names directly ('{Body} {Question}'), in order; {input} and {choices} excluded."""
+    seen: list[str] = []
+    for m in _PLACEHOLDER.finditer(template):
+        if m.group(1) not in RESERVED_FIELDS and m.group(1) not in seen:
+            seen.append(m.group(1))
+    return seen
+
+
+def split_template(template: str) -> tuple[str | None, str]:
+    """(input template, prompt template): a template naming row fields is cut after its last named field; the part
+    before becomes the example's input text, the rest follows '{input}' in the prompt. Without named fields:
+    (None, template)."""
+    fields = named_fields(template)
+    if not fields:
+        return None, template
+    if "{input}" in template:
+        raise ConfigError("task.prompt: use either {input} (with data.input_field) or row fields such as {Body}, not both")
+    end = max(m.end() for m in _PLACEHOLDER.finditer(template) if m.group(1) in fields)
+    return template[:end], "{input}" + template[end:]
 
 
 class RowProblem(ValueError):

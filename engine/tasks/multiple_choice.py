@@ -53,7 +53,7 @@ class MultipleChoiceTask(Task):
 
     def render_prompt(self, ex: Example) -> str:
         """The template with {input} and {choices}; options are appended when the template has no {choices}."""
-        template = self.cfg.prompt or self.default_prompt
+        template = self.prompt_template
         if "{choices}" not in template:
             head, sep, tail = template.rpartition("\n")
             template = f"{head}\n{{choices}}\n{tail}" if sep else f"{{choices}}\n{template}"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import copy
+from typing import Any
 
 from models.errors import ConfigError
-
-if TYPE_CHECKING:
-    from engine.config import RunConfig
 
 _SENTIMENT = ["negative", "positive"]
 _BINARY_MAP = {"0": "negative", "1": "positive"}
@@ -83,25 +81,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def apply_preset(cfg: RunConfig) -> None:
-    """Fill the fields the user left unset from cfg.task.preset (idempotent; task.kind may stay None)."""
-    name = cfg.task.preset
-    if name is None:
-        return
+def apply_preset(doc: dict[str, Any]) -> dict[str, Any]:
+    """The raw config mapping with the keys the user left out filled from task.preset (a new mapping; unchanged
+    when there is no preset or it is not a name; an unknown name is a ConfigError)."""
+    name = (doc.get("task") or {}).get("preset") if isinstance(doc.get("task"), dict) else None
+    if not isinstance(name, str):
+        return doc
     preset = PRESETS.get(name)
     if preset is None:
         raise ConfigError(f"task.preset: unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
+    out = copy.deepcopy(doc)
     for section_name, values in preset.items():
-        section = getattr(cfg, section_name)
-        for field, value in values.items():
-            if field not in section.model_fields_set:
-                setattr(section, field, _copy(value))
-
-
-def _copy(value: Any) -> Any:
-    """A fresh copy so two configs never share a preset's list or dict."""
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, list):
-        return list(value)
-    return value
+        section = out.setdefault(section_name, {})
+        if isinstance(section, dict):
+            for key, value in values.items():
+                section.setdefault(key, copy.deepcopy(value))
+    return out

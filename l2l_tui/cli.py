@@ -1,4 +1,4 @@
-"""The `l2l` command line: run, resume, status, stop, export, demo, models, doctor; no arguments opens the app."""
+"""The `l2l` command line, the one place that wires the engine and the app together: run, resume, sweep, report, status, stop, export, demo, models, doctor; no arguments opens the app."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from models.errors import L2LError
+from engine.status import LIVE, RunStatus
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
                   help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")
@@ -98,9 +99,9 @@ def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."),
     st = _open_store(store)
     run_row = st.run(run_id)
     status = effective_status(run_row)
-    if status in ("running", "stopping"):
+    if status in LIVE:
         raise L2LError(f"run {run_id} is {status} (pid {run_row['pid']}); stop it first with `l2l stop {run_id}`")
-    if status == "finished":
+    if status == RunStatus.FINISHED:
         console.print(f"run {run_id} is already finished")
         return
     if detach:
@@ -122,9 +123,9 @@ def _execute(st, run_id: int) -> None:
         loop = Loop(st, run_id, on_progress=progress.update, on_log=progress.log)
         status = loop.run()
     out.print(run_summary(st, run_id))
-    if status != "finished":
+    if status != RunStatus.FINISHED:
         console.print(f"run {run_id} {status}; continue with `l2l resume {run_id}`")
-        raise typer.Exit(130 if status == "stopped" else 1)
+        raise typer.Exit(130 if status == RunStatus.STOPPED else 1)
 
 
 @app.command()
@@ -157,7 +158,7 @@ def sweep(
                       f"{plan.seed_sets} seed sets")
     with CliProgress(console) as progress:
         status = run_sweep(st, sweep_id, on_line=lambda line: progress.log(line), on_progress=progress.update)
-    if status == "finished":
+    if status == RunStatus.FINISHED:
         _print_report(st, sweep_id)
 
 

@@ -1,0 +1,117 @@
+"""The house's arrows point down: l2l_tui → engine → models, models imports nothing of ours, no import cycles,
+and importing the engine never loads textual. Checked on the source (AST, imports at any depth) and at import time."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("l2l_tui", "engine", "models")
+MAY_IMPORT = {"l2l_tui": {"l2l_tui", "engine", "models"}, "engine": {"engine", "models"}, "models": {"models"}}
+UI_ONLY = ("textual", "textual_plotext")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in a file, function-level ones included; relative imports resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    here = module_name(path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]  # 'from pkg import module'
+    return found
+
+
+SOURCES = {module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def test_imports_point_down_only() -> None:
+    offenders = []
+    for name, path in SOURCES.items():
+        layer = name.split(".")[0]
+        for line, module in imports(path):
+            top = module.split(".")[0]
+            if (top in PACKAGES and top not in MAY_IMPORT[layer]) or (top in UI_ONLY and layer != "l2l_tui"):
+                offenders.append(f"{path.relative_to(REPO)}:{line}: import {module}")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_no_import_cycles() -> None:
+    graph: dict[str, set[str]] = {name: set() for name in SOURCES}
+    for name, path in SOURCES.items():
+        for _, module in imports(path):
+            if module in SOURCES and module != name:
+                graph[name].add(module)
+    cycles = strongly_connected(graph)
+    assert cycles == [], "import cycles: " + "; ".join(" → ".join(sorted(c)) for c in cycles)
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's algorithm: the components with more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_checker_sees_a_cycle_and_a_backward_import() -> None:
+    assert strongly_connected({"a": {"b"}, "b": {"a"}, "c": set()}) == [{"a", "b"}]
+    assert ("models", "engine") not in {(k, m) for k, v in MAY_IMPORT.items() for m in v}
+
+
+def test_importing_engine_and_models_does_not_load_the_app() -> None:
+    modules = sorted(name for name in SOURCES if name.split(".")[0] in ("engine", "models"))
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext', 'l2l_tui'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"importing the engine loaded {loaded}"
