@@ -1,4 +1,4 @@
-"""The llm2llm terminal app: runs, new-run form, live dashboard, example browser; the engine runs as its own process."""
+"""The llm2llm terminal app: runs, new-run form, live dashboard, example browser, sweeps; the engine runs as its own process."""
 
 from __future__ import annotations
 
@@ -88,13 +88,16 @@ class L2LApp(App[None]):
             watcher.stop()
 
     # watchers -----------------------------------------------------------------------------------
-    def start_watcher(self, target: MessagePump, *, run_id: int | None = None, runs: bool = False) -> StoreWatcher:
+    def start_watcher(self, target: MessagePump, *, run_id: int | None = None, runs: bool = False, sweeps: bool = False,
+                      sweep_id: int | None = None) -> StoreWatcher:
         """A polling thread posting store changes to `target`."""
         import threading
 
-        watcher = StoreWatcher(self.store_path, target, run_id, runs=runs, interval=self.poll_seconds)
+        watcher = StoreWatcher(self.store_path, target, run_id, runs=runs, sweeps=sweeps, sweep_id=sweep_id,
+                               interval=self.poll_seconds)
         self.watchers.add(watcher)
-        threading.Thread(target=watcher.run, name=f"l2l-watch-{run_id or 'runs'}", daemon=True).start()
+        name = f"run-{run_id}" if run_id is not None else f"sweep-{sweep_id}" if sweep_id is not None else "list"
+        threading.Thread(target=watcher.run, name=f"l2l-watch-{name}", daemon=True).start()
         return watcher
 
     def stop_watcher(self, watcher: StoreWatcher) -> None:
@@ -155,6 +158,19 @@ class L2LApp(App[None]):
         from l2l_tui.screens.examples import ExamplesScreen
 
         self.push_screen(ExamplesScreen(run_id))
+
+    def open_sweeps(self) -> None:
+        """Show the store's sweeps."""
+        from l2l_tui.screens.sweeps import SweepsScreen
+
+        if not isinstance(self.screen, SweepsScreen):
+            self.push_screen(SweepsScreen())
+
+    def open_sweep(self, sweep_id: int) -> None:
+        """Show one sweep: arms, paired deltas, validation per round, rejections, report files."""
+        from l2l_tui.screens.sweep import SweepScreen
+
+        self.push_screen(SweepScreen(sweep_id))
 
     def new_run(self, from_run: int | None = None) -> None:
         """Open the new-run form (prefilled from a run's config when given)."""
@@ -257,6 +273,10 @@ class L2LApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("New run", "fill the new-run form (generated from the config schema)", self.new_run)
         yield SystemCommand("Help", "keys of every screen", self.action_help)
+        yield SystemCommand("Sweeps", "every sweep: arms over seed sets, paired deltas, report files", self.open_sweeps)
+        sweep_id = getattr(screen, "current_sweep_id", None)
+        if sweep_id is not None:
+            yield SystemCommand(f"Open sweep {sweep_id}", "arms, paired deltas, plot, rejections", partial(self.open_sweep, sweep_id))
         run_id = getattr(screen, "current_run_id", None)
         if run_id is None:
             return

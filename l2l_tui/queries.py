@@ -1,4 +1,4 @@
-"""Read-only views of the store shaped for the app: run list, event tails, filtered examples, lineage."""
+"""Read-only views of the store shaped for the app: run list, round details, event tails, filtered examples, lineage, sweeps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.report import duration
+from engine.report import duration, round_rows
 from engine.runs import effective_status
 from engine.store import Store, now
 from engine.worker import worker_log
@@ -35,6 +35,20 @@ def run_list(store: Store) -> list[dict[str, Any]]:
             "created": run["created"], "duration": duration(live), "pid": run.get("pid"),
         })
     return out
+
+
+def dashboard_rounds(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """engine.report.round_rows plus what the filter, training and evaluation recorded per round (rounds.phases)."""
+    phases_of = {r["idx"]: r.get("phases") or {} for r in store.rounds(run_id)}
+    rows = []
+    for row in round_rows(store, run_id):
+        phases = phases_of.get(row["round"], {})
+        filt, train, evaluation = (phases.get(p) or {} for p in ("filter", "train", "eval"))
+        rows.append({**row, "reasons": filt.get("reasons") or {}, "flags": filt.get("flags") or {},
+                     "label_mix": train.get("label_mix") or {}, "label_mix_after": filt.get("label_mix_after") or {},
+                     "validation_answers": evaluation.get("validation_answers") or {},
+                     "verify_calls": filt.get("verify_calls")})
+    return rows
 
 
 def log_tail(store_path: Path, run_id: int, lines: int = 20) -> list[str]:
@@ -85,10 +99,16 @@ def filter_options(store: Store, run_id: int) -> dict[str, list[Any]]:
     origins = [r[0] for r in db.execute("SELECT DISTINCT origin_round FROM examples WHERE run_id = ? AND origin_round IS NOT NULL "
                                         "ORDER BY origin_round", [run_id])]
     statuses = [r[0] for r in db.execute("SELECT DISTINCT status FROM examples WHERE run_id = ? ORDER BY status", [run_id])]
-    reasons = [r[0] for r in db.execute("SELECT DISTINCT reason FROM examples WHERE run_id = ? AND reason IS NOT NULL "
-                                        "ORDER BY reason", [run_id])]
+    counts = reason_counts(store, run_id)
     return {"split": splits, "origin_round": origins, "eval_round": evaluated_rounds(store, run_id),
-            "status": statuses, "reason": reasons}
+            "status": statuses, "reason": list(counts), "reason_counts": counts}
+
+
+def reason_counts(store: Store, run_id: int) -> dict[str, int]:
+    """Examples per reason (every reason the run's examples carry), most frequent first."""
+    rows = store.db.execute("SELECT reason, COUNT(*) FROM examples WHERE run_id = ? AND reason IS NOT NULL "
+                            "GROUP BY reason ORDER BY COUNT(*) DESC, reason", [run_id])
+    return {r[0]: int(r[1]) for r in rows}
 
 
 def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = EXAMPLE_LIMIT) -> tuple[list[dict[str, Any]], int, int | None]:
@@ -166,3 +186,87 @@ def lineage(store: Store, example_id: int, max_depth: int = 8) -> LineageNode:
         return node
 
     return build(root, 0)
+
+
+# sweeps -----------------------------------------------------------------------------------------------
+def sweep_list(store: Store) -> list[dict[str, Any]]:
+    """Every sweep as the sweeps screen shows it: effective status, arms, seed sets, runs finished of planned."""
+    counts = {r["sweep_id"]: r for r in store.db.query(
+        "SELECT sr.sweep_id, COUNT(*) AS created, SUM(r.status = 'finished') AS finished "
+        "FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id GROUP BY sr.sweep_id")}
+    out = []
+    for sweep in store.sweeps():
+        arms = [a["name"] for a in sweep["arms"]]
+        got = counts.get(sweep["id"], {})
+        out.append({"id": sweep["id"], "name": sweep["name"], "status": effective_status(sweep), "arms": arms,
+                    "seed_sets": sweep["seed_sets"], "planned": len(arms) * sweep["seed_sets"],
+                    "created_runs": int(got.get("created") or 0), "finished": int(got.get("finished") or 0),
+                    "created": sweep["created"], "error": sweep.get("error")})
+    return out
+
+
+def sweep_signature(store: Store, sweep_id: int) -> tuple[Any, ...] | None:
+    """A cheap fingerprint of everything the sweep screen shows (None: the sweep is gone); it changes with any round."""
+    rows = list(store.db.query("SELECT status, updated, host, pid FROM sweeps WHERE id = ?", [sweep_id]))
+    if not rows:
+        return None
+    cells = store.db.query(
+        "SELECT sr.arm, sr.seed_set, r.id, r.status, r.host, r.pid, r.updated, r.best_round, "
+        "(SELECT group_concat(idx || ':' || phase || ':' || COALESCE(val_acc, ''), ',') FROM rounds WHERE run_id = r.id) "
+        "AS rounds FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id WHERE sr.sweep_id = ? ORDER BY sr.seed_set, sr.arm",
+        [sweep_id])
+    return (effective_status(rows[0]), rows[0]["updated"],
+            tuple((c["arm"], c["seed_set"], c["id"], effective_status(c), c["updated"], c["best_round"], c["rounds"])
+                  for c in cells))
+
+
+@dataclass
+class SweepView:
+    """One sweep as the sweep screen shows it (engine.sweep_report's numbers, curves for the plot, written files)."""
+
+    sweep: dict[str, Any]
+    rows: list[dict[str, Any]]  # engine.sweep_report.arm_rows
+    runs: list[Any]  # engine.sweep_report.RunFacts of every created run, finished or not
+    curves: dict[str, list[tuple[int, float, float, float, int]]]  # arm -> (round, mean, min, max, runs) of validation %
+    finished: tuple[int, ...]  # ids of the finished runs the numbers rest on
+    files: dict[str, Path] = field(default_factory=dict)
+    files_error: str | None = None
+
+    def runs_of(self, arm: str) -> list[Any]:
+        """The created runs of one arm, by seed set."""
+        return sorted((r for r in self.runs if r.arm == arm), key=lambda r: r.seed_set)
+
+
+def sweep_curves(runs: list[Any], arms: list[str]) -> dict[str, list[tuple[int, float, float, float, int]]]:
+    """Validation % per round per arm over the runs that reached it (runs in flight included, so the plot moves)."""
+    curves: dict[str, list[tuple[int, float, float, float, int]]] = {}
+    for arm in arms:
+        mine = [r for r in runs if r.arm == arm]
+        depth = max((len(r.val_by_round) for r in mine), default=0)
+        points = []
+        for k in range(depth):
+            values = [100 * r.val_by_round[k] for r in mine if k < len(r.val_by_round) and r.val_by_round[k] is not None]
+            if values:
+                points.append((k, sum(values) / len(values), min(values), max(values), len(values)))
+        curves[arm] = points
+    return curves
+
+
+def sweep_view(store: Store, sweep_id: int, previous: SweepView | None = None) -> SweepView:
+    """gather + arm_rows of engine.sweep_report, and its CSVs and PNG written; the arm rows (a bootstrap per arm) and
+    the files of `previous` are reused while the set of finished runs is the same (only finished runs enter them)."""
+    from engine.sweep_report import arm_rows, gather, report_folder, write_files
+
+    report = gather(store, sweep_id)
+    sweep = {**report.sweep, "status": effective_status(report.sweep)}
+    finished = tuple(sorted(r.run_id for r in report.runs if r.status == "finished"))
+    curves = sweep_curves(report.runs, report.arms)
+    if previous is not None and previous.finished == finished:
+        return SweepView(sweep=sweep, rows=previous.rows, runs=report.runs, curves=curves, finished=finished,
+                         files=previous.files, files_error=previous.files_error)
+    view = SweepView(sweep=sweep, rows=arm_rows(report), runs=report.runs, curves=curves, finished=finished)
+    try:
+        view.files = write_files(report, view.rows, report_folder(store, sweep_id))
+    except Exception as err:  # a plot that cannot be written must not hide the tables
+        view.files_error = f"{type(err).__name__}: {err}"
+    return view

@@ -1,4 +1,4 @@
-"""The store watcher: a thread polling SQLite for what changed (runs, a run's rounds, events, progress) and posting messages."""
+"""The store watcher: a thread polling SQLite for what changed (runs, a run's rounds, events, progress, sweeps) and posting messages."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from models.errors import StoreError
-from engine.report import round_rows
 from engine.runs import effective_status
 from engine.store import Store
-from l2l_tui.queries import events_tail, log_tail, open_store, run_list
+from l2l_tui.queries import dashboard_rounds, events_tail, log_tail, open_store, run_list, sweep_list, sweep_signature
 
 POLL_SECONDS = 0.5
 TAIL_STATUSES = ("crashed", "failed")
@@ -63,6 +62,22 @@ class ProgressChanged(Message):
         return isinstance(message, ProgressChanged) and message.run_id == self.run_id
 
 
+class SweepsChanged(Message):
+    """The list of sweeps (or how far one of them got) changed."""
+
+    def __init__(self, sweeps: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.sweeps = sweeps
+
+
+class SweepChanged(Message):
+    """Something the watched sweep shows changed (a run's round, status, the sweep's status); `exists` is False once deleted."""
+
+    def __init__(self, sweep_id: int, exists: bool) -> None:
+        super().__init__()
+        self.sweep_id, self.exists = sweep_id, exists
+
+
 class WatchFailed(Message):
     """A poll failed (the watcher keeps polling)."""
 
@@ -75,11 +90,13 @@ class StoreWatcher:
     """Polls one store every ~0.5 s from its own thread and posts what changed to a target (a screen)."""
 
     def __init__(self, store_path: Path, target: MessagePump, run_id: int | None = None, *, runs: bool = False,
-                 interval: float = POLL_SECONDS, tail: int = 300) -> None:
+                 sweeps: bool = False, sweep_id: int | None = None, interval: float = POLL_SECONDS, tail: int = 300) -> None:
         self.store_path = Path(store_path)
         self.target = target
         self.run_id = run_id
         self.watch_runs = runs
+        self.watch_sweeps = sweeps
+        self.sweep_id = sweep_id
         self.interval = interval
         self.tail = tail
         self._stop = threading.Event()
@@ -118,6 +135,14 @@ class StoreWatcher:
             runs = run_list(store)
             if self._changed("runs", runs):
                 out.append(RunsChanged(runs))
+        if self.watch_sweeps:
+            sweeps = sweep_list(store)
+            if self._changed("sweeps", sweeps):
+                out.append(SweepsChanged(sweeps))
+        if self.sweep_id is not None:
+            signature = sweep_signature(store, self.sweep_id)
+            if self._changed("sweep", signature):
+                out.append(SweepChanged(self.sweep_id, signature is not None))
         if self.run_id is None:
             return out
         try:
@@ -130,7 +155,7 @@ class StoreWatcher:
         tail = log_tail(self.store_path, self.run_id) if status in TAIL_STATUSES else []
         if self._changed("run", (status, run["updated"], run.get("error"), run.get("best_round"), tail)):
             out.append(RunChanged(self.run_id, run, status, tail))
-        rows = round_rows(store, self.run_id)
+        rows = dashboard_rounds(store, self.run_id)
         if self._changed("rounds", rows):
             out.append(RoundsChanged(self.run_id, rows))
         if self._event_id is None:

@@ -1,4 +1,5 @@
-"""Snapshots (pytest-textual-snapshot, 120x40) of every screen on the finished tiny run; frozen mode hides wall-clock values.
+"""Snapshots (pytest-textual-snapshot, 120x40) of every screen on the finished tiny run (the sweep screen on a store of
+fixed rows); frozen mode hides wall-clock values.
 
 Update after an intended change with: pytest tests/test_tui_snapshots.py --snapshot-update
 """
@@ -95,6 +96,13 @@ def test_dry_run_preview(snap_compare: Any, tiny_run_store: tuple[Path, int], ti
         await pilot.pause()
 
     assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps(then=preview))
+
+
+def test_sweep_screen(snap_compare: Any, tmp_path: Path) -> None:
+    from test_tui_sweep import build_sweep_store
+
+    build_sweep_store(tmp_path / "l2l.db")
+    assert snap_compare(frozen_app(tmp_path / "l2l.db"), terminal_size=SIZE, run_before=steps("w", "enter"))
 
 
 def test_help(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:

@@ -1,4 +1,5 @@
-"""The run dashboard: round table, live phase progress with ETA, accuracy plot, teacher stream, log."""
+"""The run dashboard: round table with the selected round's details, live phase progress with ETA, accuracy plot,
+teacher stream, log."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header
+from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.worker import worker_log
 from l2l_tui.screens.watched import WatchedScreen
@@ -16,7 +17,7 @@ from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChan
 from l2l_tui.widgets.accuracy_plot import AccuracyPlot
 from l2l_tui.widgets.log_pane import LogPane
 from l2l_tui.widgets.progress import PhaseProgress
-from l2l_tui.widgets.round_table import RoundTable
+from l2l_tui.widgets.round_table import RoundTable, round_detail
 from l2l_tui.widgets.run_header import RunHeader
 from l2l_tui.widgets.teacher_stream import TeacherStream
 
@@ -57,6 +58,7 @@ class DashboardScreen(WatchedScreen):
         yield RunHeader("", id="run-header")
         yield PhaseProgress(id="phase")
         yield RoundTable(id="round-table")
+        yield Static("", id="round-detail")
         with Horizontal(id="dash-bottom"):
             yield AccuracyPlot(id="accuracy-plot")
             with Vertical(id="dash-streams"):
@@ -97,6 +99,17 @@ class DashboardScreen(WatchedScreen):
         self.query_one(RoundTable).show(self.rows, best, self.frozen)
         self.query_one(AccuracyPlot).show(self.rows, best)
         self._header()
+        self._detail()
+
+    @on(DataTable.RowHighlighted, "#round-table")
+    def _round_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        """The line under the table: the round under the cursor in full."""
+        idx = self.query_one(RoundTable).selected_round
+        row = next((r for r in self.rows if r["round"] == idx), None)
+        self.query_one("#round-detail", Static).update(round_detail(row))
 
     @on(EventsArrived)
     def _events(self, event: EventsArrived) -> None:

@@ -1,4 +1,4 @@
-"""The example browser: every example of a run, filtered by split, round, correctness, status and reason."""
+"""The example browser: every example of a run, filtered by split, round, correctness, status and reason (with counts)."""
 
 from __future__ import annotations
 
@@ -122,12 +122,16 @@ class ExamplesScreen(Screen[None]):
     def _options_loaded(self, event: OptionsLoaded) -> None:
         opts = dict(event.options)
         opts["result"] = ["correct", "wrong"]
+        counts = opts.get("reason_counts") or {}
         for name in FILTERS:
             select = self.query_one(f"#flt-{name}", Select)
             values = opts.get(name, [])
             label = {"origin_round": "written r{}", "eval_round": "answer r{}"}.get(name, "{}")
             with select.prevent(Select.Changed):
-                select.set_options([(label.format(v), v) for v in values])
+                if name == "reason":
+                    select.set_options([(f"{v} ({counts.get(v, 0)})", v) for v in values])
+                else:
+                    select.set_options([(label.format(v), v) for v in values])
                 current = getattr(self.flt, name)
                 select.value = current if current in values else Select.NULL
         self._load_rows(self.flt)

@@ -17,6 +17,8 @@ GUIDE = (
     "the seed examples, and a teacher model writes new examples modelled on each miss (LLM2LLM, Lee et al. 2024).\n"
     "Runs are separate worker processes: quitting the app leaves them running; reopening shows them live again. "
     "Stop asks a run to finish the phase in flight and exit; resume continues from the last finished phase.\n"
+    "Sweeps (`l2l sweep CONFIG`) run every arm over several seed sets; w on the runs screen lists them, with each arm's "
+    "accuracy, paired test deltas against plain fine-tuning and the paper's recipe, and the report files.\n"
     "Ctrl+P opens the command palette (every main action is there too). The mouse works everywhere.\n"
 )
 KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc", "enter": "enter"}
@@ -32,19 +34,21 @@ def _keys(bindings: list[Any]) -> list[tuple[str, str]]:
     return out
 
 
-def key_table() -> Table:
-    """Every screen's keys."""
-    from l2l_tui.app import L2LApp
+def key_table(app_bindings: list[Any]) -> Table:
+    """Every screen's keys (the app's own are passed in: importing the app here would be an import cycle)."""
     from l2l_tui.screens.dashboard import DashboardScreen
     from l2l_tui.screens.examples import ExamplesScreen
     from l2l_tui.screens.lineage import LineageScreen
     from l2l_tui.screens.new_run import NewRunScreen
     from l2l_tui.screens.runs import RunsScreen
+    from l2l_tui.screens.sweep import SweepScreen
+    from l2l_tui.screens.sweeps import SweepsScreen
 
     table = Table("screen", "key", "does", box=None, padding=(0, 2))
-    for name, cls in (("everywhere", L2LApp), ("runs", RunsScreen), ("run dashboard", DashboardScreen),
-                      ("examples", ExamplesScreen), ("lineage", LineageScreen), ("new run", NewRunScreen)):
-        for i, (keys, does) in enumerate(_keys(list(cls.BINDINGS))):
+    for name, bindings in (("everywhere", app_bindings), ("runs", RunsScreen.BINDINGS), ("run dashboard", DashboardScreen.BINDINGS),
+                           ("examples", ExamplesScreen.BINDINGS), ("lineage", LineageScreen.BINDINGS),
+                           ("new run", NewRunScreen.BINDINGS), ("sweeps", SweepsScreen.BINDINGS), ("sweep", SweepScreen.BINDINGS)):
+        for i, (keys, does) in enumerate(_keys(list(bindings))):
             table.add_row(Text(name if i == 0 else "", style="bold"), Text(keys, style="cyan"), does)
         table.add_row("", "", "")
     table.add_row(Text("everywhere", style="bold"), Text("ctrl+p", style="cyan"), "command palette")
@@ -61,7 +65,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog help"):
             yield Static(Text("llm2llm — help", style="bold"), classes="dialog-title")
             yield Static(GUIDE)
-            yield Static(key_table())
+            yield Static(key_table(list(type(self.app).BINDINGS)))
             yield Static(Text("escape closes this help", style="dim"))
 
     def action_close(self) -> None:

@@ -1,4 +1,4 @@
-"""The runs screen: every run in the store, filter by status, open / start / resume / stop / delete / export."""
+"""The runs screen: every run in the store, filter by status, open / start / resume / stop / delete / export; w: sweeps."""
 
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ class RunsScreen(WatchedScreen):
     BINDINGS = [
         Binding("enter", "open", "open", show=False),
         Binding("n", "new", "new run"),
-        Binding("c", "clone", "new from run"),
+        Binding("c", "clone", "clone"),
         Binding("r", "resume", "start/resume"),
         Binding("s", "stop", "stop"),
         Binding("x", "examples", "examples"),
         Binding("e", "export", "export"),
         Binding("d", "delete", "delete"),
-        Binding("f", "filter", "filter"),
+        Binding("f", "filter", "filter", show=False),
+        Binding("w", "sweeps", "sweeps"),
     ]
 
     def __init__(self) -> None:
@@ -176,6 +177,10 @@ class RunsScreen(WatchedScreen):
         """Delete the run (asks first)."""
         if (run_id := self._need_run()) is not None:
             self.app.delete_dialog(run_id)  # type: ignore[attr-defined]
+
+    def action_sweeps(self) -> None:
+        """The store's sweeps."""
+        self.app.open_sweeps()  # type: ignore[attr-defined]
 
     def action_filter(self) -> None:
         """Focus the status filter."""

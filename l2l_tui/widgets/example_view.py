@@ -1,4 +1,5 @@
-"""Full text of one example: input, target, answer, choices, provenance and the student's answers round by round."""
+"""Full text of one example: provenance, reason, the teacher's requested label and diagnosis, input, target, answer,
+choices and the student's answers round by round."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def example_renderable(ex: dict[str, Any] | None) -> Group | Text:
     if ex.get("children"):
         head.append(f" · {ex['children']} children")
     parts: list[Any] = [head]
+    meta = ex.get("meta") if isinstance(ex.get("meta"), dict) else {}
+    requested = meta.get("requested_label")
+    if requested is not None:
+        line = Text.assemble(("requested label: ", "dim"), str(requested))
+        if ex.get("answer") is not None and str(requested) != str(ex["answer"]):
+            line.append(f" (written as {ex['answer']})", style="yellow")
+        parts.append(line)
+    if meta.get("what_made_it_hard"):
+        parts.append(Text.assemble(("teacher's diagnosis of the miss: ", "dim"), str(meta["what_made_it_hard"])))
     for label, key in (("input", "input"), ("target (trained on)", "target"), ("gold answer", "answer")):
         parts.append(Text(label, style="bold underline"))
         parts.append(Text(str(ex.get(key) or "")))
