@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from engine.runs import library_versions
@@ -10,7 +11,7 @@ from engine.runs import library_versions
 def report() -> Table:
     """A table of checks with their findings."""
     from models.catalog import list_models, status
-    from models.device import device_info, plan_training
+    from models.device import device_info, gpu_present, offload_warning, plan_training
     from models.paths import default_store, model_cache
 
     table = Table("check", "finding", title="l2l doctor")
@@ -23,7 +24,11 @@ def report() -> Table:
     try:
         import llama_cpp
 
-        table.add_row("llama.cpp GPU offload", str(bool(llama_cpp.llama_supports_gpu_offload())))
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        table.add_row("llama.cpp GPU offload", str(offload))
+        warning = offload_warning(gpu_present(), offload)
+        if warning:
+            table.add_row("[bold red]WARNING[/]", f"[bold red]{escape(warning)}[/]")
     except Exception as err:  # broken native build
         table.add_row("llama.cpp", f"not importable: {err}")
     table.add_row("model cache", str(model_cache()))

@@ -88,7 +88,7 @@ class ModelSlots:
 
 
 def describe_teacher(info: dict[str, Any]) -> str:
-    """One readable line from the teacher's info: model file, mode, context, offload."""
+    """One readable line from the teacher's info: model file, mode, context, offload (a warning if a GPU goes unused)."""
     model = Path(str(info.get("model", "?"))).name
     parts = [f"{model} via {info.get('backend', '?')}"]
     if info.get("mode"):
@@ -101,4 +101,12 @@ def describe_teacher(info: dict[str, Any]) -> str:
         parts.append(str(info["fallback"]))
     extra = {k: v for k, v in info.items() if k in ("base_url",) and v}
     parts += [f"{k} {v}" for k, v in extra.items()]
+    # A CPU-only llama.cpp build on a GPU machine offloads nothing and says nothing: say it loudly here.
+    if info.get("gpu_offload_supported") is False and info.get("n_gpu_layers_requested") != 0:
+        from models.device import gpu_present, offload_warning
+
+        gpu = info["gpu_present"] if "gpu_present" in info else gpu_present()
+        warning = offload_warning(bool(gpu), False)
+        if warning:
+            parts.append(warning)
     return " · ".join(parts) if parts else json.dumps(info, default=str)

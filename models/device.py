@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import resource
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +39,35 @@ def _cuda() -> tuple[bool, str, bool]:
     if not torch.cuda.is_available():
         return False, "", False
     return True, torch.cuda.get_device_name(0), bool(torch.cuda.is_bf16_supported())
+
+
+@functools.cache
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU answers here: `nvidia-smi` exits 0, or torch sees CUDA (a CPU torch build does not)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            if subprocess.run([smi], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10).returncode == 0:
+                return True
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken torch install is no evidence of a GPU
+        return False
+
+
+OFFLOAD_FIX = ("reinstall llama-cpp-python with CUDA: CMAKE_ARGS=-DGGML_CUDA=on pip install --force-reinstall "
+               "--no-binary llama-cpp-python --no-cache-dir llama-cpp-python (or `make setup`)")
+
+
+def offload_warning(gpu: bool, offload_supported: bool) -> str | None:
+    """The warning to show when a GPU is present but llama.cpp cannot offload to it (a CPU-only build), else None."""
+    if gpu and not offload_supported:
+        return f"WARNING: GPU present but this llama.cpp build cannot offload; the teacher runs on the CPU. Fix: {OFFLOAD_FIX}"
+    return None
 
 
 def bitsandbytes_available() -> bool:
