@@ -256,7 +256,11 @@ class Student:
         With `cache` the forward pass continues (and extends) that KV cache at the given `positions`.
         """
         lm = self.lm
-        extra = {"position_ids": positions, "cache": cache, "use_cache": cache is not None}
+        extra: dict[str, Any] = {"use_cache": cache is not None}
+        if positions is not None:
+            extra["position_ids"] = positions
+        if cache is not None:
+            extra["cache"] = cache
         if self._fast_head:
             hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
             logits = lm.get_output_embeddings()(hidden[rows, cols]).float()
@@ -532,18 +536,17 @@ class Student:
             tick(finished)
 
     def _score_groups(self, groups: list[_Group], scores: list[list[float]], batch_size: int, tick: Callable[[int], None]) -> None:
-        """Add each option's log-probs: `batch_size` prompts run at once, then their options, `batch_size` rows at a time."""
-        order = sorted(groups, key=lambda g: -len(g[1]))
-        for chunk in _chunks(range(len(order)), batch_size):
-            batch = [order[k] for k in chunk]
+        """Add each option's log-probs: prompts of similar length run once, then their options, `batch_size` rows at a time."""
+        for chunk in _length_batches([len(ids) for _, ids, _ in groups], batch_size):
+            batch = [groups[k] for k in chunk]
             with torch.inference_mode(), self._autocast():
                 cache, mask, first = self._prompt_pass([ids for _, ids, _ in batch])
                 for row, (i, _, opts) in enumerate(batch):
                     for j, o in opts:
                         scores[i][j] += first[row][o[0]].item()
                 tails = [(row, i, j, o) for row, (i, _, opts) in enumerate(batch) for j, o in opts if len(o) > 1]
-                for start in range(0, len(tails), batch_size):
-                    part = tails[start : start + batch_size]
+                for rows in _length_batches([len(o) for *_, o in tails], batch_size):
+                    part = [tails[r] for r in rows]
                     picked = self._option_pass(cache, mask, [(row, o) for row, _, _, o in part])
                     for (_, i, j, _), lps in zip(part, picked):
                         scores[i][j] += sum(lps)
@@ -578,12 +581,8 @@ class Student:
         logits = self._selected_logits(
             ids, torch.cat([prompt_mask, tail_mask], dim=1), rows, cols, positions, _select_rows(cache, idx)
         )
-        picked = _picked(logits, [t for _, o in options for t in o[1:]])
-        out: list[list[float]] = []
-        for _, o in options:
-            out.append(picked[: len(o) - 1])
-            picked = picked[len(o) - 1 :]
-        return out
+        picked = iter(_picked(logits, [t for _, o in options for t in o[1:]]))
+        return [[next(picked) for _ in o[1:]] for _, o in options]
 
     def free(self) -> None:
         """Release the model's memory (the Student is unusable afterwards)."""
@@ -649,6 +648,21 @@ def _select_rows(cache: Any, rows: torch.Tensor) -> Any:
     sub.layers = [copy.copy(layer) for layer in cache.layers]  # batch_select_indices rebinds the copies' tensors
     sub.batch_select_indices(rows)
     return sub
+
+
+def _length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices by decreasing length in batches of at most `size`, each closed before padding would pass a quarter of it."""
+    batches: list[list[int]] = []
+    real = 0
+    for k in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
+        batch = batches[-1] if batches else []
+        if batch and len(batch) < size and 3 * (len(batch) + 1) * lengths[batch[0]] <= 4 * (real + lengths[k]):
+            batch.append(k)
+            real += lengths[k]
+        else:
+            batches.append([k])
+            real = lengths[k]
+    return batches
 
 
 def _chunks(seq: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -25,11 +25,11 @@ FAST = TrainParams(epochs=10, learning_rate=1e-2, batch_size=2, warmup_ratio=0.0
 MAX_LEN = 96
 
 
-def write_tiny_llama(path: Path, seed: int = 0) -> Path:
-    """A random 2-layer LlamaForCausalLM with a byte-level BPE tokenizer (BOS added, EOS/PAD defined), saved as an HF folder."""
+def write_tiny_llama(path: Path, seed: int = 0, arch: str = "llama") -> Path:
+    """A random 2-layer causal LM (llama, or `arch`: qwen2, gemma2, phi) with a byte-level BPE tokenizer (BOS added, EOS/PAD defined), saved as an HF folder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     vocab = {"<s>": 0, "</s>": 1, "<pad>": 2}
     for ch in sorted(ByteLevel.alphabet()):
@@ -40,8 +40,17 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
+    AutoModelForCausalLM.from_config(tiny_config(arch, len(vocab))).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_config(arch: str, vocab_size: int) -> object:
+    """A 2-layer config of `arch`; gemma2's sliding window (8) is far shorter than the test prompts."""
+    from transformers import Gemma2Config, LlamaConfig, PhiConfig, Qwen2Config
+
+    shape = dict(
+        vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -53,9 +62,13 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
         pad_token_id=2,
         initializer_range=0.2,  # at 0.02 the frozen head caps logits near ±1 and the loss cannot fall far
     )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    if arch == "qwen2":
+        return Qwen2Config(**shape)
+    if arch == "gemma2":
+        return Gemma2Config(**shape, head_dim=16, sliding_window=8, query_pre_attn_scalar=16)
+    if arch == "phi":  # not in _PLAIN_HEAD: logits come from the whole model
+        return PhiConfig(**shape)
+    return LlamaConfig(**shape)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +224,7 @@ def test_qlora_nf4_trains_and_reloads_on_the_cpu(tiny_folder: Path, tmp_path: Pa
     labels = [" positive", " negative"]
     prompts = [p for p, _ in PAIRS]
     scores = s.score_options(prompts, [labels] * 4, batch_size=4)
+    assert s._score_pairs(prompts, [labels] * 4, batch_size=4) == [pytest.approx(r, abs=1e-4) for r in scores]
     again = Student.load(tiny_folder, plan, lora, MAX_LEN, adapter=tmp_path / "q")
     assert again.score_options(prompts, [labels] * 4, batch_size=4) == scores
 
@@ -300,6 +314,68 @@ def test_inference_folds_the_adapter_in_and_training_afterwards_starts_from_the_
     student.detach_adapter()
     after = student.base.state_dict()
     assert all(torch.allclose(after[k], base_before[k], atol=1e-6) for k in after)
+
+
+# Prompts of 5 to 70 tokens, options of 1 to 23 tokens, a lone option, an empty one, all-one-token options (fast path).
+MIXED_PROMPTS = [
+    "Q: 2+2?\nA:",
+    "Pick:",
+    "Review: a joy from start to end, warm and clever and never dull\nSentiment:",
+    "Subject of: what is the area of a circle of radius 3?\nSubject:",
+    "x" * 60 + "\nAnswer:",
+    "One:",
+]
+MIXED_OPTIONS = [
+    [" 4", " 5", " four", " forty-four"],
+    ["a", "b", "c"],
+    [" positive", " negative", " neutral"],
+    [" Algebra", " Counting & Probability", " Geometry", " Intermediate Algebra", " Number Theory", " Prealgebra", " Precalculus"],
+    [" yes", "", " no way"],
+    [" only this one"],
+]
+
+
+def assert_close(got: list[list[float]], want: list[list[float]]) -> None:
+    """Same shape, every score within 1e-4."""
+    assert [len(r) for r in got] == [len(r) for r in want]
+    diff = max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w))
+    assert diff < 1e-4, diff
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2", "phi"])
+def test_score_options_from_the_prompt_cache_equals_the_per_pair_path(arch: str, tmp_path: Path) -> None:
+    s = Student.load(write_tiny_llama(tmp_path / arch, seed=1, arch=arch), plan_training("none"), LoraParams(), MAX_LEN)
+    assert s._fast_head == (arch != "phi")
+    old = s._score_pairs(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=4)
+    assert old[4][1] == 0.0  # an empty option scores nothing
+    for batch_size in (1, 3, 16):  # 3 splits both the prompt batches and one prompt's options
+        seen: list[tuple[int, int]] = []
+        new = s.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size, on_progress=lambda d, t: seen.append((d, t)))
+        assert_close(new, old)
+        assert seen[-1] == (len(MIXED_PROMPTS), len(MIXED_PROMPTS)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    for p, o, row in zip(MIXED_PROMPTS, MIXED_OPTIONS, old):
+        assert_close([row], [reference_scores(s, p, o) if all(o) else row])
+    s.free()
+
+
+def test_score_options_from_the_prompt_cache_with_the_adapter_folded_in_and_the_generic_head(trained: tuple[Student, Path]) -> None:
+    s, _ = trained
+    assert_close(s.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=3), s._score_pairs(MIXED_PROMPTS, MIXED_OPTIONS, 3))
+    assert s._merged
+    s._fast_head = False
+    try:
+        assert_close(s.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=3), s._score_pairs(MIXED_PROMPTS, MIXED_OPTIONS, 3))
+    finally:
+        s._fast_head = True
+
+
+def test_an_overlong_prompt_is_cut_once_to_fit_its_longest_option(student: Student) -> None:
+    tok = student.tokenizer
+    prompt, opts = "y" * 150 + "\nAnswer:", [" ok", " a longer one"]
+    got = student.score_options([prompt], [opts], batch_size=2)[0]
+    cut = tok.decode(truncate_left(tok(prompt)["input_ids"], MAX_LEN - len(" a longer one"), tok.bos_token_id)[1:])
+    assert len(tok(cut)["input_ids"]) == MAX_LEN - len(" a longer one")
+    assert_close([got], [reference_scores(student, cut, opts)])
 
 
 def test_score_options_prefers_the_trained_label(trained: tuple[Student, Path]) -> None:
