@@ -31,7 +31,7 @@ def quick_demo(store_path: Path) -> int:
 
 def memory_check(store: Store, run_id: int) -> list[tuple[str, float, float]]:
     """(phase, estimated MB, measured peak MB) for train, evaluate and teacher phases of the run."""
-    from models.memory import estimate_run
+    from engine.dry_run import estimate_memory as estimate_run
 
     cfg = RunConfig.model_validate(store.run(run_id)["config"])
     prepared = prepare(cfg)

@@ -217,7 +217,8 @@ def dry_run_estimate(student: Any, sizes: Sizes) -> float:
                   for p, r in train_pairs(sizes))
     on_gpu = student.plan.device == "cuda"
     est = estimate_phases(folder_shape(student.folder), None, batch_size=sizes.batch, longest_tokens=longest,
-                          eval_batch=sizes.eval_batch, eval_tokens=sizes.max_length, n_ctx=0, on_gpu=on_gpu)
+                          eval_batch=sizes.eval_batch, eval_tokens=sizes.max_length, n_ctx=0, on_gpu=on_gpu,
+                          mode=student.plan.mode)
     return round(est.train_mb - (RUNTIME_MB if on_gpu else 0), 1)
 
 

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from engine.config import RunConfig
 from engine.runs import Prepared, prepare
+from models.memory import PhaseEstimate
 
 
 def masked_text(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[Text, int, int]:
@@ -68,9 +69,9 @@ def dry_run_sections(cfg: RunConfig, prepared: Prepared | None = None) -> dict[s
         "teacher calls per round (at most)": f"{len(splits.seed)} × {cfg.loop.examples_per_miss} examples each",
     })
     try:
-        from models.memory import describe, estimate_run
+        from models.memory import describe
 
-        sections["memory"] = estimate_run(cfg, [(task.render_prompt(ex), task.render_response(ex)) for ex in splits.seed],
+        sections["memory"] = estimate_memory(cfg, [(task.render_prompt(ex), task.render_response(ex)) for ex in splits.seed],
                                           [task.render_prompt(ex) for ex in splits.validation[:64]])
         sections["sizes"].update(describe(sections["memory"]))
     except Exception as err:  # e.g. a model not installed yet: the rest of the dry run still shows
@@ -99,3 +100,28 @@ def dry_run(cfg: RunConfig) -> Group:
     parts.append(table)
     parts.append(Text("dry run: nothing was trained or written", style="bold"))
     return Group(*parts)
+
+
+def estimate_memory(cfg: RunConfig, seed_pairs: list[tuple[str, str]], eval_prompts: list[str]) -> PhaseEstimate:
+    """The dry run's memory estimate for a config, sizing batches from the seed examples' real token lengths.
+
+    Assumes teacher-written examples are no longer than the longest seed example.
+    """
+    from models.batching import encode_pair
+    from models.catalog import resolve_model
+    from models.device import plan_training
+    from models.memory import estimate_phases, model_shape
+    from models.tokenizer import load_tokenizer
+
+    student_path = resolve_model(cfg.student.model)
+    tokenizer = load_tokenizer(student_path)
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    longest = max((len(encode_pair(tokenizer, p, r, cfg.student.max_length, eos).input_ids) for p, r in seed_pairs),
+                  default=cfg.student.max_length)
+    prompt_tokens = max((len(tokenizer(p)["input_ids"]) for p in eval_prompts), default=longest)
+    teacher = model_shape(resolve_model(cfg.teacher.model)) if cfg.teacher.backend == "llama_cpp" else None
+    plan = plan_training(cfg.student.quantization)
+    return estimate_phases(model_shape(student_path), teacher, batch_size=cfg.train.batch_size, longest_tokens=longest,
+                           eval_batch=cfg.eval.batch_size,
+                           eval_tokens=min(cfg.student.max_length, prompt_tokens + cfg.eval.max_new_tokens),
+                           n_ctx=cfg.teacher.n_ctx, on_gpu=plan.device == "cuda", mode=plan.mode)

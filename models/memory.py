@@ -107,13 +107,18 @@ class PhaseEstimate:
         return max(self.train_mb, self.eval_mb, self.teacher_mb or 0.0)
 
 
+# Bytes a student parameter takes in each training mode (NF4 counts its bf16 norms and embeddings).
+BYTES_PER_PARAM = {"qlora-nf4": 0.56, "lora-bf16": 2.0, "lora-fp32": 4.0}
+
+
 def estimate_phases(student: Shape, teacher: Shape | None, *, batch_size: int, longest_tokens: int,
-                    eval_batch: int, eval_tokens: int, n_ctx: int, on_gpu: bool = False) -> PhaseEstimate:
-    """Per-phase peak RSS on the CPU path (LoRA fp32); on a GPU the student's share moves to VRAM (4-bit)."""
-    weight_bytes = 0.56 * student.params if on_gpu else 4 * student.params  # NF4 + bf16 norms/embeddings vs fp32
+                    eval_batch: int, eval_tokens: int, n_ctx: int, on_gpu: bool = False,
+                    mode: str = "lora-fp32") -> PhaseEstimate:
+    """Per-phase peak memory for the training mode; on a GPU the student's share is VRAM, in bf16 compute."""
+    weight_bytes = BYTES_PER_PARAM[mode] * student.params
     width = student.hidden + student.intermediate
     act = TRAIN_ACT_PER_TOKEN_WIDTH * 4 * student.layers * width * batch_size * longest_tokens
-    if on_gpu:
+    if on_gpu and mode != "lora-fp32":
         act /= 2  # bf16 activations
     train = RUNTIME_MB + (weight_bytes + act) / MB
     kv = 4 * 2 * student.layers * student.kv_dim * eval_batch * eval_tokens
@@ -125,32 +130,6 @@ def estimate_phases(student: Shape, teacher: Shape | None, *, batch_size: int, l
         scratch = 4 * TEACHER_N_BATCH * (teacher.vocab + 8 * teacher.hidden)
         teacher_mb = RUNTIME_MB + RESIDUE_MB + (teacher.file_bytes + teacher_kv + scratch) / MB
     return PhaseEstimate(train_mb=train, eval_mb=evaluate, teacher_mb=teacher_mb, on_gpu=on_gpu)
-
-
-def estimate_run(cfg: Any, seed_pairs: list[tuple[str, str]], eval_prompts: list[str]) -> PhaseEstimate:
-    """Estimate for a resolved RunConfig, sizing batches from the seed examples' real token lengths.
-
-    Assumes teacher-written examples are no longer than the longest seed example.
-    """
-    from models.batching import encode_pair
-    from models.catalog import resolve_model
-    from models.device import plan_training
-    from models.tokenizer import load_tokenizer
-
-    student_path = resolve_model(cfg.student.model)
-    tokenizer = load_tokenizer(student_path)
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    longest = max((len(encode_pair(tokenizer, p, r, cfg.student.max_length, eos).input_ids) for p, r in seed_pairs),
-                  default=cfg.student.max_length)
-    prompt_tokens = max((len(tokenizer(p)["input_ids"]) for p in eval_prompts), default=longest)
-    teacher = None
-    if cfg.teacher.backend == "llama_cpp":
-        teacher = model_shape(resolve_model(cfg.teacher.model))
-    on_gpu = plan_training(cfg.student.quantization).device == "cuda"
-    return estimate_phases(model_shape(student_path), teacher, batch_size=cfg.train.batch_size, longest_tokens=longest,
-                           eval_batch=cfg.eval.batch_size,
-                           eval_tokens=min(cfg.student.max_length, prompt_tokens + cfg.eval.max_new_tokens),
-                           n_ctx=cfg.teacher.n_ctx, on_gpu=on_gpu)
 
 
 def describe(est: PhaseEstimate) -> dict[str, str]:

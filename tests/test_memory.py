@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.convert import resolve_student_folder
-from models.memory import describe, estimate_phases, estimate_run, folder_shape, gguf_shape, release_heap
+from engine.dry_run import estimate_memory as estimate_run
+from models.memory import describe, estimate_phases, folder_shape, gguf_shape, release_heap
 
 
 def test_gguf_and_converted_folder_give_the_same_shape(tiny_gguf: Path, tmp_path: Path) -> None:
