@@ -10,7 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.runs import effective_status
-from engine.store import Store
+from engine.status import LIVE
+from engine.store import Store, now
 
 PHASE_NAMES = ("train", "eval", "augment", "filter")
 
@@ -108,16 +109,38 @@ def run_summary(store: Store, run_id: int) -> Group:
     return Group(*parts)
 
 
-def runs_table(store: Store) -> Table:
-    """All runs of the store."""
+# Terminal widths from which `l2l status` adds columns: the task and start time, then the two models.
+WITH_TASK, WITH_MODELS = 110, 160
+
+
+def runs_table(store: Store, width: int = WITH_MODELS) -> Table:
+    """All runs of the store. Narrow terminals get fewer columns (names wrap) instead of every column cut to a few
+    characters: id, name, status, rounds, best validation and time always; task and start from 110 columns; the
+    models from 160."""
+    columns: list[tuple[str, dict[str, Any]]] = [("id", {"justify": "right", "no_wrap": True}),
+                                                 ("name", {"overflow": "fold", "ratio": 1}),
+                                                 ("status", {"no_wrap": True})]
+    if width >= WITH_TASK:
+        columns.append(("task", {"no_wrap": True}))
+    if width >= WITH_MODELS:
+        columns += [("student", {"no_wrap": True}), ("teacher", {"no_wrap": True})]
+    columns += [("rounds", {"justify": "right", "no_wrap": True}), ("val %", {"justify": "right", "no_wrap": True})]
+    if width >= WITH_TASK:
+        columns.append(("started", {"no_wrap": True}))
+    columns.append(("took", {"justify": "right", "no_wrap": True}))
     table = Table(title=f"runs in {store.path}", title_justify="left")
-    for name in ("id", "name", "status", "task", "student", "teacher", "rounds", "best val %", "started", "duration"):
-        table.add_column(name)
+    for name, options in columns:
+        table.add_column(name, **options)
     for run in store.runs():
         cfg = run["config"]
-        table.add_row(str(run["id"]), run["name"], effective_status(run), cfg["task"].get("preset") or str(cfg["task"].get("kind")),
-                      cfg["student"]["model"], cfg["teacher"]["model"], str(run["rounds_done"]), pct(run["best_val"]),
-                      run["created"][:19].replace("T", " "), seconds(duration(run)))
+        status = effective_status(run)
+        if status in LIVE:
+            run = {**run, "updated": now()}  # a live run's time runs on
+        cell = {"id": str(run["id"]), "name": run["name"], "status": str(status),
+                "task": cfg["task"].get("preset") or str(cfg["task"].get("kind")), "student": cfg["student"]["model"],
+                "teacher": cfg["teacher"]["model"], "rounds": str(run["rounds_done"]), "val %": pct(run["best_val"]),
+                "started": run["created"][:16].replace("T", " "), "took": seconds(duration(run))}
+        table.add_row(*(cell[name] for name, _ in columns))
     return table
 
 

@@ -183,7 +183,7 @@ def status(run_id: Optional[int] = typer.Argument(None, help="Run id; all runs w
     from engine.report import run_summary, runs_table
 
     st = _open_store(store)
-    out.print(runs_table(st) if run_id is None else run_summary(st, run_id))
+    out.print(runs_table(st, width=out.width) if run_id is None else run_summary(st, run_id))
 
 
 @app.command()

@@ -49,3 +49,41 @@ def test_cli_progress_echoes_a_sample_of_teacher_examples_per_phase() -> None:
     assert sum(line.startswith("  teacher: {") for line in lines) == 2 * TEACHER_SAMPLE
     assert sum("every example is in the store" in line for line in lines) == 2
     assert all(len(line) <= 60 for line in lines), "teacher examples are cut to one line"
+
+
+def fixed_store(path: Path) -> Path:
+    """A store with three runs written from fixed rows (no model run), the longest names a sweep makes."""
+    import json
+
+    from engine.config import resolve
+    from engine.store import Store
+
+    store = Store(path)
+    cfg = resolve({"task": {"preset": "rotten_tomatoes"}})
+    for i, (arm, status) in enumerate((("llm2llm", "finished"), ("one_shot", "failed"), ("plain", "stopped"))):
+        with store.transaction():
+            run_id = store.create_run(f"sentiment-32 · {arm} · set {i}", cfg.to_json(), cfg.digest(), 0, {}, {}, {})
+            store.update_run(run_id, status=status, ended=store.run(run_id)["created"])
+            store.upsert_round(run_id, 0, phase="done", val_acc=0.815, phases=json.dumps({}))
+    return path
+
+
+def test_status_fits_80_and_120_columns_without_cutting_words(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from engine.report import runs_table
+    from engine.store import Store
+
+    store = Store(fixed_store(tmp_path / "l2l.db"))
+    for width, headers in ((80, ["id", "name", "status", "rounds", "val %", "took"]),
+                           (120, ["id", "name", "status", "task", "rounds", "val %", "started", "took"])):
+        console = Console(width=width, record=True)
+        console.print(runs_table(store, width=width))
+        text = console.export_text()
+        lines = text.splitlines()
+        assert max(len(line.rstrip()) for line in lines) <= width
+        assert "…" not in text, "no column is cut short"
+        header = next(line for line in lines if "┃ id" in line)
+        assert [h.strip() for h in header.strip("┃").split("┃")] == headers
+        for word in ("finished", "failed", "stopped", "81.5", "sentiment-32 · one_shot · set 1"):
+            assert word in text, (width, word)
