@@ -1,5 +1,6 @@
-"""Snapshots (pytest-textual-snapshot, 120x40) of every screen on the finished tiny run (the sweep screen on a store of
-fixed rows); frozen mode hides wall-clock values.
+"""Snapshots (pytest-textual-snapshot, 120x40) of every screen on stores written from fixed rows (tests/fixed_run.py, and
+tests/test_tui_sweep.py for the sweep screen), so a numeric change in torch or llama.cpp cannot rewrite them; frozen
+mode hides wall-clock values.
 
 Update after an intended change with: pytest tests/test_tui_snapshots.py --snapshot-update
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled, WorkerFailed
 from textual.widgets import Select
@@ -56,16 +58,24 @@ def steps(*keys: str, then: Callable[[Pilot[Any]], Any] | None = None) -> Callab
     return run_before
 
 
-def test_runs_screen(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps())
+@pytest.fixture(scope="module")
+def fixed_run_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The fixed-rows run, built once for the module (the snapshots only read it)."""
+    from fixed_run import build_run_store
+
+    return build_run_store(tmp_path_factory.mktemp("fixed") / "l2l.db")
 
 
-def test_dashboard(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("enter"))
+def test_runs_screen(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps())
 
 
-def test_examples(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("x"))
+def test_dashboard(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps("enter"))
+
+
+def test_examples(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps("x"))
 
 
 async def _synthetic_then_lineage(pilot: Pilot[Any]) -> None:
@@ -76,16 +86,16 @@ async def _synthetic_then_lineage(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
-def test_lineage(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE,
+def test_lineage(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE,
                         run_before=steps("x", then=_synthetic_then_lineage))
 
 
-def test_new_run_form(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("n"))
+def test_new_run_form(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps("n"))
 
 
-def test_dry_run_preview(snap_compare: Any, tiny_run_store: tuple[Path, int], tiny_config: Any) -> None:
+def test_dry_run_preview(snap_compare: Any, fixed_run_store: tuple[Path, int], tiny_config: Any) -> None:
     from engine.dry_run import dry_run_sections
     from l2l_tui.screens.dry_run import DryRunScreen
 
@@ -95,7 +105,7 @@ def test_dry_run_preview(snap_compare: Any, tiny_run_store: tuple[Path, int], ti
         await pilot.app.push_screen(DryRunScreen(sections))
         await pilot.pause()
 
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps(then=preview))
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps(then=preview))
 
 
 def test_sweep_screen(snap_compare: Any, tmp_path: Path) -> None:
@@ -105,5 +115,5 @@ def test_sweep_screen(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(frozen_app(tmp_path / "l2l.db"), terminal_size=SIZE, run_before=steps("w", "enter"))
 
 
-def test_help(snap_compare: Any, tiny_run_store: tuple[Path, int]) -> None:
-    assert snap_compare(frozen_app(tiny_run_store[0]), terminal_size=SIZE, run_before=steps("question_mark"))
+def test_help(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps("question_mark"))
