@@ -117,6 +117,8 @@ class TeacherConfig(Section):
     backend: Literal["llama_cpp", "openai"] = Field("llama_cpp", description="llama_cpp: GGUF in-process; openai: an OpenAI-compatible server.")
     model: str = Field("qwen2.5-coder-1.5b-instruct", description="Catalog name or .gguf path (llama_cpp); model name (openai).")
     base_url: str | None = Field(None, description="Server URL for backend=openai, e.g. http://127.0.0.1:8080/v1.")
+    response_format: Literal["auto", "json_schema", "json_object"] = Field("auto", description="backend=openai: how the JSON schema is sent: json_schema (OpenAI, vLLM, llama-server), json_object with a schema (llama-cpp-python's server), or auto (json_schema, then json_object once if the server refuses it).")
+    timeout: float = Field(600.0, gt=0, description="backend=openai: seconds to wait for one completion.")
     n_ctx: int = Field(4096, ge=256, description="Context tokens (shared by the parallel sequences).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
@@ -132,7 +134,8 @@ class TeacherConfig(Section):
         """The backend settings as the teacher takes them."""
         return TeacherParams(backend=self.backend, model=self.model, base_url=self.base_url, n_ctx=self.n_ctx,
                              n_gpu_layers=self.n_gpu_layers, n_threads=self.n_threads, parallel=self.parallel,
-                             retries=self.retries, seed=self.seed)
+                             retries=self.retries, seed=self.seed, response_format=self.response_format,
+                             timeout=self.timeout)
 
 
 class LoopConfig(Section):

@@ -1,15 +1,16 @@
-"""`l2l doctor`: what this installation can do (libraries, device, models, store), as one table."""
+"""`l2l doctor`: what this installation can do (libraries, device, models, store, a configured teacher endpoint)."""
 
 from __future__ import annotations
 
 from rich.markup import escape
 from rich.table import Table
 
+from engine.config import RunConfig
 from engine.runs import library_versions
 
 
-def report() -> Table:
-    """A table of checks with their findings."""
+def report(cfg: RunConfig | None = None) -> Table:
+    """A table of checks with their findings; with a config, its teacher endpoint is checked too."""
     from models.catalog import list_models, status
     from models.device import device_info, gpu_present, offload_warning, plan_training
     from models.paths import default_store, model_cache
@@ -35,4 +36,28 @@ def report() -> Table:
     for entry in list_models():
         table.add_row(f"model {entry.name}", status(entry.name))
     table.add_row("store", str(default_store()))
+    if cfg is not None:
+        for check, finding in endpoint_rows(cfg):
+            table.add_row(check, finding)
     return table
+
+
+def endpoint_rows(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(check, finding) rows for the config's teacher: the endpoint answers and serves the model it names."""
+    from models.teacher.openai_http import ServerError, server_models
+
+    teacher = cfg.teacher
+    if teacher.backend != "openai":
+        return [("teacher", f"{escape(teacher.model)} in-process (llama_cpp): no endpoint to check")]
+    if not teacher.base_url:
+        return [("[bold red]teacher endpoint[/]", "[bold red]teacher.base_url is not set (backend = 'openai')[/]")]
+    url = escape(teacher.base_url)
+    try:
+        served = server_models(teacher.base_url, timeout=10)
+    except ServerError as err:
+        return [("[bold red]teacher endpoint[/]", f"[bold red]{url} does not answer GET /models: {escape(str(err))}[/]")]
+    rows = [("teacher endpoint", f"{url} serves {escape(', '.join(served) or '(no model listed)')}")]
+    if teacher.model not in served:
+        rows.append(("[bold yellow]teacher model[/]", f"[bold yellow]{escape(teacher.model)} is not among the served models; "
+                     "vLLM refuses unknown names, llama.cpp servers answer with their one model[/]"))
+    return rows

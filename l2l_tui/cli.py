@@ -219,11 +219,13 @@ def demo(
 
 
 @app.command()
-def doctor() -> None:
-    """Check the installation: libraries, device, model cache, store."""
+def doctor(config: Optional[Path] = typer.Option(None, "--config", help="Also check this run config's teacher endpoint."),
+           set_: list[str] = typer.Option([], "--set", help="Override a key of the config (repeatable).")) -> None:
+    """Check the installation: libraries, device, model cache, store; with --config, the teacher endpoint it names."""
+    from engine.config import load_config
     from engine.doctor import report
 
-    out.print(report())
+    out.print(report(load_config(config, set_) if config is not None or set_ else None))
 
 
 @models_app.callback(invoke_without_command=True)

@@ -54,3 +54,5 @@ class TeacherParams:
     parallel: int = 8
     retries: int = 2
     seed: int | None = None
+    response_format: Literal["auto", "json_schema", "json_object"] = "auto"
+    timeout: float = 600.0

@@ -158,7 +158,8 @@ def test_open_teacher_factory(tiny_gguf: Path) -> None:
         open_teacher(TeacherConfig(backend="openai"), None, seed=0)
 
 
-# OpenAI-compatible client against a canned local server (a boundary fake: no real server is installed here).
+# OpenAI-compatible client against a canned local server: HTTP 500s and cut replies on demand (the real server is in
+# test_teacher_server.py).
 class _Canned(BaseHTTPRequestHandler):
     seen: list[dict[str, Any]] = []
     lock = threading.Lock()

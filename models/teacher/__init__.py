@@ -18,7 +18,8 @@ def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teac
 
         if not cfg.base_url:
             raise ConfigError("teacher.base_url: required when teacher.backend = 'openai' (e.g. http://127.0.0.1:8080/v1)")
-        return OpenAITeacher(cfg.base_url, cfg.model, parallel=cfg.parallel, retries=cfg.retries)
+        return OpenAITeacher(cfg.base_url, cfg.model, parallel=cfg.parallel, retries=cfg.retries, timeout=cfg.timeout,
+                             response_format=cfg.response_format)
     from models.teacher.llama_cpp import LlamaCppTeacher
 
     if model_path is None or not Path(model_path).is_file():

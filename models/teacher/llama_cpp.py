@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Literal
 
-from models.teacher.base import OnReply, TeacherReply, TeacherRequest, attempt_seed, check_reply, file_sha256
+from models.teacher.base import OnReply, TeacherReply, TeacherRequest, file_sha256
+from models.teacher.retry import Attempt, Attempts, with_retries
 
 Mode = Literal["auto", "batched", "sequential"]
 
@@ -174,17 +174,19 @@ class LlamaCppTeacher:
             self._grammars[key] = schema_grammar(schema)
         return self._grammars[key]
 
-    def _attempts(self, request: TeacherRequest) -> int:
-        # Greedy decoding repeats itself exactly, so a retry at temperature 0 could only waste time.
-        return 1 if request.temperature == 0 else self.retries + 1
-
     def _generate_batched(self, requests: list[TeacherRequest], on_reply: OnReply | None) -> list[TeacherReply]:
         from models.teacher.batched import Job, Outcome
 
         assert self.decoder is not None
         replies: list[TeacherReply | None] = [None] * len(requests)
-        state: dict[int, dict[str, Any]] = {}
+        logs = [Attempts(req, self.retries) for req in requests]
         jobs: list[Job] = []
+
+        def done(i: int, reply: TeacherReply) -> None:
+            replies[i] = reply
+            if on_reply:
+                on_reply(reply)
+
         for i, req in enumerate(requests):
             try:
                 tokens = self.prompt_tokens(req.messages)
@@ -192,89 +194,58 @@ class LlamaCppTeacher:
                 if not self.decoder.grammar_ok(grammar):
                     raise ValueError("llama.cpp refused the grammar built from the JSON schema")
             except Exception as err:  # a bad template or schema fails this request, not the batch
-                replies[i] = _reply(req, "", None, 0, 0, 0.0, f"prompt: {err}", 0)
-                if on_reply:
-                    on_reply(replies[i])
+                done(i, logs[i].fail(f"prompt: {err}"))
                 continue
-            state[i] = {"attempt": 0, "tokens_out": 0, "start": None}
-            jobs.append(Job(i, tokens, grammar, req.max_tokens, req.temperature, req.top_p, attempt_seed(req.seed, 0)))
+            jobs.append(Job(i, tokens, grammar, req.max_tokens, req.temperature, req.top_p, logs[i].seed()))
 
         def on_finish(job: Job, outcome: Outcome) -> Job | None:
             i = int(job.tag)  # type: ignore[call-overload]
-            req, st = requests[i], state[i]
-            st["start"] = outcome.started if st["start"] is None else st["start"]
-            st["tokens_out"] += len(outcome.tokens)
             text = self.llm.detokenize(outcome.tokens).decode("utf-8", errors="replace")
-            parsed, error = (None, outcome.error) if outcome.error else check_reply(text, req.schema)
-            if error and outcome.cut:
-                error = f"cut at max_tokens={req.max_tokens}: {error}"
-            st["attempt"] += 1
-            # Only a bad reply is worth another seed; a decoder error (prompt too long) would just recur.
-            if error and outcome.error is None and st["attempt"] < self._attempts(req):
-                return Job(i, job.tokens, job.grammar, job.max_tokens, job.temperature, job.top_p,
-                           attempt_seed(req.seed, st["attempt"]))
-            replies[i] = _reply(req, text, parsed, len(job.tokens), st["tokens_out"], outcome.ended - st["start"],
-                                error, st["attempt"])
-            if on_reply:
-                on_reply(replies[i])
+            # A decoder error (prompt too long) would recur: only a bad reply is worth another seed.
+            attempt = Attempt(text=text, tokens_in=len(job.tokens), tokens_out=len(outcome.tokens), cut=outcome.cut,
+                              failure=outcome.error)
+            if logs[i].add(attempt, started=outcome.started, ended=outcome.ended):
+                return Job(i, job.tokens, job.grammar, job.max_tokens, job.temperature, job.top_p, logs[i].seed())
+            done(i, logs[i].reply())
             return None
 
         try:
             self.decoder.run(jobs, on_finish)
         except Exception as err:  # a failed decode ends the call, but every request still gets its reply
-            for i, req in enumerate(requests):
+            for i in range(len(requests)):
                 if replies[i] is None:
-                    replies[i] = _reply(req, "", None, 0, state.get(i, {}).get("tokens_out", 0), 0.0,
-                                        f"llama.cpp: {err}", state.get(i, {}).get("attempt", 0))
-                    if on_reply:
-                        on_reply(replies[i])
+                    done(i, logs[i].fail(f"llama.cpp: {err}"))
         return [r for r in replies if r is not None]
 
     def _generate_sequential(self, requests: list[TeacherRequest], on_reply: OnReply | None) -> list[TeacherReply]:
         replies = []
         for req in requests:
-            reply = self.complete_one(req, self._attempts(req))
+            reply = self.complete_one(req)
             replies.append(reply)
             if on_reply:
                 on_reply(reply)
         return replies
 
-    def complete_one(self, req: TeacherRequest, attempts: int) -> TeacherReply:
+    def complete_one(self, req: TeacherRequest) -> TeacherReply:
         """One request through create_chat_completion (the simple path and the benchmark baseline)."""
+        return with_retries(req, self.retries, lambda seed: self._chat_attempt(req, seed))
+
+    def _chat_attempt(self, req: TeacherRequest, seed: int) -> Attempt:
+        """One create_chat_completion call with the schema's grammar."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        start = time.perf_counter()
-        tokens_in = tokens_out = 0
-        text, parsed, error = "", None, None
-        attempt = 0
-        for attempt in range(1, attempts + 1):
-            try:
-                # The schema's grammar is passed directly (not as response_format) so both paths use the same GBNF.
-                out = self.llm.create_chat_completion(
-                    messages=req.messages,  # type: ignore[arg-type]
-                    grammar=LlamaGrammar.from_string(self.grammar(req.schema), verbose=False),
-                    max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
-                    seed=attempt_seed(req.seed, attempt - 1), **SEQUENTIAL_SAMPLING,
-                )
-            except Exception as err:  # e.g. prompt longer than the context: another seed would not help
-                error = f"llama.cpp: {err}"
-                self.llm.reset()
-                break
-            usage = out["usage"]  # type: ignore[index]
-            tokens_in = usage["prompt_tokens"]
-            tokens_out += usage["completion_tokens"]
-            choice = out["choices"][0]  # type: ignore[index]
-            text = choice["message"]["content"] or ""
-            parsed, error = check_reply(text, req.schema)
-            if error and choice["finish_reason"] == "length":
-                error = f"cut at max_tokens={req.max_tokens}: {error}"
-            if error is None:
-                break
-        return _reply(req, text, parsed, tokens_in, tokens_out, time.perf_counter() - start, error, attempt)
-
-
-def _reply(req: TeacherRequest, text: str, parsed: dict[str, Any] | None, tokens_in: int, tokens_out: int,
-           seconds: float, error: str | None, attempts: int) -> TeacherReply:
-    return TeacherReply(key=req.key, text=text, parsed=parsed, tokens_in=tokens_in, tokens_out=tokens_out,
-                        seconds=seconds, error=error, attempts=attempts)
-
+        try:
+            # The schema's grammar is passed directly (not as response_format) so both paths use the same GBNF.
+            out = self.llm.create_chat_completion(
+                messages=req.messages,  # type: ignore[arg-type]
+                grammar=LlamaGrammar.from_string(self.grammar(req.schema), verbose=False),
+                max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, seed=seed,
+                **SEQUENTIAL_SAMPLING,
+            )
+        except Exception as err:  # e.g. prompt longer than the context: another seed would not help
+            self.llm.reset()
+            return Attempt(failure=f"llama.cpp: {err}")
+        usage = out["usage"]  # type: ignore[index]
+        choice = out["choices"][0]  # type: ignore[index]
+        return Attempt(text=choice["message"]["content"] or "", tokens_in=usage["prompt_tokens"],
+                       tokens_out=usage["completion_tokens"], cut=choice["finish_reason"] == "length")
