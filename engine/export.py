@@ -1,49 +1,256 @@
-"""Export a run: its final training set as JSONL and the best round's adapter (with the resolved config)."""
+"""Export a run: the final training set (raw rows, prompt/completion, chat messages), the best round's adapter, that
+adapter merged into a 16-bit base, GGUFs (f16 and llama.cpp quantizations) and an Ollama Modelfile reproducing the
+training prompt; each file listed with its size and sha256 in run-<id>-manifest.json, everything owner-only."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from models.errors import StoreError
+from engine.config import RunConfig
+from engine.example_rows import example_from_row
 from engine.store import Store
+from engine.tasks.base import Task
+from models.errors import ConfigError, StoreError
+
+PARTS = ("data", "adapter", "merged", "gguf", "modelfile")  # what `l2l export` writes by default
+LIGHT = ("data", "adapter")  # no model loading: what the app's export writes
+Say = Callable[[str], None]
 
 
-def final_training_set(store: Store, run_id: int) -> list[dict]:
+def final_training_set(store: Store, run_id: int) -> list[dict[str, Any]]:
     """Seed examples plus every kept synthetic example, with lineage fields."""
     rows = store.examples(run_id, split="seed") + store.examples(run_id, split="synthetic", status="kept")
     return [{"id": r["id"], "split": r["split"], "input": r["input"], "target": r["target"], "answer": r["answer"],
              **({"choices": r["choices"]} if r["choices"] else {}), "origin_round": r["origin_round"],
-             "parent_id": r["parent_id"]} for r in rows]
+             "parent_id": r["parent_id"], "teacher_call": r["teacher_call"]} for r in rows]
 
 
-def export_run(store: Store, run_id: int, out_dir: Path) -> dict[str, Path]:
-    """Write `run-<id>-train.jsonl` and `run-<id>-adapter/` into out_dir; returns what was written."""
+def best_round(store: Store, run_id: int) -> int:
+    """The round validation picked, else the last trained one."""
+    best = store.run(run_id).get("best_round")
+    if best is not None:
+        return int(best)
+    rounds = [r for r in store.rounds(run_id) if r["adapter_path"]]
+    if not rounds:
+        raise StoreError(f"run {run_id} has no trained round yet: nothing to export")
+    return int(rounds[-1]["idx"])
+
+
+def prompt_frame(task: Task, rows: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
+    """(text before, text after) the example's input in every prompt, or None when prompts are more than that
+    (e.g. lettered options): then a Modelfile user sends the whole rendered prompt."""
+    template = task.prompt_template
+    if template.count("{input}") != 1:
+        return None
+    before, after = template.split("{input}")
+    examples = [example_from_row(r) for r in rows]
+    if all(task.render_prompt(ex) == before + ex.input + after for ex in examples):
+        return before, after
+    return None
+
+
+def user_text(task: Task, frame: tuple[str, str] | None, row: dict[str, Any]) -> str:
+    """What a Modelfile user sends for a row: its input when the template frames it, else the rendered prompt."""
+    ex = example_from_row(row)
+    return ex.input if frame is not None else task.render_prompt(ex)
+
+
+def _lineage(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "split": row["split"], "parent_id": row["parent_id"], "origin_round": row["origin_round"],
+            "teacher_call": row["teacher_call"], "answer": row["answer"]}
+
+
+def training_records(task: Task, rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The training set as prompt/completion records and as chat-messages records, with lineage columns."""
+    plain, chat = [], []
+    for row in rows:
+        ex = example_from_row(row)
+        prompt, completion = task.render_prompt(ex), task.render_response(ex)
+        plain.append({"prompt": prompt, "completion": completion, **_lineage(row)})
+        chat.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+                     **_lineage(row)})
+    return plain, chat
+
+
+def private(path: Path) -> None:
+    """Owner-only permissions: 0700 on folders, 0600 on files, the whole tree."""
+    path = Path(path)
+    if path.is_dir():
+        os.chmod(path, 0o700)
+        for root, dirs, files in os.walk(path):
+            for d in dirs:
+                os.chmod(Path(root) / d, 0o700)
+            for f in files:
+                os.chmod(Path(root) / f, 0o600)
+    elif path.exists():
+        os.chmod(path, 0o600)
+
+
+def _write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = LIGHT, *,
+               quants: Sequence[str] = ("q8_0",), dtype: str = "float16", say: Say | None = None) -> dict[str, Path]:
+    """Write the chosen parts into out_dir (created 0700) and the manifest; returns {label: path} of what was written."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ConfigError(f"export: unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    say = say or (lambda _msg: None)
     run = store.run(run_id)
-    best = run.get("best_round")
-    if best is None:
-        rounds = [r for r in store.rounds(run_id) if r["adapter_path"]]
-        if not rounds:
-            raise StoreError(f"run {run_id} has no trained round yet: nothing to export")
-        best = rounds[-1]["idx"]
+    cfg = RunConfig.model_validate(run["config"])
+    from engine.tasks.registry import make_task
+
+    task = make_task(cfg.task)
+    best = best_round(store, run_id)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data_path = out_dir / f"run-{run_id}-train.jsonl"
-    tmp = data_path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in final_training_set(store, run_id):
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(data_path)
-    written = {"training set": data_path}
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True, mode=0o700)
+        os.chmod(out_dir, 0o700)
+    rows = final_training_set(store, run_id)
+    stem = f"run-{run_id}"
+    written: dict[str, Path] = {}
+    if "data" in parts:
+        plain, chat = training_records(task, rows)
+        written["training set (rows)"] = _write_jsonl(out_dir / f"{stem}-train.jsonl", rows)
+        written["training set (prompt/completion)"] = _write_jsonl(out_dir / f"{stem}-train.prompt-completion.jsonl", plain)
+        written["training set (chat messages)"] = _write_jsonl(out_dir / f"{stem}-train.chat.jsonl", chat)
     adapter = store.round(run_id, best)["adapter_path"]
-    if adapter and Path(adapter).exists():
-        target = out_dir / f"run-{run_id}-adapter"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(adapter, target)
-        config = Path(adapter).parent / "config.toml"
-        if config.exists():
-            shutil.copy2(config, target / "l2l-config.toml")
-        written[f"adapter (round {best})"] = target
+    if {"adapter", "merged", "gguf", "modelfile"} & set(parts) and not (adapter and Path(adapter).is_dir()):
+        raise StoreError(f"run {run_id} round {best}: the adapter folder {adapter} is gone; nothing to export from")
+    if "adapter" in parts:
+        written[f"adapter (round {best})"] = _copy_adapter(Path(adapter), out_dir / f"{stem}-adapter")
+    frame = prompt_frame(task, rows)
+    merged = out_dir / f"{stem}-merged"
+    needs_merged = bool({"gguf", "modelfile"} & set(parts)) and not (merged / "config.json").is_file()
+    if "merged" in parts or needs_merged:
+        say(f"merging the round {best} adapter into a {dtype} copy of the base")
+        written[f"merged model ({dtype})"] = _merge(cfg, Path(adapter), merged, dtype)
+    ggufs: dict[str, Path] = {}
+    if {"gguf", "modelfile"} & set(parts):
+        ggufs = _ggufs(cfg, task, rows, frame, merged, out_dir / stem, quants, say)
+        written.update({f"GGUF {kind}": path for kind, path in ggufs.items()})
+    if "modelfile" in parts:
+        written["Ollama Modelfile"] = _modelfile(cfg, task, frame, out_dir / f"{stem}.Modelfile", ggufs)
+    for path in written.values():
+        private(path)
+    write_manifest(out_dir, run_id, best, written, {"prompt_input": "input" if frame else "prompt", "dtype": dtype})
     return written
+
+
+def _copy_adapter(adapter: Path, target: Path) -> Path:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(adapter, target)
+    config = adapter.parent / "config.toml"
+    if config.exists():
+        shutil.copy2(config, target / "l2l-config.toml")
+    return target
+
+
+def student_folder(cfg: RunConfig) -> Path:
+    """The student's base as a Hugging Face folder (a GGUF student's cached conversion)."""
+    from models.catalog import resolve_model
+    from models.convert import resolve_student_folder
+    from models.paths import model_cache
+
+    return resolve_student_folder(resolve_model(cfg.student.model), model_cache())
+
+
+def _merge(cfg: RunConfig, adapter: Path, out: Path, dtype: str) -> Path:
+    from models.export_merge import merge_adapter
+
+    return merge_adapter(student_folder(cfg), adapter, out, dtype=dtype,  # type: ignore[arg-type]
+                         max_new_tokens=cfg.eval.max_new_tokens)
+
+
+def chat_template(frame: tuple[str, str] | None) -> str:
+    """A Jinja chat template giving a chat endpoint (llama-server) the training prompt: the last message, framed."""
+    before, after = frame or ("", "")
+    return f"{{{{ {json.dumps(before)} }}}}{{{{ messages[-1]['content'] }}}}{{{{ {json.dumps(after)} }}}}"
+
+
+def _ggufs(cfg: RunConfig, task: Task, rows: Sequence[dict[str, Any]], frame: tuple[str, str] | None, merged: Path,
+           stem: Path, quants: Sequence[str], say: Say) -> dict[str, Path]:
+    from models.export_gguf import quantize, write_f16_gguf
+
+    examples = [example_from_row(r) for r in rows[:8]]
+    probes = [task.render_prompt(ex) + task.render_response(ex) for ex in examples]
+    say("writing the f16 GGUF")
+    f16 = write_f16_gguf(merged, stem.with_name(stem.name + "-f16.gguf"), name=f"{cfg.name} (llm2llm {stem.name})",
+                         chat_template=chat_template(frame), probes=probes)
+    out = {"f16": f16}
+    for kind in quants:
+        say(f"quantizing to {kind} with llama.cpp")
+        out[kind] = quantize(f16, stem.with_name(f"{stem.name}-{kind}.gguf"), kind)
+    return out
+
+
+def _modelfile(cfg: RunConfig, task: Task, frame: tuple[str, str] | None, path: Path, ggufs: dict[str, Path]) -> Path:
+    from models.export_modelfile import Modelfile, go_template, write_text
+
+    source = next((p for k, p in ggufs.items() if k != "f16"), ggufs.get("f16"))
+    assert source is not None
+    before, after = frame or ("", "")
+    mf = Modelfile(source=f"./{source.name}", template=go_template(before, after), stops=tuple(task.stop),
+                   parameters={"temperature": "0", "repeat_penalty": "1", "num_predict": str(cfg.eval.max_new_tokens),
+                               "num_ctx": str(cfg.student.max_length + cfg.eval.max_new_tokens)})
+    said = "the example's input" if frame else "the whole task prompt"
+    comments = [f"llm2llm student of run '{cfg.name}': trained on raw prompts (prompt + response + EOS, no chat template).",
+                f"Send {said} as the prompt; the TEMPLATE rebuilds the training prompt, decoding is greedy as evaluated."]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(write_text(mf, comments))
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(out_dir: Path, run_id: int, round_idx: int, written: dict[str, Path], extra: dict[str, Any]) -> Path:
+    """run-<id>-manifest.json: every exported file with its label, size and sha256 (merged with an earlier manifest)."""
+    path = Path(out_dir) / f"run-{run_id}-manifest.json"
+    old = read_manifest(out_dir, run_id)
+    files = {f["path"]: f for f in old.get("files", [])}
+    for label, item in written.items():
+        members = sorted(p for p in item.rglob("*") if p.is_file()) if item.is_dir() else [item]
+        for member in members:
+            rel = str(member.relative_to(out_dir))
+            files[rel] = {"label": label, "path": rel, "size": member.stat().st_size, "sha256": sha256_of(member)}
+    doc = {**old, **extra, "run": run_id, "round": round_idx, "files": sorted(files.values(), key=lambda f: f["path"])}
+    return _write_json(path, doc)
+
+
+def read_manifest(out_dir: Path, run_id: int) -> dict[str, Any]:
+    """The manifest of an export folder ({} when there is none)."""
+    path = Path(out_dir) / f"run-{run_id}-manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, ensure_ascii=False)
+    tmp.replace(path)
+    os.chmod(path, 0o600)
+    return path

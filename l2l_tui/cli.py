@@ -197,13 +197,32 @@ def stop(run_id: int = typer.Argument(...), store: Optional[Path] = StoreOpt) ->
 
 @app.command()
 def export(run_id: int = typer.Argument(...), out_dir: Path = typer.Option(Path("."), "--out", help="Folder to write into."),
-           store: Optional[Path] = StoreOpt) -> None:
-    """Write the final training set (JSONL) and the best round's adapter."""
-    from engine.export import export_run
+           store: Optional[Path] = StoreOpt,
+           only: Optional[str] = typer.Option(None, "--only", help="Comma-separated parts: data, adapter, merged, gguf, modelfile (default: all)."),
+           quant: list[str] = typer.Option(["q8_0"], "--quant", help="llama.cpp quantization of the GGUF (repeatable): q8_0, q4_k_m, q4_0, q5_k_m, q6_k."),
+           dtype: str = typer.Option("float16", "--dtype", help="16-bit type of the merged model: float16 or bfloat16."),
+           check: bool = typer.Option(False, "--check", help="Then compare every model export's answers with the run's own predictions on held-out prompts."),
+           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the llama.cpp check.")) -> None:
+    """Write the training set (JSONL: rows, prompt/completion, chat), the best adapter, the merged model, GGUFs and an Ollama Modelfile."""
+    from rich.table import Table
 
-    paths = export_run(_open_store(store), run_id, out_dir)
-    for label, path in paths.items():
-        out.print(f"{label}: {path}")
+    from engine.export import PARTS, export_run, read_manifest
+
+    parts = [p.strip() for p in only.split(",") if p.strip()] if only else list(PARTS)
+    st = _open_store(store)
+    export_run(st, run_id, out_dir, parts, quants=quant, dtype=dtype, say=lambda msg: console.print(msg))
+    if check:
+        from engine.export_check import roundtrip
+
+        results = roundtrip(st, run_id, out_dir, n_threads=threads, say=lambda msg: console.print(f"check: {msg}"))
+        agree = Table("export", "held-out prompts", "same answer as the run", "accuracy", title="round trip")
+        for name, r in results.items():
+            agree.add_row(name, str(r["n"]), f"{100 * r['agreement']:.1f}% ({r['same']})", f"{100 * r['accuracy']:.1f}%")
+        out.print(agree)
+    table = Table("part", "file", "size", "sha256", title=f"run {run_id} exported to {out_dir}")
+    for item in read_manifest(out_dir, run_id)["files"]:
+        table.add_row(item["label"], item["path"], f"{item['size']:,}", item["sha256"])
+    out.print(table)
 
 
 @app.command()

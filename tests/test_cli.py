@@ -87,3 +87,31 @@ def test_status_fits_80_and_120_columns_without_cutting_words(tmp_path: Path) ->
         assert [h.strip() for h in header.strip("┃").split("┃")] == headers
         for word in ("finished", "failed", "stopped", "81.5", "sentiment-32 · one_shot · set 1"):
             assert word in text, (width, word)
+
+
+def test_export_lists_each_file_with_size_and_sha256(store_copy: tuple[Path, int], tmp_path: Path) -> None:
+    import hashlib
+
+    store, run_id = store_copy
+    out = tmp_path / "exported"
+    proc = _l2l("export", str(run_id), "--out", str(out), "--only", "data,adapter", "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    data = out / f"run-{run_id}-train.prompt-completion.jsonl"
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    text = " ".join(proc.stdout.split())
+    assert data.name in text and digest in text and f"{data.stat().st_size:,}" in text
+    assert (out / f"run-{run_id}-train.chat.jsonl").is_file() and (out / f"run-{run_id}-adapter").is_dir()
+    assert not (out / f"run-{run_id}-merged").exists()  # only the parts asked for
+
+
+def test_doctor_with_a_config_checks_its_teacher_endpoint(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "c.toml"
+    config.write_text(f'[teacher]\nbackend = "openai"\nbase_url = "http://127.0.0.1:{port}/v1"\nmodel = "m"\n')
+    proc = _l2l("doctor", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert "teacher endpoint" in proc.stdout and "does not answer" in " ".join(proc.stdout.split())
