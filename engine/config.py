@@ -92,10 +92,11 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     steps: int | None = Field(None, ge=1, description="Optimizer steps per training; replaces epochs when set (step-matched baselines use it).")
+    processes: int = Field(1, ge=1, le=64, description="Processes that train the student together (DDP through accelerate: one per GPU, or CPU shares with gloo); each optimizer step is the one-process step. 1: train in the run's own process.")
 
     def params(self) -> TrainParams:
         """The optimiser settings as the student takes them."""
-        return TrainParams(**self.model_dump())
+        return TrainParams(**self.model_dump(exclude={"processes"}))
 
     def optimizer_steps(self, n_examples: int) -> int:
         """Optimizer steps a training on n_examples takes: the one formula training, the dry run and baselines share."""

@@ -126,17 +126,17 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
         written["training set (rows)"] = _write_jsonl(out_dir / f"{stem}-train.jsonl", rows)
         written["training set (prompt/completion)"] = _write_jsonl(out_dir / f"{stem}-train.prompt-completion.jsonl", plain)
         written["training set (chat messages)"] = _write_jsonl(out_dir / f"{stem}-train.chat.jsonl", chat)
-    adapter = store.round(run_id, best)["adapter_path"]
-    if {"adapter", "merged", "gguf", "modelfile"} & set(parts) and not (adapter and Path(adapter).is_dir()):
+    adapter = Path((store.round(run_id, best) or {}).get("adapter_path") or out_dir / "missing-adapter")
+    if {"adapter", "merged", "gguf", "modelfile"} & set(parts) and not adapter.is_dir():
         raise StoreError(f"run {run_id} round {best}: the adapter folder {adapter} is gone; nothing to export from")
     if "adapter" in parts:
-        written[f"adapter (round {best})"] = _copy_adapter(Path(adapter), out_dir / f"{stem}-adapter")
+        written[f"adapter (round {best})"] = _copy_adapter(adapter, out_dir / f"{stem}-adapter")
     frame = prompt_frame(task, rows)
     merged = out_dir / f"{stem}-merged"
     needs_merged = bool({"gguf", "modelfile"} & set(parts)) and not (merged / "config.json").is_file()
     if "merged" in parts or needs_merged:
         say(f"merging the round {best} adapter into a {dtype} copy of the base")
-        written[f"merged model ({dtype})"] = _merge(cfg, Path(adapter), merged, dtype)
+        written[f"merged model ({dtype})"] = _merge(cfg, adapter, merged, dtype)
     ggufs: dict[str, Path] = {}
     if {"gguf", "modelfile"} & set(parts):
         ggufs = _ggufs(cfg, task, rows, frame, merged, out_dir / stem, quants, say)

@@ -28,8 +28,8 @@ def held_out(store: Store, run_id: int, round_idx: int, limit: int | None = None
 
 
 def _figures(rows: list[dict[str, Any]], answers: list[str | None], task: Task, **extra: Any) -> dict[str, Any]:
-    same = sum(1 for r, a in zip(rows, answers) if a == r["run_answer"])
-    correct = sum(task.is_correct(a, example_from_row(r)) for r, a in zip(rows, answers))
+    same = sum(1 for r, a in zip(rows, answers, strict=True) if a == r["run_answer"])
+    correct = sum(task.is_correct(a, example_from_row(r)) for r, a in zip(rows, answers, strict=True))
     return {"n": len(rows), "same": same, "agreement": same / len(rows), "accuracy": correct / len(rows), **extra}
 
 
@@ -58,19 +58,20 @@ def gguf_answers(cfg: RunConfig, task: Task, gguf: Path, modelfile: Path, prompt
     frame = ("", "") if prompt_input == "input" else None
     examples = [example_from_row(r) for r in rows]
     prompts = [render(mf.template, user_text(task, frame, r)) for r in rows]
-    differ = sum(p != task.render_prompt(ex) for p, ex in zip(prompts, examples))
+    differ = sum(p != task.render_prompt(ex) for p, ex in zip(prompts, examples, strict=True))
     options = [task.label_options(ex) for ex in examples]
     n_ctx = int(mf.parameters.get("num_ctx", cfg.student.max_length + cfg.eval.max_new_tokens))
     model = GgufStudent(gguf, n_ctx=max(n_ctx, 512), n_threads=n_threads, parameters=mf.parameters)
     try:
-        if all(o is not None for o in options):
-            scores = model.score_options(prompts, options)  # type: ignore[arg-type]
-            answers = [task.extract(o[max(range(len(o)), key=s.__getitem__)], ex)  # type: ignore[index]
-                       for o, s, ex in zip(options, scores, examples)]
+        labelled = [o for o in options if o is not None]
+        if len(labelled) == len(options):
+            scores = model.score_options(prompts, labelled)
+            answers = [task.extract(o[max(range(len(o)), key=s.__getitem__)], ex)
+                       for o, s, ex in zip(labelled, scores, examples, strict=True)]
         else:
             budget = int(mf.parameters.get("num_predict", cfg.eval.max_new_tokens))
             texts = model.generate(prompts, budget, list(mf.stops))
-            answers = [task.extract(t, ex) for t, ex in zip(texts, examples)]
+            answers = [task.extract(t, ex) for t, ex in zip(texts, examples, strict=True)]
     finally:
         model.close()
     return answers, differ

@@ -39,17 +39,29 @@ class ModelSlots:
         t0 = time.perf_counter()
         folder = resolve_student_folder(resolve_model(self.cfg.student.model), model_cache())
         plan = plan_training(self.cfg.student.quantization)
-        self.on_plan({"mode": plan.mode, "device": plan.device, "reason": plan.reason})
-        self._student = Student.load(folder, plan, self.cfg.lora.params(), self.cfg.student.max_length,
-                                     gradient_checkpointing=self.cfg.student.gradient_checkpointing,
-                                     adapter=Path(adapter) if adapter else None)
+        processes = self.cfg.train.processes
+        reason = plan.reason + (f" Trained by {processes} processes (DDP through accelerate)." if processes > 1 else "")
+        self.on_plan({"mode": plan.mode, "device": plan.device, "reason": reason})
+        if processes > 1:
+            from models.distributed import LaunchedStudent
+
+            self._student = LaunchedStudent(folder, plan, self.cfg.lora.params(), self.cfg.student.max_length, processes,
+                                            gradient_checkpointing=self.cfg.student.gradient_checkpointing,
+                                            adapter=Path(adapter) if adapter else None)
+        else:
+            self._student = Student.load(folder, plan, self.cfg.lora.params(), self.cfg.student.max_length,
+                                         gradient_checkpointing=self.cfg.student.gradient_checkpointing,
+                                         adapter=Path(adapter) if adapter else None)
         self._adapter = adapter
         meter.mark("load", time.perf_counter() - t0)
         return self._student
 
     def trained(self, adapter: str) -> None:
-        """The resident student now carries the adapter it just saved."""
+        """The resident student now carries the adapter it just saved (a launched student reads it from there)."""
         self._adapter = adapter
+        published = getattr(self._student, "adapter_at", None)
+        if published is not None:
+            published(Path(adapter))
 
     def teacher(self, meter: PhaseMeter) -> Any:
         """The teacher backend (the student is freed first)."""

@@ -33,7 +33,7 @@ class GgufStudent:
                       on_progress: Callable[[int, int], None] | None = None) -> list[list[float]]:
         """Sum of the log-probs of each option's tokens after its prompt (the prompt runs once per prompt)."""
         out: list[list[float]] = []
-        for k, (prompt, opts) in enumerate(zip(prompts, options)):
+        for k, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
             ids = self._tokens(prompt, True)
             self.llm.reset()
             self.llm.eval(ids)

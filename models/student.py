@@ -92,7 +92,7 @@ class Student:
         self.lora = lora
         self.max_length = max_length
         self.folder = folder
-        self.device = torch.device("cuda", 0) if plan.device == "cuda" else torch.device("cpu")
+        self.device = torch.device("cuda", _local_rank()) if plan.device == "cuda" else torch.device("cpu")
         self._peft: Any = None
         self._merged = False  # adapter folded into the base weights for inference
         self._gradient_checkpointing = False
@@ -132,7 +132,7 @@ class Student:
         compute = torch.bfloat16 if plan.compute_dtype == "bfloat16" else torch.float32
         kwargs: dict[str, Any] = {"local_files_only": True}
         if plan.device == "cuda":
-            kwargs["device_map"] = {"": 0}
+            kwargs["device_map"] = {"": _local_rank()}  # each launched process on its own GPU
         if plan.mode == "qlora-nf4":
             from transformers import BitsAndBytesConfig
 
@@ -293,12 +293,17 @@ class Student:
         on_step: Callable[[int, int, float], None] | None = None,
         init_adapter: Path | None = None,
         padding: Literal["grouped", "longest", "max_length"] = "grouped",
+        accelerator: Any = None,
     ) -> TrainStats:
         """Train a fresh adapter (or continue `init_adapter`) on (prompt, response) pairs and save it to out_dir.
 
         padding='grouped' (default) batches examples of similar length, each batch padded to its own max;
         'longest' (plain shuffle, batch max) and 'max_length' (plain shuffle, padded to max_length) are the
         baselines bench/bench_train.py compares against.
+
+        With an `accelerator` (models/distributed.py launches one process per GPU, or per CPU share) each process takes
+        its share of every micro-batch and DDP sums the gradients, so every optimizer step is the single-process step;
+        only the main process saves the adapter and reports steps.
         """
         from transformers import set_seed
 
@@ -322,6 +327,8 @@ class Student:
         warmup = math.ceil(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.scheduler, warmup, total))
         pad_to = self.max_length if padding == "max_length" else None
+        rank = accelerator.process_index if accelerator is not None else 0
+        ddp = accelerator.prepare_model(_LossModule(self), device_placement=False) if accelerator is not None else None
 
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -333,7 +340,13 @@ class Student:
         for step, group in enumerate(groups, 1):
             n_labels = sum(encoded[i].label_count for mb in group for i in mb)
             step_loss = 0.0
-            for mb in group:
+            for k, mb in enumerate(group):
+                if ddp is not None:
+                    counts = [0, 0]
+                    step_loss += self._shared_micro_batch(ddp, accelerator, encoded, mb, n_labels, pad_to,
+                                                          k == len(group) - 1, counts)
+                    tokens, padded = tokens + counts[0], padded + counts[1]
+                    continue
                 batch = collate([encoded[i] for i in mb], self.pad_id, pad_to=pad_to)
                 tokens += int(batch["attention_mask"].sum())
                 padded += batch["attention_mask"].numel()
@@ -341,20 +354,26 @@ class Student:
                     loss = self._loss_sum(batch) / n_labels
                 loss.backward()
                 step_loss += loss.item()
+            if ddp is not None:
+                step_loss = _summed(step_loss, self.device)
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(step_loss)
-            if on_step is not None:
+            if on_step is not None and rank == 0:
                 on_step(step, total, step_loss)
         seconds = time.perf_counter() - started
-        del optimizer, schedule, params
+        del optimizer, schedule, params, ddp
         release_heap()  # activations and optimizer state are gone: give their pages back before evaluation
         self._peft.eval()
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self._peft.save_pretrained(str(out_dir), safe_serialization=True)
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self._peft.save_pretrained(str(out_dir), safe_serialization=True)
+        if accelerator is not None:
+            tokens, padded = int(_summed(tokens, self.device)), int(_summed(padded, self.device))
+            accelerator.wait_for_everyone()
         vram = round(torch.cuda.max_memory_allocated() / 2**20, 1) if self.device.type == "cuda" else None
         return TrainStats(
             steps=total,
@@ -371,6 +390,23 @@ class Student:
             losses=losses,
             padded_tokens=padded,
         )
+
+    def _shared_micro_batch(self, ddp: Any, accelerator: Any, encoded: list[Encoded], mb: list[int], n_labels: int,
+                            pad_to: int | None, sync: bool, counts: list[int]) -> float:
+        """This process's share of a micro-batch through DDP: its loss over the step's labels (scaled so DDP's mean of
+        the processes' gradients is their sum), backward with the gradients synced on the step's last micro-batch only.
+
+        A process without an example in the micro-batch runs the first one with weight 0, so all stay in step."""
+        share = mb[accelerator.process_index :: accelerator.num_processes]
+        weight = 1.0 if share else 0.0
+        batch = collate([encoded[i] for i in share or mb[:1]], self.pad_id, pad_to=pad_to)
+        if share:
+            counts[0] += int(batch["attention_mask"].sum())
+            counts[1] += batch["attention_mask"].numel()
+        with contextlib.nullcontext() if sync else accelerator.no_sync(ddp), self._autocast():
+            loss = ddp(**batch) * (weight / n_labels)
+            (loss * accelerator.num_processes).backward()
+        return loss.item()
 
     # ---------------------------------------------------------------- evaluation
 
@@ -592,6 +628,33 @@ class Student:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         release_heap()
+
+
+class _LossModule(torch.nn.Module):
+    """The student's summed training loss as a module, so DDP's forward (and its gradient hooks) wraps the adapter."""
+
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.peft = student._peft  # registers the adapter's parameters with the wrapper
+        self._loss = student._loss_sum
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed next-token cross-entropy over the labelled positions."""
+        return self._loss({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+
+
+def _summed(value: float, device: torch.device) -> float:
+    """A number summed over every launched process."""
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def _local_rank() -> int:
+    """This process's GPU among those launched on the machine (0 when not launched)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _enable_checkpointing(model: Any) -> None:

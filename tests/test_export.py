@@ -73,7 +73,7 @@ def test_datasets_carry_prompt_completion_chat_and_lineage(exported: tuple[Store
     assert len(plain) == len(chat) == len(kept) and any(r["split"] == "synthetic" for r in plain)
     from engine.example_rows import example_from_row
 
-    for p, c, row in zip(plain, chat, kept):
+    for p, c, row in zip(plain, chat, kept, strict=True):
         ex = example_from_row(row)
         assert p["prompt"] == task.render_prompt(ex) and p["completion"] == task.render_response(ex)
         assert c["messages"] == [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["completion"]}]
@@ -166,11 +166,17 @@ def test_modelfile_rebuilds_the_training_prompt_and_stops(exported: tuple[Store,
     task = make_task(RunConfig.model_validate(store.run(run_id)["config"]).task)
     assert mf.source == f"./run-{run_id}-q8_0.gguf" and mf.stops == tuple(task.stop) == ("\n",)
     assert 'PARAMETER stop """\n"""' in text and mf.parameters["temperature"] == "0" and mf.parameters["repeat_penalty"] == "1"
+    from gguf import GGUFReader
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
     from engine.example_rows import example_from_row
 
+    field = GGUFReader(out / f"run-{run_id}-f16.gguf").fields["tokenizer.chat_template"]
+    chat = Jinja2ChatFormatter(template=field.contents(), eos_token="", bos_token="")
     for row in store.examples(run_id):
         ex = example_from_row(row)
         assert render(mf.template, ex.input) == task.render_prompt(ex)
+        assert chat(messages=[{"role": "user", "content": ex.input}]).prompt == task.render_prompt(ex)  # llama-server too
 
 
 def test_round_trip_agrees_with_the_runs_predictions(exported: tuple[Store, int, Path], capsys: Any) -> None:
@@ -207,7 +213,7 @@ def test_gguf_generation_stops_where_the_student_stops(exported: tuple[Store, in
     student.free()
     # The trained random model writes lone bytes of multi-byte characters: transformers decodes each as U+FFFD, llama.cpp
     # holds incomplete UTF-8 back; the tokens are the same, so the comparison drops U+FFFD.
-    same = sum(g == w.replace("\ufffd", "") for g, w in zip(got, want))
+    same = sum(g == w.replace("\ufffd", "") for g, w in zip(got, want, strict=True))
     with capsys.disabled():
         print(f"\ngreedy generation, f16 GGUF vs merged model: {same}/{len(prompts)} identical")
     assert all("\n" not in g for g in got) and same >= 0.9 * len(prompts)
