@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -23,7 +23,7 @@ class RunCommands(Provider):
     """Command palette: open any run of the store by id or name."""
 
     async def _runs(self) -> list[dict[str, Any]]:
-        app: L2LApp = self.app  # type: ignore[assignment]
+        app = cast(L2LApp, self.app)
 
         def read() -> list[dict[str, Any]]:
             store = open_store(app.store_path)
@@ -39,13 +39,13 @@ class RunCommands(Provider):
 
     async def discover(self) -> Hits:
         """Every run, newest first."""
-        app: L2LApp = self.app  # type: ignore[assignment]
+        app = cast(L2LApp, self.app)
         for run in (await self._runs())[:20]:
             yield DiscoveryHit(self._title(run), partial(app.open_run, run["id"]), help="show its dashboard")
 
     async def search(self, query: str) -> Hits:
         """Runs matching the query."""
-        app: L2LApp = self.app  # type: ignore[assignment]
+        app = cast(L2LApp, self.app)
         matcher = self.matcher(query)
         for run in await self._runs():
             title = self._title(run)

@@ -72,7 +72,7 @@ class DashboardScreen(WatchedScreen):
         self.query_one("#log").border_title = "log"
         self.query_one("#round-table").border_title = "rounds · * best on validation · round 0 = plain fine-tuning · seconds per phase"
         self.query_one("#accuracy-plot").border_title = "accuracy % per round"
-        self.watcher = self.app.start_watcher(self, run_id=self.run_id)  # type: ignore[attr-defined]
+        self.watcher = self.l2l.start_watcher(self, run_id=self.run_id)
         self.query_one(RoundTable).focus()
 
     @property
@@ -122,7 +122,7 @@ class DashboardScreen(WatchedScreen):
 
     def _show_tail(self) -> None:
         """The dead worker's own last lines, after its events."""
-        path = worker_log(self.app.store_path, self.run_id)  # type: ignore[attr-defined]
+        path = worker_log(self.l2l.store_path, self.run_id)
         self.query_one(LogPane).add_worker_tail(self._tail_shown, str(path))
 
     @on(ProgressChanged)
@@ -151,19 +151,19 @@ class DashboardScreen(WatchedScreen):
 
     def action_examples(self) -> None:
         """Browse this run's examples."""
-        self.app.open_examples(self.run_id)  # type: ignore[attr-defined]
+        self.l2l.open_examples(self.run_id)
 
     def action_resume(self) -> None:
         """Start or resume this run's worker."""
-        self.app.start_run(self.run_id)  # type: ignore[attr-defined]
+        self.l2l.start_run(self.run_id)
 
     def action_stop(self) -> None:
         """Ask this run to stop after the phase in flight."""
-        self.app.stop_run(self.run_id)  # type: ignore[attr-defined]
+        self.l2l.stop_run(self.run_id)
 
     def action_export(self) -> None:
         """Export this run."""
-        self.app.export_dialog(self.run_id)  # type: ignore[attr-defined]
+        self.l2l.export_dialog(self.run_id)
 
     def action_maximize(self, pane: str) -> None:
         """Show one pane full screen (escape returns)."""

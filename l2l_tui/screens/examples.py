@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
+from l2l_tui.screens.base import AppScreen
 from l2l_tui.queries import EXAMPLE_LIMIT, ExampleFilter, example_detail, filter_examples, filter_options, open_store
 from l2l_tui.widgets.example_table import ExampleTable
 from l2l_tui.widgets.example_view import ExampleView
@@ -46,7 +46,7 @@ class DetailLoaded(Message):
         self.example = example
 
 
-class ExamplesScreen(Screen[None]):
+class ExamplesScreen(AppScreen):
     """Table of examples on the left, the highlighted one in full on the right."""
 
     BINDINGS = [
@@ -93,7 +93,7 @@ class ExamplesScreen(Screen[None]):
     # loading ------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="options", exit_on_error=False)
     def _load_options(self) -> None:
-        store = open_store(self.app.store_path)  # type: ignore[attr-defined]
+        store = open_store(self.l2l.store_path)
         try:
             options = filter_options(store, self.run_id)
         finally:
@@ -102,7 +102,7 @@ class ExamplesScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="rows", exit_on_error=False)
     def _load_rows(self, flt: ExampleFilter) -> None:
-        store = open_store(self.app.store_path)  # type: ignore[attr-defined]
+        store = open_store(self.l2l.store_path)
         try:
             rows, total, eval_round = filter_examples(store, self.run_id, flt)
         finally:
@@ -111,7 +111,7 @@ class ExamplesScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def _load_detail(self, example_id: int) -> None:
-        store = open_store(self.app.store_path)  # type: ignore[attr-defined]
+        store = open_store(self.l2l.store_path)
         try:
             example = example_detail(store, example_id)
         finally:

@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Tree
 
+from l2l_tui.screens.base import AppScreen
 from l2l_tui.queries import LineageNode, lineage, open_store
 from l2l_tui.widgets.example_view import ExampleView
 from l2l_tui.widgets.lineage import LineageTree
@@ -23,7 +23,7 @@ class LineageLoaded(Message):
         self.root = root
 
 
-class LineageScreen(Screen[None]):
+class LineageScreen(AppScreen):
     """Tree on the left, the node's example in full on the right."""
 
     BINDINGS = [
@@ -60,7 +60,7 @@ class LineageScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def _load(self) -> None:
-        store = open_store(self.app.store_path)  # type: ignore[attr-defined]
+        store = open_store(self.l2l.store_path)
         try:
             root = lineage(store, self.example_id)
         finally:

@@ -11,9 +11,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from l2l_tui.screens.base import AppScreen
 from engine.config import RunConfig
 from l2l_tui.screens.file_picker import PathPicker
 from l2l_tui.widgets.config_form import ConfigForm
@@ -51,7 +51,7 @@ class ConfigLoaded(Message):
         self.doc, self.path = doc, path
 
 
-class NewRunScreen(Screen[None]):
+class NewRunScreen(AppScreen):
     """Fill the form, look at the dry run, then launch (or save the TOML for `l2l run`)."""
 
     BINDINGS = [
@@ -219,7 +219,7 @@ class NewRunScreen(Screen[None]):
     def action_launch(self) -> None:
         """Validate data and models, create the run, start its worker, open its dashboard."""
         if (cfg := self._valid()) is not None:
-            store_path = self.app.store_path  # type: ignore[attr-defined]
+            store_path = self.l2l.store_path
             if cfg.store is not None and Path(cfg.store).resolve() != store_path:
                 self.notify(f"store = {cfg.store} is ignored here: the app launches into {store_path}",
                             severity="warning", markup=False)
@@ -232,7 +232,7 @@ class NewRunScreen(Screen[None]):
         from engine.worker import spawn_worker
         from l2l_tui.queries import open_store
 
-        store_path = self.app.store_path  # type: ignore[attr-defined]
+        store_path = self.l2l.store_path
         try:
             prepared = prepare(cfg)
             store = open_store(store_path)
@@ -249,10 +249,10 @@ class NewRunScreen(Screen[None]):
     @on(Launched)
     def _launched(self, event: Launched) -> None:
         self.busy = None
-        self.app.note_spawned(event.run_id, event.pid)  # type: ignore[attr-defined]
+        self.l2l.note_spawned(event.run_id, event.pid)
         self.notify(f"run {event.run_id} created; worker pid {event.pid}")
         self.app.pop_screen()
-        self.app.open_run(event.run_id)  # type: ignore[attr-defined]
+        self.l2l.open_run(event.run_id)
 
     @on(ActionFailed)
     def _failed(self, event: ActionFailed) -> None:

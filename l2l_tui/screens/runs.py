@@ -57,7 +57,7 @@ class RunsScreen(WatchedScreen):
 
     def on_mount(self) -> None:
         """Start watching the store."""
-        self.watcher = self.app.start_watcher(self, runs=True)  # type: ignore[attr-defined]
+        self.watcher = self.l2l.start_watcher(self, runs=True)
         self.query_one(RunsTable).focus()
 
     # state --------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ class RunsScreen(WatchedScreen):
     def _show(self) -> None:
         runs = [r for r in self.all_runs if self.status_filter is None or r["status"] == self.status_filter]
         table = self.query_one(RunsTable)
-        table.show(runs, self.app.frozen)  # type: ignore[attr-defined]
+        table.show(runs, self.l2l.frozen)
         counts: dict[str, int] = {}
         for r in self.all_runs:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -115,18 +115,18 @@ class RunsScreen(WatchedScreen):
         if run_id is None:
             self.app.call_from_thread(self._set_preview, Text(""))
             return
-        store = open_store(self.app.store_path)  # type: ignore[attr-defined]
+        store = open_store(self.l2l.store_path)
         try:
             events = [e for e in events_tail(store, run_id, 40) if e["kind"] != "teacher"][-6:]
         finally:
             store.close()
         text = Text(f"run {run_id} — last events\n", style="bold")
         for event in events:
-            text.append_text(event_text(event, self.app.frozen))  # type: ignore[attr-defined]
+            text.append_text(event_text(event, self.l2l.frozen))
             text.append("\n")
         if status in ("crashed", "failed"):
             text.append("worker.log tail\n", style="bold red")
-            text.append("\n".join(log_tail(self.app.store_path, run_id, 6)), style="red")  # type: ignore[attr-defined]
+            text.append("\n".join(log_tail(self.l2l.store_path, run_id, 6)), style="red")
         self.app.call_from_thread(self._set_preview, text)
 
     def _set_preview(self, text: Text) -> None:
@@ -142,45 +142,45 @@ class RunsScreen(WatchedScreen):
     def action_open(self) -> None:
         """Open the dashboard of the run under the cursor."""
         if (run_id := self._need_run()) is not None:
-            self.app.open_run(run_id)  # type: ignore[attr-defined]
+            self.l2l.open_run(run_id)
 
     def action_new(self) -> None:
         """A new run from the form."""
-        self.app.new_run()  # type: ignore[attr-defined]
+        self.l2l.new_run()
 
     def action_clone(self) -> None:
         """A new run whose form starts from this run's config."""
         if (run_id := self._need_run()) is not None:
-            self.app.new_run(from_run=run_id)  # type: ignore[attr-defined]
+            self.l2l.new_run(from_run=run_id)
 
     def action_resume(self) -> None:
         """Start (or resume) the run's worker."""
         if (run_id := self._need_run()) is not None:
-            self.app.start_run(run_id)  # type: ignore[attr-defined]
+            self.l2l.start_run(run_id)
 
     def action_stop(self) -> None:
         """Ask the run to stop after its phase in flight."""
         if (run_id := self._need_run()) is not None:
-            self.app.stop_run(run_id)  # type: ignore[attr-defined]
+            self.l2l.stop_run(run_id)
 
     def action_examples(self) -> None:
         """Browse the run's examples."""
         if (run_id := self._need_run()) is not None:
-            self.app.open_examples(run_id)  # type: ignore[attr-defined]
+            self.l2l.open_examples(run_id)
 
     def action_export(self) -> None:
         """Export the run's final dataset and best adapter."""
         if (run_id := self._need_run()) is not None:
-            self.app.export_dialog(run_id)  # type: ignore[attr-defined]
+            self.l2l.export_dialog(run_id)
 
     def action_delete(self) -> None:
         """Delete the run (asks first)."""
         if (run_id := self._need_run()) is not None:
-            self.app.delete_dialog(run_id)  # type: ignore[attr-defined]
+            self.l2l.delete_dialog(run_id)
 
     def action_sweeps(self) -> None:
         """The store's sweeps."""
-        self.app.open_sweeps()  # type: ignore[attr-defined]
+        self.l2l.open_sweeps()
 
     def action_filter(self) -> None:
         """Focus the status filter."""

@@ -88,7 +88,7 @@ class SweepScreen(WatchedScreen):
         self.query_one("#sweep-plot").border_title = "validation % per round · mean over seed sets"
         self.query_one("#rejected-table").border_title = "teacher examples rejected, by reason"
         self.query_one("#arm-runs").border_title = "runs of the arm · enter opens one"
-        self.watcher = self.app.start_watcher(self, sweep_id=self.sweep_id)  # type: ignore[attr-defined]
+        self.watcher = self.l2l.start_watcher(self, sweep_id=self.sweep_id)
         self.query_one(ArmTable).focus()
 
     @property
@@ -119,7 +119,7 @@ class SweepScreen(WatchedScreen):
 
     @work(thread=True, group="sweep", exit_on_error=False)
     def _load(self, previous: SweepView | None) -> None:
-        store = open_store(self.app.store_path)  # type: ignore[attr-defined]
+        store = open_store(self.l2l.store_path)
         try:
             view = sweep_view(store, self.sweep_id, previous)
         except Exception as err:  # shown, not raised: the watcher calls again on the next change
@@ -194,7 +194,7 @@ class SweepScreen(WatchedScreen):
         if not self.frozen:
             return str(path)
         try:
-            return str(path.relative_to(Path(self.app.store_path).parent))  # type: ignore[attr-defined]
+            return str(path.relative_to(Path(self.l2l.store_path).parent))
         except ValueError:
             return path.name
 
@@ -226,12 +226,12 @@ class SweepScreen(WatchedScreen):
     def action_open_run(self) -> None:
         """The dashboard of the run under the cursor (else the arm's first run)."""
         if (run_id := self._need_run()) is not None:
-            self.app.open_run(run_id)  # type: ignore[attr-defined]
+            self.l2l.open_run(run_id)
 
     def action_examples(self) -> None:
         """The examples of the run under the cursor (else the arm's first run)."""
         if (run_id := self._need_run()) is not None:
-            self.app.open_examples(run_id)  # type: ignore[attr-defined]
+            self.l2l.open_examples(run_id)
 
     def action_maximize(self, pane: str) -> None:
         """Show one pane full screen (again or escape returns)."""

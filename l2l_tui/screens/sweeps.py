@@ -46,14 +46,14 @@ class SweepsScreen(WatchedScreen):
     def on_mount(self) -> None:
         """Start watching the store's sweeps."""
         self.sub_title = "sweeps"
-        self.watcher = self.app.start_watcher(self, sweeps=True)  # type: ignore[attr-defined]
+        self.watcher = self.l2l.start_watcher(self, sweeps=True)
         self.query_one(SweepsTable).focus()
 
     @on(SweepsChanged)
     def _sweeps_changed(self, event: SweepsChanged) -> None:
         self.sweeps = event.sweeps
         table = self.query_one(SweepsTable)
-        table.show(self.sweeps, self.app.frozen)  # type: ignore[attr-defined]
+        table.show(self.sweeps, self.l2l.frozen)
         table.display = bool(self.sweeps)
         self.query_one("#sweeps-empty").display = not self.sweeps
         self.query_one("#sweeps-count", Label).update(f"{len(self.sweeps)} sweeps · enter opens one")
@@ -73,7 +73,7 @@ class SweepsScreen(WatchedScreen):
         if sweep_id is None:
             self.notify("no sweep selected", severity="warning")
             return
-        self.app.open_sweep(sweep_id)  # type: ignore[attr-defined]
+        self.l2l.open_sweep(sweep_id)
 
     def action_back(self) -> None:
         """Back to the runs."""

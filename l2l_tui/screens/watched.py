@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from textual.screen import Screen
 
+from l2l_tui.screens.base import AppScreen
 from l2l_tui.watch import StoreWatcher
 
 
-class WatchedScreen(Screen[None]):
+class WatchedScreen(AppScreen):
     """Base of the screens that follow the store; subclasses set `self.watcher` in on_mount."""
 
     watcher: StoreWatcher | None = None
@@ -15,7 +15,7 @@ class WatchedScreen(Screen[None]):
     def on_unmount(self) -> None:
         """Stop watching."""
         if self.watcher is not None:
-            self.app.stop_watcher(self.watcher)  # type: ignore[attr-defined]
+            self.l2l.stop_watcher(self.watcher)
 
     def on_screen_suspend(self) -> None:
         """Covered by another screen: stop polling."""
