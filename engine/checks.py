@@ -1,5 +1,6 @@
 """Checks on teacher-written candidates that need no model: text about an example (meta_text), length, requested
-label, control characters left by JSON escapes, and the per-label cap that keeps the seed's label mix."""
+label, control characters left by JSON escapes, another language than the seeds', the teacher prompt echoed back, and
+the per-label cap that keeps the seed's label mix."""
 
 from __future__ import annotations
 
@@ -153,3 +154,103 @@ def balance_cap(current: Counter[str], seed_share: dict[str, float], candidates:
                 total += 1
                 progressed = True
     return kept
+
+
+# --- language -------------------------------------------------------------------------------------------------------
+# Short function-word lists: a text's language is the one whose words it uses clearly more than any other's.
+_STOPWORDS = {
+    "en": "the and is of to in it that this with was for but not you are on as be have his her its they what which "
+          "who an at by from or has had been were would could there their than so too very just about".split(),
+    "es": "el la los las de que y en un una es por con no para lo se del al muy pero como más esta este está son "
+          "también sin sobre todo hay fue ser ni sus le".split(),
+    "pt": "o a os as de que e em um uma é não para com do da dos das no na mas muito se mais por como foi são também "
+          "sem sobre isso ele ela seu sua".split(),
+    "fr": "le la les de des et est un une que qui pas pour dans ce il elle en du au avec mais très sur ne se son sa "
+          "ses sont plus cette comme tout être".split(),
+    "de": "der die das und ist nicht ein eine zu den mit es von sich auf für dem auch sehr aber ich sie war wie "
+          "noch nur oder wird bei".split(),
+    "it": "il la di che e è un una per non con sono del della gli le ma molto anche questo questa come più nel "
+          "alla dei".split(),
+    "nl": "de het een en van is niet dat met op te voor zijn maar ook heel die er aan om dit wat".split(),
+}
+_WEIGHT: dict[str, dict[str, float]] = {}
+for _lang, _words in _STOPWORDS.items():
+    for _word in _words:
+        _WEIGHT.setdefault(_word, {})[_lang] = 0.0
+for _word, _langs in _WEIGHT.items():  # a word shared by k languages is worth 1/k to each
+    for _lang in _langs:
+        _langs[_lang] = 1 / len(_langs)
+_SCRIPTS = {"CYRILLIC": "cyrillic", "GREEK": "greek", "ARABIC": "arabic", "HEBREW": "hebrew", "CJK": "chinese",
+            "HIRAGANA": "japanese", "KATAKANA": "japanese", "HANGUL": "korean", "DEVANAGARI": "hindi", "THAI": "thai",
+            "ARMENIAN": "armenian", "GEORGIAN": "georgian", "BENGALI": "bengali", "TAMIL": "tamil"}
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def guess_language(text: str) -> str | None:
+    """A cheap guess: a non-Latin script that holds most letters, else the language whose function words clearly
+    dominate (at least 2 of them and twice the runner-up); None when unsure (short text, numbers, formulas)."""
+    import unicodedata
+
+    letters = [ch for ch in text if ch.isalpha()]
+    if len(letters) < 4:
+        return None
+    scripts: Counter[str] = Counter()
+    for ch in letters:
+        name = unicodedata.name(ch, "")
+        scripts[_SCRIPTS.get(name.split(" ", 1)[0], "latin" if name.startswith("LATIN") else "other")] += 1
+    script, count = scripts.most_common(1)[0]
+    if script not in ("latin", "other") and count >= len(letters) / 2:
+        return "japanese" if script == "chinese" and scripts["japanese"] else script
+    if scripts["latin"] < len(letters) / 2:
+        return None
+    scores: Counter[str] = Counter()
+    for word in _WORD.findall(text.casefold()):
+        for lang, weight in _WEIGHT.get(word, {}).items():
+            scores[lang] += weight
+    ranked = scores.most_common(2) + [("", 0.0), ("", 0.0)]
+    (best, top), (_, second) = ranked[0], ranked[1]
+    return best if top >= 2 and top >= 2 * second else None
+
+
+class LanguageCheck:
+    """Candidates must be in the seeds' majority language or their parent's; conservative: unsure guesses pass."""
+
+    def __init__(self, seeds: Iterable[str]) -> None:
+        found = Counter(lang for lang in map(guess_language, seeds) if lang is not None)
+        self.majority = found.most_common(1)[0][0] if found else None
+
+    def allows(self, text: str, parent: str | None) -> bool:
+        """Whether the text may be kept (its parent's text, when known, may add its own language)."""
+        if self.majority is None:
+            return True
+        lang = guess_language(text)
+        if lang is None or lang == self.majority:
+            return True
+        return parent is not None and guess_language(parent) == lang
+
+
+# --- the teacher prompt echoed back ---------------------------------------------------------------------------------
+ECHO_WORDS = 6  # a run of this many words of the teacher's instructions inside a candidate is an echo
+
+
+def shingles(text: str, n: int = ECHO_WORDS) -> set[tuple[str, ...]]:
+    """Every run of n consecutive words (casefolded)."""
+    words = re.findall(r"\w+", text.casefold())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+class PromptEcho:
+    """The fixed text of the task's teacher prompts (system message, instructions, worked example), without the
+    example it was rendered with; a candidate repeating ECHO_WORDS words of it in a row echoes the prompt."""
+
+    def __init__(self, task: Task, sample: Example) -> None:
+        texts = [m["content"] for m in task.teacher_messages(sample, None, 2, is_miss=True)]
+        texts += [m["content"] for m in task.teacher_messages(sample, None, 1, is_miss=False)]
+        if task.verifies:
+            texts += [m["content"] for m in task.verify_messages(sample)]
+        own = set().union(*(shingles(t) for t in (sample.input, sample.target, *(sample.choices or ()))))
+        self.shingles = set().union(*(shingles(t) for t in texts)) - own
+
+    def match(self, text: str) -> bool:
+        """Whether the text repeats a run of the prompt's words."""
+        return not self.shingles.isdisjoint(shingles(text))

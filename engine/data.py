@@ -180,6 +180,23 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
 
     # Validate every named file before drawing anything.
     given = {name: examples_of(getattr(d, name)) for name in ("seed", "validation", "test") if getattr(d, name) is not None}
+    warnings: list[str] = []
+    # rows of the validation / test files never train: kept out of the seed (and of a pool it is drawn from); the seed
+    # file itself named as validation or test is taken as meant (a smoke test), with a warning
+    same = [name for name in ("validation", "test") if name in given and getattr(d, name) == d.seed]
+    if same:
+        warnings.append(f"data.{' and data.'.join(same)} {'is' if len(same) == 1 else 'are'} the seed file: "
+                        f"{' and '.join(same)} scores are measured on the training rows")
+    eval_keys = {name: {normalise(ex.input) for ex in given[name]} for name in ("validation", "test")
+                 if name in given and name not in same}
+    seed_filtered = False
+    if "seed" in given and eval_keys:
+        kept, where = _outside(given["seed"], eval_keys)
+        if len(kept) < len(given["seed"]):
+            if not kept:
+                raise DataError(f"{d.seed}: every seed row is also in the {' and '.join(where)} set; nothing is left to train on")
+            warnings.append(_kept_out(d.seed, len(given["seed"]) - len(kept), where))
+            given["seed"], seed_filtered = kept, True
     rng = random.Random(d.split_seed)
     # a sweep's seed sets redraw the seed examples alone; validation and test keep split_seed's draw
     seed_rng = rng if d.seed_draw is None else random.Random(d.seed_draw)
@@ -216,6 +233,14 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
                 unique.append(i)
         notes["pool_rows_dropped_as_repeats"] = len(candidates) - len(unique)
         candidates = unique
+        if eval_keys and seed_from_pool:
+            outside, where = _outside([pool[i] for i in candidates], eval_keys)
+            dropped = len(candidates) - len(outside)
+            if dropped:
+                keep = {id(ex) for ex in outside}
+                candidates = [i for i in candidates if id(pool[i]) in keep]
+                notes["pool_rows_dropped_as_eval_duplicates"] = dropped
+                warnings.append(_kept_out(pool_path, dropped, where))
         sizes = {"test": d.test_size, "validation": d.validation_size}
         wanted = sum(sizes[name] for name in missing) + ((d.seed_size or 1) if seed_from_pool else 0)
         if wanted > len(candidates):
@@ -246,10 +271,10 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
         if d.seed_size is not None and d.seed_size < len(seed):
             chosen = _draw_seed(list(seed_rng.sample(range(len(seed)), len(seed))), seed, d.seed_size, task, seed_rng)
             out["seed"] = [seed[i] for i in sorted(chosen)]
-            notes["indices"]["seed"] = sorted(chosen)
+            notes["indices"]["seed"] = sorted(seed[i].meta["row"] for i in chosen)
         else:
             out["seed"] = seed
-            notes["indices"]["seed"] = "all"
+            notes["indices"]["seed"] = [ex.meta["row"] for ex in seed] if seed_filtered else "all"
     if d.pool is not None and not missing and "seed" in given:
         notes["pool_unused"] = True
     splits = Splits(seed=out["seed"], validation=out["validation"], test=out["test"], notes=notes)
@@ -259,7 +284,29 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
     notes["input_overlap"] = {"seed~validation": _overlap(splits.seed, splits.validation),
                               "seed~test": _overlap(splits.seed, splits.test),
                               "validation~test": _overlap(splits.validation, splits.test)}
+    if warnings:
+        notes["warnings"] = warnings
     return splits
+
+
+def _outside(examples: list[Example], eval_keys: dict[str, set[str]]) -> tuple[list[Example], list[str]]:
+    """The examples whose input is in none of the evaluation sets, and the sets the others were found in."""
+    kept, where = [], []
+    for ex in examples:
+        key = normalise(ex.input)
+        hits = [name for name, keys in eval_keys.items() if key in keys]
+        if hits:
+            where += [h for h in hits if h not in where]
+        else:
+            kept.append(ex)
+    return kept, [name for name in eval_keys if name in where]
+
+
+def _kept_out(path: Path | None, n: int, where: list[str]) -> str:
+    """The warning for seed rows that overlap the evaluation sets."""
+    rows = f"{n} row{'s' if n != 1 else ''}"
+    sets = f"{' and '.join(where)} set{'s' if len(where) > 1 else ''}"
+    return f"{path}: {rows} also in the {sets} {'were' if n != 1 else 'was'} kept out of the seed"
 
 
 def _draw_seed(order: list[int], examples: list[Example], n: int | None, task: Task, rng: random.Random) -> list[int]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.checks import LengthRange, MetaText, balance_cap, has_control_chars, label_mismatch
+from engine.checks import LanguageCheck, LengthRange, MetaText, PromptEcho, balance_cap, has_control_chars, label_mismatch
 from engine.config import ChecksConfig
 from engine.dedup import DedupIndex
 from engine.example_rows import example_from_row
@@ -44,6 +44,9 @@ class CandidateFilter:
         self.meta = MetaText(task, checks.meta_patterns) if checks.meta_text else None
         seeds = [r for r in existing if r["split"] == "seed"]
         self.length = LengthRange.of_seeds((r["input"] for r in seeds), checks.length)
+        self.language = LanguageCheck(r["input"] for r in seeds) if checks.language else None
+        self.echo = PromptEcho(task, example_from_row(seeds[0])) if checks.prompt_echo and seeds else None
+        self.input_of = {r["id"]: r["input"] for r in existing}
         self.reference = DedupIndex(near_duplicate)
         self.split_of: dict[int, str] = {}
         for row in existing:
@@ -65,8 +68,12 @@ class CandidateFilter:
             flags["escapes_repaired"] += repaired
         if self.checks.repair_escapes and any(has_control_chars(text) for text in (ex.input, ex.target, *(ex.choices or ()))):
             return "control_chars"
+        if self.echo is not None and any(self.echo.match(text) for text in (ex.input, *(ex.choices or ()))):
+            return "prompt_echo"
         if self.meta is not None and self.meta.match(ex.input):
             return "meta_text"
+        if self.language is not None and not self.language.allows(ex.input, self.input_of.get(row.get("parent_id"))):
+            return "wrong_language"
         if self.length is not None and not self.length.allows(ex.input):
             return "length"
         if label_mismatch(self.task, ex):

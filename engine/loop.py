@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,40 +16,94 @@ from typing import Any
 from engine.status import RunStatus
 from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, repaired, request_seed, teacher_messages
 from engine.config import RunConfig
+from engine.failures import RunFailed, append_traceback, failure_cause, worker_log
+from engine.faults import fault_point, torn_adapter_save
 from engine.filtering import CandidateFilter
 from engine.example_rows import example_from_row, example_row
 from engine.meter import PhaseMeter
 from engine.model_slots import ModelSlots, describe_teacher
 from engine.scoring import accuracy, is_miss, predict
-from engine.store import Store, now
+from engine.runs import claim
+from engine.store import Store, now, private_dir
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
 
 Progress = Callable[[str, int, int], None]
+
+__all__ = ["Loop", "StopRequested", "Interrupted", "fault_point"]
 
 
 class StopRequested(Exception):
     """Raised between phases when the user asked the run to stop."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Raised at the next safe point after SIGTERM or Ctrl-C (a KeyboardInterrupt: no `except Exception` swallows it)."""
+
+
+class Signals:
+    """SIGTERM and SIGINT ask for a stop at the next safe point (a training step, an evaluation batch, a committed
+    teacher reply, a phase boundary); a second signal stops at once. Handlers exist only in the main thread."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take over SIGTERM and SIGINT (a no-op outside the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Give the handlers back."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = name
+        try:  # the only output a signal handler may safely make; never a store write (one may be in flight)
+            os.write(2, f"{name}: stopping at the next safe point (send it again to stop at once)\n".encode())
+        except OSError:
+            pass
+
+    def check(self) -> None:
+        """The safe point: raise Interrupted when a signal came."""
+        if self.received is not None:
+            raise Interrupted(self.received)
+
+
 class ProgressWriter:
-    """Coalesces progress callbacks into at most a few store writes per second."""
+    """Coalesces progress callbacks into at most a few store writes per second; each call is a safe point (and, with
+    a unit, a fault point: 'step3', 'batch2')."""
 
     def __init__(self, store: Store, run_id: int, round_idx: int, phase: str, echo: Progress | None,
-                 min_interval: float = 0.5) -> None:
+                 min_interval: float = 0.5, unit: str | None = None, safe_point: Callable[[], None] | None = None) -> None:
         self.store, self.run_id, self.round_idx, self.phase = store, run_id, round_idx, phase
         self.echo = echo
         self.min_interval = min_interval
         self.started = time.time()
         self.last = 0.0
+        self.unit, self.calls = unit, 0
+        self.safe_point = safe_point
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         t = time.monotonic()
+        self.calls += 1
+        if self.unit is not None:
+            fault_point(self.phase, self.round_idx, f"{self.unit}{self.calls}")
         if self.echo is not None:
             self.echo(self.phase, done, total)
         if done >= total or t - self.last >= self.min_interval:
             self.last = t
             self.store.set_progress(self.run_id, self.round_idx, self.phase, done, total, message, started=self.started)
+        if self.safe_point is not None:
+            self.safe_point()
 
 
 class Loop:
@@ -64,6 +120,7 @@ class Loop:
         self.on_progress = on_progress
         self.on_log = on_log
         self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_teacher=self._record_teacher)
+        self.signals = Signals()
 
     # plumbing ---------------------------------------------------------------------------------
     def log(self, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:
@@ -72,9 +129,10 @@ class Loop:
         if self.on_log is not None:
             self.on_log(message, kind)
 
-    def progress(self, round_idx: int, phase: str) -> ProgressWriter:
-        """A coalescing progress writer for one phase."""
-        return ProgressWriter(self.store, self.run_id, round_idx, phase, self.on_progress)
+    def progress(self, round_idx: int, phase: str, unit: str | None = None) -> ProgressWriter:
+        """A coalescing progress writer for one phase (each call a safe point)."""
+        return ProgressWriter(self.store, self.run_id, round_idx, phase, self.on_progress, unit=unit,
+                              safe_point=self.signals.check)
 
     def _record_plan(self, plan: dict[str, str]) -> None:
         if self.store.run(self.run_id).get("plan") is None:
@@ -102,37 +160,62 @@ class Loop:
 
     # the loop ---------------------------------------------------------------------------------
     def run(self) -> str:
-        """Run phases until the run is finished; returns the final status."""
-        self.store.update_run(self.run_id, status=RunStatus.RUNNING, pid=os.getpid(), error=None, stop_requested=0)
+        """Run phases until the run is finished; returns the final status. Refused (StoreError, nothing touched) while
+        another live process runs it; a failure is stored as one line and raised as RunFailed."""
+        claim(self.store, "runs", self.run_id, "run")
+        # everything the run writes (adapters, configs, logs) is for the owner only
+        umask = os.umask(0o077)
+        self.store.update_run(self.run_id, stop_requested=0)
         self.log(f"run {self.run_id} started (pid {os.getpid()})", kind="status")
-        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        self.signals.install()
         try:
             while True:
                 current = self._current_round()
                 if current is None:
                     self._report()
+                    fault_point("report", 0)
                     self.store.update_run(self.run_id, status=RunStatus.FINISHED, ended=now())
                     self.log("run finished", kind="status")
                     return "finished"
                 idx, phase = current["idx"], current["phase"]
                 getattr(self, f"_phase_{phase}")(idx)
+                fault_point(phase, idx, "done")
+                self.signals.check()
                 self._check_stop()
         except StopRequested:
             self.store.update_run(self.run_id, status=RunStatus.STOPPED, ended=now(), stop_requested=0)
             self.log("stopped at the user's request after a finished phase", kind="status")
             return "stopped"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             self.store.update_run(self.run_id, status=RunStatus.STOPPED, ended=now())
-            self.log("interrupted; the phase in flight will be redone on resume", kind="status", level="warning")
+            if isinstance(err, Interrupted):
+                self.log(f"stopped at a safe point after {err}; the phase in flight is redone on resume (teacher "
+                         "replies already committed are kept)", kind="status", level="warning")
+            else:
+                self.log("interrupted; the phase in flight will be redone on resume", kind="status", level="warning")
             return "stopped"
         except Exception as err:
-            self.store.update_run(self.run_id, status=RunStatus.FAILED, ended=now(), error=f"{type(err).__name__}: {err}")
-            self.log(f"failed: {type(err).__name__}: {err}", kind="status", level="error")
-            raise
+            raise self._failed(err) from err
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            self.signals.restore()
             self.models.close()
-            self.store.clear_progress(self.run_id)
+            try:
+                self.store.clear_progress(self.run_id)
+            except Exception:  # noqa: BLE001 - a full disk must not hide the failure being reported
+                pass
+            os.umask(umask)
+
+    def _failed(self, err: Exception) -> RunFailed:
+        """Store the one-line cause on the run (best effort: the store may be what failed), the traceback in the log."""
+        cause = failure_cause(err)
+        log = worker_log(self.store.path, self.run_id)
+        logged = append_traceback(log, err, f"{now()} run {self.run_id} failed: {cause}")
+        try:
+            self.store.update_run(self.run_id, status=RunStatus.FAILED, ended=now(), error=cause)
+            self.log(f"failed: {cause}", kind="status", level="error")
+        except Exception:  # noqa: BLE001
+            pass
+        return RunFailed(f"run {self.run_id} failed: {cause}" + (f" (traceback in {log})" if logged else ""))
 
     def _current_round(self) -> dict[str, Any] | None:
         rounds = self.store.rounds(self.run_id)
@@ -153,6 +236,7 @@ class Loop:
         rows = self._training_examples(idx)
         pairs = [(self.task.render_prompt(ex), self.task.render_response(ex)) for ex in map(example_from_row, rows)]
         adapter_dir = self.workdir / f"round-{idx}" / "adapter"
+        staging = _staging(adapter_dir)
         init = None
         if self.cfg.loop.retrain_from == "previous" and idx > 0:
             init = self.store.round(self.run_id, idx - 1)["adapter_path"]
@@ -160,11 +244,13 @@ class Loop:
         self.log(f"round {idx}: training on {len(pairs)} examples ({synthetic} synthetic)", kind="phase")
         with PhaseMeter() as meter:
             student = self.models.student(meter, adapter=None)
-            prog = self.progress(idx, "train")
-            stats = student.train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=adapter_dir,
-                                  on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
-                                  init_adapter=Path(init) if init else None)
+            prog = self.progress(idx, "train", unit="step")
+            with torn_adapter_save(idx):
+                stats = student.train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
+                                      on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
+                                      init_adapter=Path(init) if init else None)
             meter.mark("compute", stats.seconds)
+            _publish(staging, adapter_dir)
             self.models.trained(str(adapter_dir))
         _save_resolved_config(adapter_dir.parent, self.cfg)
         fault_point("train", idx)
@@ -239,7 +325,7 @@ class Loop:
 
     def _predict(self, student: Any, idx: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         preds = predict(self.task, student, rows, batch_size=self.cfg.eval.batch_size,
-                        max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval"))
+                        max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval", unit="batch"))
         return [{"run_id": self.run_id, "round": idx, **p} for p in preds]
 
     # teacher calls ------------------------------------------------------------------------------
@@ -257,15 +343,20 @@ class Loop:
         prog(done[0], len(requests))
         prompts = {r.key: r.messages for r in todo}
 
+        answered = [0]
+
         def on_reply(reply: Any) -> None:
+            answered[0] += 1
+            fault_point(phase, idx, f"unsaved{answered[0]}")  # came back, not committed yet
             self.store.save_teacher_call({
                 "key": reply.key, "model": identity, "prompt": json.dumps(prompts[reply.key]), "response": reply.text,
                 "ok": int(reply.error is None), "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out,
                 "seconds": reply.seconds, "error": reply.error, "run_id": self.run_id, "round": idx, "purpose": purpose})
-            done[0] += 1
-            prog(done[0], len(requests))
+            fault_point(phase, idx, f"reply{answered[0]}")
             if reply.parsed is not None and on_parsed is not None:
                 on_parsed(reply.key, reply.parsed)
+            done[0] += 1
+            prog(done[0], len(requests))  # a safe point: this reply is committed
 
         t0 = time.perf_counter()
         teacher.generate(todo, on_reply=on_reply)
@@ -278,7 +369,7 @@ class Loop:
 
     # augment ------------------------------------------------------------------------------------
     def _phase_augment(self, idx: int) -> None:
-        from models.teacher.base import TeacherRequest
+        from models.teacher.base import TeacherRequest, check_reply, failure_reason
 
         preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
         seeds = self.store.examples(self.run_id, split="seed")
@@ -312,17 +403,23 @@ class Loop:
             hits, fresh = self._call_teacher(idx, "augment", requests, meter, "write", on_parsed=echo)
         candidates: list[dict[str, Any]] = []
         failed = tokens_out = 0
+        failed_reasons: Counter[str] = Counter()
         gen_seconds = 0.0
         for request in requests:
             call = self.store.teacher_call(request.key)
-            if call is None or not call["ok"]:
+            error = (call["error"] or "unusable") if call is not None and not call["ok"] else None if call else "no reply"
+            parsed = None
+            if error is None:  # a cached reply meets today's reply checks too (e.g. one cached before they existed)
+                parsed, error = check_reply(call["response"], request.schema)
+            if error is not None or parsed is None:
                 failed += 1
+                failed_reasons[failure_reason(error)] += 1
                 continue
             if request.key in fresh:
                 tokens_out += call["tokens_out"] or 0
                 gen_seconds += call["seconds"] or 0.0
             parent = parents[request.key]
-            for ex in self.task.parse_teacher(json.loads(call["response"]), example_from_row(parent)):
+            for ex in self.task.parse_teacher(parsed, example_from_row(parent)):
                 if self.cfg.checks.repair_escapes:
                     ex = repaired(ex)
                 candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
@@ -332,7 +429,8 @@ class Loop:
             self.store.insert_examples(candidates)
             self._finish_phase(idx, "augment", meter, "filter", generated=len(candidates),
                                details={"requests": len(requests), "examples_requested": asked, "cache_hits": hits,
-                                        "failed_calls": failed, "tokens_out": tokens_out,
+                                        "failed_calls": failed, "failed_reasons": dict(failed_reasons),
+                                        "tokens_out": tokens_out,
                                         "tokens_per_s": round(tokens_out / gen_seconds, 2) if gen_seconds else None,
                                         "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets)})
         self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable, {meter.seconds:.1f}s)", kind="phase")
@@ -419,20 +517,34 @@ class Loop:
         self.log(f"best round on validation: {best['idx']} (validation {_pct(best['val_acc'])}, test {_pct(best['test_acc'])})", kind="status")
 
 
-def fault_point(phase: str, idx: int) -> None:
-    """Fault injection for the crash tests: L2L_FAULT='augment:0:kill' kills -9 (or ':int' interrupts) here."""
-    spec = os.environ.get("L2L_FAULT")
-    if not spec:
-        return
-    where, _, how = spec.rpartition(":")
-    if where == f"{phase}:{idx}":
-        if how == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise KeyboardInterrupt
+def _staging(adapter_dir: Path) -> Path:
+    """A fresh folder beside the adapter's to save into; leftovers of saves a crash interrupted are removed first."""
+    private_dir(adapter_dir.parent)
+    for leftover in adapter_dir.parent.glob(f".{adapter_dir.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return adapter_dir.with_name(f".{adapter_dir.name}-{os.getpid()}.tmp")
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _publish(staging: Path, adapter_dir: Path) -> None:
+    """Make a finished save the adapter folder at once (rename): a half-written folder never carries its name."""
+    for path in staging.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    if adapter_dir.exists():  # an earlier attempt's, renamed before it could be committed
+        old = adapter_dir.with_name(f".{adapter_dir.name}-{os.getpid()}.old")
+        os.rename(adapter_dir, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(staging, adapter_dir)
+    _fsync_dir(adapter_dir.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _targets_noun(targets: str) -> str:
@@ -440,9 +552,11 @@ def _targets_noun(targets: str) -> str:
 
 
 def _save_resolved_config(folder: Path, cfg: RunConfig) -> None:
-    """The resolved config beside every checkpoint (litgpt-style)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
+    """The resolved config beside every checkpoint (litgpt-style), replaced atomically."""
+    private_dir(folder)
+    tmp = folder / f".config.toml.{os.getpid()}.tmp"
+    tmp.write_text(cfg.to_toml(), encoding="utf-8")
+    os.replace(tmp, folder / "config.toml")
 
 
 def _pct(value: float | None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from models.errors import DataError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".label")
+ID_FIELDS = ("id", "idx")  # a row's identity, when the file has one
 
 
 class Rows(list):  # type: ignore[type-arg]
@@ -66,8 +67,11 @@ def _read_jsonl(path: Path, text: str) -> Rows:
             value = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}:line {number}: JSON nested too deeply") from None
         if not isinstance(value, dict):
             raise DataError(f"{path}:line {number}: expected a JSON object {{...}}, got {type(value).__name__}")
+        _valid_text(value, f"{path}:line {number}")
         rows.append(value)
         places.append(f"line {number}")
     return Rows(rows, path, places)
@@ -78,6 +82,8 @@ def _read_json(path: Path, text: str) -> Rows:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
     if isinstance(value, dict) and value and all(_is_snips_list(v) for v in value.values()):
         rows, places = [], []
         for intent, items in value.items():
@@ -87,11 +93,28 @@ def _read_json(path: Path, text: str) -> Rows:
         return Rows(rows, path, places)
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise DataError(f"{path}: expected a JSON array of objects (or use .jsonl, one object per line)")
+    for i, item in enumerate(value):
+        _valid_text(item, f"{path}:item {i + 1}")
     return Rows(value, path, [f"item {i + 1}" for i in range(len(value))])
 
 
+def _valid_text(value: Any, where: str) -> None:
+    """JSON may escape half of a UTF-16 pair ("\\ud800"): such a string is no text and cannot be stored."""
+    if isinstance(value, str):
+        bad = next((ch for ch in value if "\ud800" <= ch <= "\udfff"), None)
+        if bad is not None:
+            raise DataError(f"{where}: text holds an unpaired surrogate \\u{ord(bad):04x} (not valid Unicode)")
+    elif isinstance(value, dict):
+        for item in [*value.keys(), *value.values()]:
+            _valid_text(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _valid_text(item, where)
+
+
 def _is_snips_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, dict) and isinstance(v.get("data"), list) for v in value)
+    return isinstance(value, list) and all(isinstance(v, dict) and isinstance(v.get("data"), list)
+                                           and all(isinstance(chunk, dict) for chunk in v["data"]) for v in value)
 
 
 def _read_csv(path: Path, text: str) -> Rows:
@@ -159,4 +182,24 @@ def load_rows(path: Path) -> Rows:
             rows = reader(path, text)
     if not rows:
         raise DataError(f"{path}: no rows")
+    _check_ids(rows)
     return rows
+
+
+def _check_ids(rows: Rows) -> None:
+    """The first of ID_FIELDS the rows carry must name each row once: a repeated id is a file joined twice or a bad
+    export, and would let one example sit in two splits."""
+    for name in ID_FIELDS:
+        if not any(name in row for row in rows):
+            continue
+        seen: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            value = row.get(name)
+            if value is None or value == "":
+                continue
+            key = json.dumps(value, sort_keys=True, default=str)
+            if key in seen:
+                raise DataError(f"{rows.where(i)}: {name} {value!r} repeats the {name} of {rows.places[seen[key]]}; "
+                                f"each row's {name} must be unique")
+            seen[key] = i
+        return

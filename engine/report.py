@@ -50,6 +50,7 @@ def round_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
             "seed_acc": r["seed_acc"], "val_acc": r["val_acc"], "test_acc": r["test_acc"], "train_loss": r["train_loss"],
             "reasons": (phases.get("filter") or {}).get("reasons") or {},
             "flags": (phases.get("filter") or {}).get("flags") or {},
+            "failed_reasons": (phases.get("augment") or {}).get("failed_reasons") or {},
             "label_mix": (phases.get("train") or {}).get("label_mix") or {},
             **{f"{p}_s": (phases.get(p) or {}).get("seconds") for p in PHASE_NAMES},
             **{f"{p}_rss_mb": (phases.get(p) or {}).get("peak_rss_mb") for p in PHASE_NAMES},
@@ -79,6 +80,9 @@ def round_details(store: Store, run_id: int) -> list[Text]:
         parts = []
         if r["reasons"]:
             parts.append("rejected " + ", ".join(f"{n} {reason}" for reason, n in sorted(r["reasons"].items(), key=lambda kv: -kv[1])))
+        if r["failed_reasons"]:
+            parts.append("teacher replies unusable: " + ", ".join(
+                f"{n} {reason}" for reason, n in sorted(r["failed_reasons"].items(), key=lambda kv: -kv[1])))
         if r["flags"]:
             parts.append("kept but noted " + ", ".join(f"{n} {flag}" for flag, n in sorted(r["flags"].items())))
         if r["label_mix"]:
@@ -89,7 +93,12 @@ def round_details(store: Store, run_id: int) -> list[Text]:
 
 
 def run_summary(store: Store, run_id: int) -> Group:
-    """Header line, round table and best-round line of one run."""
+    """Header line, round table and best-round line of one run, read from one snapshot of the store."""
+    with store.snapshot():
+        return _run_summary(store, run_id)
+
+
+def _run_summary(store: Store, run_id: int) -> Group:
     run = store.run(run_id)
     cfg = run["config"]
     head = Text.assemble((f"run {run_id} ", "bold"), f"{run['name']} · {effective_status(run)} · task {cfg['task'].get('preset') or cfg['task'].get('kind')}"

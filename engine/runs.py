@@ -14,9 +14,13 @@ from engine.status import LIVE, RunStatus
 from engine.config import RunConfig
 from engine.data import Splits, load_splits
 from engine.example_rows import example_row
-from engine.store import Store
+from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
+from models.errors import StoreError
+
+# psutil derives a process's start time from boot time and clock ticks: the same process always gives the same value
+_SAME_START = 0.05
 
 
 @dataclass
@@ -27,17 +31,23 @@ class Prepared:
     task: Task
     splits: Splits
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the data check noticed but allowed (e.g. rows of the seed file also in validation)."""
+        return list(self.splits.notes.get("warnings") or [])
+
 
 def prepare(cfg: RunConfig, *, check_models: bool = True) -> Prepared:
-    """Build the task, load and validate every data row, check the models exist; raises L2LError."""
+    """Build the task, load and validate every data row, check the model files from their headers; raises L2LError."""
     task = make_task(cfg.task)
     splits = load_splits(cfg, task)
     if check_models:
         from models.catalog import resolve_model
+        from models.model_check import check_model
 
-        resolve_model(cfg.student.model)
+        check_model(resolve_model(cfg.student.model), "student", cfg.lora.target_modules)
         if cfg.teacher.backend == "llama_cpp":
-            resolve_model(cfg.teacher.model)
+            check_model(resolve_model(cfg.teacher.model), "teacher")
     return Prepared(cfg=cfg, task=task, splits=splits)
 
 
@@ -70,6 +80,8 @@ def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) ->
         store.upsert_round(run_id, 0, phase="train")
         store.log(run_id, f"run created: {len(prepared.splits.seed)} seed, {len(prepared.splits.validation)} validation, "
                           f"{len(prepared.splits.test)} test examples", kind="status")
+        for warning in prepared.warnings:
+            store.log(run_id, warning, kind="status", level="warning")
     return run_id
 
 
@@ -81,20 +93,56 @@ def request_stop(store: Store, run_id: int) -> None:
     store.log(run_id, "stop requested", kind="status")
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a worker process with this pid still runs (and is not a zombie)."""
+def process_started(pid: int) -> float | None:
+    """When a process started (seconds since the epoch), or None when there is no such process."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether the process with this pid still runs (not a zombie) and, when `started` is given, is the one that
+    started then (a pid reused by an unrelated process is not the worker)."""
     if not pid:
         return False
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < _SAME_START
     except psutil.Error:
         return False
 
 
+def owner_alive(row: dict[str, Any]) -> bool:
+    """Whether the worker recorded on a run or sweep row still runs (a worker on another host counts as alive)."""
+    if row.get("host") != os.uname().nodename:
+        return True
+    return pid_alive(row.get("pid"), row.get("pid_started"))
+
+
 def effective_status(run: dict[str, Any]) -> str:
-    """The stored status, except a 'running' run whose worker died is 'crashed'."""
+    """The stored status, except a 'running' run whose worker died (or whose pid now names another process) is 'crashed'."""
     status = run["status"]
-    if status in LIVE and run.get("host") == os.uname().nodename and not pid_alive(run.get("pid")):
+    if status in LIVE and run.get("host") == os.uname().nodename and not owner_alive(run):
         return "crashed"
     return status
+
+
+def claim(store: Store, table: str, row_id: int, what: str) -> None:
+    """Make this process the one worker of a run or sweep, atomically (BEGIN IMMEDIATE): refused, naming the owner's
+    pid, while another live process holds it; a claim left by a dead process (or a reused pid) is taken over."""
+    me = os.getpid()
+    with store.claim():
+        rows = list(store.db.query(f"SELECT * FROM {table} WHERE id = ?", [row_id]))
+        if not rows:
+            raise StoreError(f"{store.path}: no {what} {row_id}")
+        row = rows[0]
+        if row["status"] in LIVE and row.get("pid") != me and owner_alive(row):
+            where = "" if row.get("host") == os.uname().nodename else f" on {row.get('host')}"
+            raise StoreError(f"{what} {row_id} is {row['status']} in pid {row['pid']}{where}; only one worker may run it "
+                             f"(stop it with `l2l stop {row_id}`)" if what == "run" else
+                             f"{what} {row_id} is {row['status']} in pid {row['pid']}{where}; it continues by itself")
+        store.db.execute(f"UPDATE {table} SET status = ?, pid = ?, pid_started = ?, host = ?, error = NULL, updated = ? "
+                         "WHERE id = ?", [RunStatus.RUNNING, me, process_started(me), os.uname().nodename, now(), row_id])

@@ -17,7 +17,7 @@ import sqlite_utils
 from engine.status import RunStatus
 from models.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 PHASES = ("train", "eval", "augment", "filter", "done")
 RUN_STATUSES = tuple(RunStatus)
@@ -100,7 +100,20 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("teacher", str)  # what the teacher backend reported when it first loaded (JSON)  # 'write' (new examples) or 'verify' (blind check of one)
 
 
-MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2}
+def _migrate_v3(db: sqlite_utils.Database) -> None:
+    # the claimant's process start time beside its pid: a pid reused by another process is not the worker
+    db["runs"].add_column("pid_started", float)
+    db["sweeps"].add_column("pid_started", float)
+    # an example's answers across rounds (detail, lineage: in round order, no sort) and the browser's pages at 100k
+    # examples (run_id alone is ordered by id: a page needs no sort)
+    db["predictions"].create_index(["run_id", "example_id", "round"])
+    db["examples"].create_index(["run_id"])
+    db["examples"].create_index(["run_id", "origin_round"])
+    db["examples"].create_index(["run_id", "reason"])
+    db["teacher_calls"].create_index(["run_id", "round"])
+
+
+MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3}
 
 
 class Store:
@@ -110,7 +123,8 @@ class Store:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"{self.path}: no store here (start a run first, or pass --store)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            private_file(self.path)  # SQLite gives its -wal and -shm files the database file's permissions
         conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA busy_timeout = 30000")
@@ -120,7 +134,9 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        # reads first: a reader opening the store while a worker writes must not wait for the write lock
+        if not self.db["schema_version"].exists():
+            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         current = row[0] or 0
         if current > SCHEMA_VERSION:
@@ -135,6 +151,33 @@ class Store:
         """All writes inside commit together or not at all (nested blocks are savepoints)."""
         with self.db.atomic():
             yield
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE): a read-check-write inside it is
+        atomic against every other process."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one committed state of the store (WAL snapshot), never half of a writer's phase."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
 
     def close(self) -> None:
         """Close the connection."""
@@ -332,6 +375,26 @@ class Store:
         """The run's progress row, or None."""
         rows = list(self.db.query("SELECT * FROM progress WHERE run_id = ?", [run_id]))
         return rows[0] if rows else None
+
+
+def private_file(path: Path) -> None:
+    """Create an empty file readable by its owner only (0600), its missing folders 0700."""
+    path = Path(path)
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def private_dir(path: Path) -> None:
+    """Create a folder (and its missing parents) for the owner only (0700); an existing folder is left as it is."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    private_dir(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    os.chmod(path, 0o700)  # mkdir's mode passes through the umask
 
 
 def _decode(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:

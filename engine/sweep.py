@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from engine.status import RunStatus
 from engine.arms import Arm, matched_overrides, resolve_arms
 from engine.config import RunConfig, SweepConfig, apply_overrides, read_document, resolve
 from engine.report import duration, pct
-from engine.runs import create_run, effective_status, pid_alive, prepare
+from engine.runs import claim, create_run, effective_status, prepare
 from engine.store import Store, now
-from models.errors import ConfigError, StoreError
+from models.errors import ConfigError, L2LError
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,9 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     """Run every cell of the sweep not finished yet, seed set by seed set; returns the sweep's final status."""
     from engine.loop import Loop, fault_point
 
+    claim(store, "sweeps", sweep_id, "sweep")  # one process per sweep, atomically
     sweep = store.sweep(sweep_id)
-    if sweep["status"] == RunStatus.RUNNING and sweep.get("host") == os.uname().nodename and pid_alive(sweep.get("pid")):
-        raise StoreError(f"sweep {sweep_id} is running (pid {sweep['pid']}); it continues by itself")
     arms = [Arm.from_row(a) for a in sweep["arms"]]
-    store.update_sweep(sweep_id, status=RunStatus.RUNNING, pid=os.getpid(), error=None)
     cells = [(s, arm) for s in range(sweep["seed_sets"]) for arm in arms]
     try:
         for number, (seed_set, arm) in enumerate(cells, 1):
@@ -142,7 +139,8 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
             fault_point("sweep", number)
     except BaseException as err:
         store.update_sweep(sweep_id, status=RunStatus.STOPPED if isinstance(err, KeyboardInterrupt) else RunStatus.FAILED,
-                           ended=now(), error=None if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}")
+                           ended=now(), error=None if isinstance(err, KeyboardInterrupt) else
+                           str(err) if isinstance(err, L2LError) else f"{type(err).__name__}: {err}")
         raise
     store.update_sweep(sweep_id, status=RunStatus.FINISHED, ended=now())
     return "finished"

@@ -7,16 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.failures import worker_log
 
-def worker_log(store_path: Path, run_id: int) -> Path:
-    """Where a detached worker's stdout/stderr go."""
-    return Path(store_path).parent / "runs" / str(run_id) / "worker.log"
+__all__ = ["main", "spawn_worker", "worker_log"]
 
 
 def spawn_worker(store_path: Path, run_id: int) -> int:
     """Start a detached worker process (own session: it outlives the app) and return its pid."""
+    from engine.store import private_file
+
     log = worker_log(store_path, run_id)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    private_file(log)  # the owner's only: the log may hold what the store holds
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "TRANSFORMERS_VERBOSITY": "error"}
     with open(log, "ab") as fh:
@@ -27,20 +28,37 @@ def spawn_worker(store_path: Path, run_id: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """Run the loop for one run; exit 0 when finished or stopped, 1 on failure."""
+    """Run the loop for one run; exit 0 when finished or stopped, 1 on failure: one line on stderr, the run's error
+    column set, the traceback in its worker.log."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.umask(0o077)
+    from engine.failures import append_traceback, failure_cause
     from engine.loop import Loop
     from engine.status import RunStatus
-    from engine.store import Store
+    from engine.store import Store, now
+    from models.errors import L2LError
 
-    store = Store(Path(argv[0]), create=False)
-    run_id = int(argv[1])
     try:
-        status = Loop(store, run_id, on_log=lambda message, kind: print(message, flush=True)).run()
-    except Exception:
-        import traceback
-
-        traceback.print_exc()
+        store = Store(Path(argv[0]), create=False)
+        run_id = int(argv[1])
+    except (L2LError, ValueError, IndexError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        loop = Loop(store, run_id, on_log=lambda message, kind: print(message, flush=True))
+    except Exception as err:  # the run cannot even start (its row or config is unusable)
+        cause = failure_cause(err)
+        append_traceback(worker_log(store.path, run_id), err, f"{now()} run {run_id} could not start: {cause}")
+        try:
+            store.update_run(run_id, status=RunStatus.FAILED, error=cause, ended=now())
+        except Exception:  # noqa: BLE001 - e.g. no such run
+            pass
+        print(f"error: run {run_id} could not start: {cause}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        status = loop.run()
+    except L2LError as err:  # a failed run (cause stored, traceback logged) or a refusal (another worker runs it)
+        print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0 if status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
 

@@ -77,6 +77,8 @@ def run(
         out.print(do_dry_run(cfg))
         return
     prepared = prepare(cfg)
+    for warning in prepared.warnings:
+        console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False)
     st = _open_store(cfg.store, create=True)
     run_id = create_run(st, prepared)
     console.print(f"[bold]run {run_id}[/] created in {st.path}")

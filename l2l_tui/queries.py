@@ -39,9 +39,11 @@ def run_list(store: Store) -> list[dict[str, Any]]:
 
 def dashboard_rounds(store: Store, run_id: int) -> list[dict[str, Any]]:
     """engine.report.round_rows plus what the filter, training and evaluation recorded per round (rounds.phases)."""
-    phases_of = {r["idx"]: r.get("phases") or {} for r in store.rounds(run_id)}
+    with store.snapshot():  # one committed state: never a round half-way through a phase's commit
+        phases_of = {r["idx"]: r.get("phases") or {} for r in store.rounds(run_id)}
+        rounds = round_rows(store, run_id)
     rows = []
-    for row in round_rows(store, run_id):
+    for row in rounds:
         phases = phases_of.get(row["round"], {})
         filt, train, evaluation = (phases.get(p) or {} for p in ("filter", "train", "eval"))
         rows.append({**row, "reasons": filt.get("reasons") or {}, "flags": filt.get("flags") or {},
@@ -111,8 +113,16 @@ def reason_counts(store: Store, run_id: int) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
-def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = EXAMPLE_LIMIT) -> tuple[list[dict[str, Any]], int, int | None]:
-    """Examples matching the filter with the student's answer in the chosen round; (rows, total matches, that round)."""
+def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = EXAMPLE_LIMIT,
+                    offset: int = 0) -> tuple[list[dict[str, Any]], int, int | None]:
+    """One page of the examples matching the filter, with the student's answer in the chosen round; (rows, total
+    matches, that round). Count and page come from one snapshot."""
+    with store.snapshot():
+        return _filter_examples(store, run_id, flt, limit, offset)
+
+
+def _filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int,
+                     offset: int) -> tuple[list[dict[str, Any]], int, int | None]:
     eval_round = flt.eval_round
     if eval_round is None:
         rounds = evaluated_rounds(store, run_id)
@@ -132,8 +142,8 @@ def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = 
     clause = " AND ".join(where)
     total = store.db.execute(f"SELECT COUNT(*) FROM examples e {join} WHERE {clause}", [eval_round, *args]).fetchone()[0]
     sql = (f"SELECT e.id, e.split, e.origin_round, e.parent_id, e.status, e.reason, e.input, e.answer, "
-           f"p.extracted, p.correct FROM examples e {join} WHERE {clause} ORDER BY e.id LIMIT ?")
-    rows = [dict(r) for r in store.db.query(sql, [eval_round, *args, limit])]
+           f"p.extracted, p.correct FROM examples e {join} WHERE {clause} ORDER BY e.id LIMIT ? OFFSET ?")
+    rows = [dict(r) for r in store.db.query(sql, [eval_round, *args, limit, offset])]
     return rows, int(total), eval_round
 
 
@@ -175,6 +185,11 @@ def lineage_root(store: Store, example_id: int) -> int:
 
 def lineage(store: Store, example_id: int, max_depth: int = 8) -> LineageNode:
     """The family tree of the seed example `example_id` descends from, with every answer of the student."""
+    with store.snapshot():
+        return _lineage(store, example_id, max_depth)
+
+
+def _lineage(store: Store, example_id: int, max_depth: int) -> LineageNode:
     root = store.example(lineage_root(store, example_id))
     run_id = root["run_id"]
 
@@ -207,11 +222,11 @@ def sweep_list(store: Store) -> list[dict[str, Any]]:
 
 def sweep_signature(store: Store, sweep_id: int) -> tuple[Any, ...] | None:
     """A cheap fingerprint of everything the sweep screen shows (None: the sweep is gone); it changes with any round."""
-    rows = list(store.db.query("SELECT status, updated, host, pid FROM sweeps WHERE id = ?", [sweep_id]))
+    rows = list(store.db.query("SELECT status, updated, host, pid, pid_started FROM sweeps WHERE id = ?", [sweep_id]))
     if not rows:
         return None
     cells = store.db.query(
-        "SELECT sr.arm, sr.seed_set, r.id, r.status, r.host, r.pid, r.updated, r.best_round, "
+        "SELECT sr.arm, sr.seed_set, r.id, r.status, r.host, r.pid, r.pid_started, r.updated, r.best_round, "
         "(SELECT group_concat(idx || ':' || phase || ':' || COALESCE(val_acc, ''), ',') FROM rounds WHERE run_id = r.id) "
         "AS rounds FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id WHERE sr.sweep_id = ? ORDER BY sr.seed_set, sr.arm",
         [sweep_id])

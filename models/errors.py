@@ -19,6 +19,10 @@ class ModelNotFoundError(L2LError):
     """A model file or folder is missing; the message names the path to provide."""
 
 
+class ModelFileError(ModelNotFoundError):
+    """A model file or folder is there but unusable (truncated, not GGUF, files missing, untrainable architecture)."""
+
+
 class ChecksumError(L2LError):
     """An assembled model file does not match its catalog sha256."""
 

@@ -75,12 +75,14 @@ def write_random_llama_gguf(
     rope_theta: float = 10000.0,
     init_std: float = 0.02,
     prefer_ascii: bool = True,
+    chat_template: str = CHATML_TEMPLATE,
 ) -> Path:
     """Write a random llama GGUF; `vocab_size`/`dtype` (f32, f16, q8_0, q4_0) allow real shapes; tensors stream to disk.
 
     With `prefer_ascii` the weights make printable ASCII and merge tokens far likelier than lone non-ASCII
     bytes and unused tokens, so sampled text stays valid UTF-8 (llama-cpp-python ignores max_tokens while
     a completion ends in an incomplete UTF-8 sequence and would run until the context is full).
+    `chat_template` is stored as tokenizer.chat_template (tests give hostile ones).
     """
     import gguf
     from gguf.quants import quant_shape_to_byte_shape, quantize
@@ -121,7 +123,7 @@ def write_random_llama_gguf(
     writer.add_pad_token_id(tokens.index("<|pad|>"))
     writer.add_add_bos_token(False)
     writer.add_add_eos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    writer.add_chat_template(chat_template)
 
     # (name, numpy shape (rows, cols), is a matrix): norms stay f32 like every llama.cpp conversion.
     specs: list[tuple[str, tuple[int, ...], bool]] = [("token_embd.weight", (n_vocab, hidden), True)]

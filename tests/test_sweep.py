@@ -112,7 +112,7 @@ def test_the_teacher_never_sees_the_students_answer_in_the_paper_arm(swept: tupl
     store = Store(swept[0], create=False)
     cells = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
     prompts = lambda run: [json.loads(c["prompt"])[-1]["content"] for c in store.db.query(  # noqa: E731
-        "SELECT prompt FROM teacher_calls WHERE run_id = ?", [run])]
+        "SELECT prompt FROM teacher_calls WHERE run_id = ? AND purpose = 'write'", [run])]  # verification is blind
     assert all("The student answered" not in p for p in prompts(cells[("paper", 0)]))
     assert all("The student answered" in p for p in prompts(cells[("llm2llm", 0)]))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -50,6 +51,7 @@ def named_fields(template: str) -> list[str]:
     return seen
 
 
+@functools.lru_cache(maxsize=64)  # every prompt rendered parses the template: once per template is enough
 def split_template(template: str) -> tuple[str | None, str]:
     """(input template, prompt template): a template naming row fields is cut after its last named field; the part
     before becomes the example's input text, the rest follows '{input}' in the prompt. Without named fields:

@@ -62,22 +62,73 @@ class Teacher(Protocol):
         ...
 
 
+def closed_schema(schema: Any) -> Any:
+    """The schema with every object that lists its properties closed to others (additionalProperties false unless
+    the schema says otherwise): a backend without a grammar may add keys, and they must be refused, not ignored."""
+    if isinstance(schema, dict):
+        out = {k: closed_schema(v) for k, v in schema.items()}
+        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [closed_schema(v) for v in schema]
+    return schema
+
+
 def check_reply(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse a reply and validate it against the schema: (parsed, None) or (None, why it is unusable)."""
+    """Parse a reply and validate it against the (closed) schema: (parsed, None) or (None, why it is unusable)."""
     import jsonschema
 
+    if not text.strip():
+        return None, "empty reply"
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as err:
         return None, f"invalid JSON ({err.msg} at char {err.pos}; {len(text)} chars)"
+    except RecursionError:
+        return None, f"invalid JSON (nested too deeply; {len(text)} chars)"
+    if not isinstance(parsed, dict):
+        return None, f"schema: (root): a JSON {type(parsed).__name__}, not an object"
+    surrogate = _lone_surrogate(parsed)
+    if surrogate is not None:  # valid JSON ("\\udcfe"), but no text: it cannot even be encoded to store
+        return None, f"invalid unicode: unpaired surrogate U+{ord(surrogate):04X}"
     try:
-        jsonschema.validate(parsed, schema)
+        jsonschema.validate(parsed, closed_schema(schema))
     except jsonschema.ValidationError as err:
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        if err.validator == "additionalProperties":
+            return None, f"extra keys: {where}: {err.message[:200]}"
         return None, f"schema: {where}: {err.message[:200]}"
-    if not isinstance(parsed, dict):
-        return None, "schema: (root): not an object"
     return parsed, None
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first unpaired UTF-16 surrogate in any string of a parsed JSON value, or None."""
+    if isinstance(value, str):
+        return next((ch for ch in value if "\ud800" <= ch <= "\udfff"), None)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        for item in value:
+            found = _lone_surrogate(item)
+            if found is not None:
+                return found
+    return None
+
+
+# What an unusable reply's error says → the counted reason (augment's failed_reasons).
+_FAILURES = (("cut at max_tokens", "cut_off"), ("empty reply", "empty_reply"), ("invalid JSON", "invalid_json"),
+             ("invalid unicode", "invalid_unicode"), ("extra keys", "extra_keys"), ("schema", "schema"),
+             ("prompt", "prompt"))
+
+
+def failure_reason(error: str | None) -> str:
+    """The counted reason of a teacher call that gave no usable reply (its stored error, classified)."""
+    text = error or ""
+    for prefix, reason in _FAILURES:
+        if text.startswith(prefix):
+            return reason
+    return "backend_error"
 
 
 def attempt_seed(seed: int, attempt: int) -> int:

@@ -35,6 +35,8 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     grammar = json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _STRICT_CHAR)
+    if "char ::=" not in grammar:
+        return grammar  # no free text in the reply (enums, numbers only, as a blind verdict): no escapes to restrict
     if _ESCAPES not in grammar:
         raise RuntimeError("llama-cpp-python's JSON grammar changed: its string escapes could not be restricted")
     return grammar.replace(_ESCAPES, _ESCAPES_ALLOWED)
