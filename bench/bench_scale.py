@@ -150,7 +150,8 @@ def measure(path: Path, run_id: int, repeat: int = 3) -> list[tuple[str, float, 
                                "GROUP BY parent_id ORDER BY 2 DESC LIMIT 1", [run_id]).fetchone()[0]
     some_synthetic = probe.db.execute("SELECT MAX(id) FROM examples WHERE run_id = ?", [run_id]).fetchone()[0]
     probe.close()
-    out_dir = Path(tempfile.mkdtemp(prefix="l2l-scale-export-"))
+    scratch = tempfile.TemporaryDirectory(prefix="l2l-scale-export-")
+    out_dir = Path(scratch.name)
     cases: list[tuple[str, Callable[[Store], Any]]] = [
         ("l2l status", lambda s: render(runs_table(s))),
         ("l2l status RUN", lambda s: render(run_summary(s, run_id))),
@@ -169,7 +170,8 @@ def measure(path: Path, run_id: int, repeat: int = 3) -> list[tuple[str, float, 
         ("app: example detail", lambda s: example_detail(s, some_synthetic)),
         ("app: lineage of the busiest seed", lambda s: lineage(s, seed_id)),
     ]
-    return [(name, *_timed(with_store(read), repeat)) for name, read in cases]
+    with scratch:
+        return [(name, *_timed(with_store(read), repeat)) for name, read in cases]
 
 
 def main(argv: list[str] | None = None) -> int:
