@@ -40,6 +40,7 @@ PAPER = (
     "loop.targets=misses", "loop.examples_per_miss=1", "loop.miss_source=seed", "loop.confidence_threshold=0",
     "teacher.show_student_answer=false", "checks.verify=false", "checks.meta_text=false",
     "checks.requested_label=false", "checks.grounding=0", "checks.length=0", "checks.label_balance=0",
+    "checks.language=false", "checks.prompt_echo=false",
 )
 
 # One ablation per check of the product's recipe: llm2llm with that check alone switched off.
@@ -52,6 +53,8 @@ ABLATIONS = {
     "no_label_balance": ("checks.label_balance=0", "the per-label cap"),
     "no_siblings": ("checks.siblings=false", "dedup among one round's candidates"),
     "no_repair": ("checks.repair_escapes=false", "undoing JSON escapes that ate LaTeX"),
+    "no_language": ("checks.language=false", "rejecting text in another language than the seeds'"),
+    "no_prompt_echo": ("checks.prompt_echo=false", "rejecting text that repeats the teacher's instructions"),
 }
 
 BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (

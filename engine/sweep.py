@@ -14,7 +14,8 @@ from engine.status import RunStatus
 from engine.arms import Arm, matched_overrides, resolve_arms
 from engine.config import RunConfig, SweepConfig, apply_overrides, read_document, resolve
 from engine.report import duration, pct
-from engine.runs import claim, create_run, effective_status, prepare
+from engine.example_rows import content_hash
+from engine.runs import Prepared, claim, create_run, effective_status, prepare
 from engine.store import Store, now
 from models.errors import ConfigError, L2LError
 
@@ -156,9 +157,24 @@ def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm) -> i
     cfg, overrides = run_config(sweep["doc"], sweep["source"] or "sweep", arm, seed_set, extra)
     prepared = prepare(cfg)
     with store.transaction():
-        run_id = create_run(store, prepared)
+        run_id = finished_twin(store, prepared) or create_run(store, prepared)
         store.add_sweep_run(sweep["id"], arm.name, seed_set, run_id, overrides)
     return run_id
+
+
+def finished_twin(store: Store, prepared: Prepared) -> int | None:
+    """A finished run of the store with the same resolved config and the same seed, validation and test texts: its
+    results are this cell's (same seeds, same teacher cache), so it is shared instead of computed again."""
+    config_json = prepared.cfg.to_json()
+    wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
+              for split in ("seed", "validation", "test")}
+    for run_id in store.finished_runs_with_hash(prepared.cfg.digest()):
+        if json.dumps(store.run(run_id)["config"], sort_keys=True) != config_json:
+            continue
+        if all(sorted(e["content_hash"] for e in store.examples(run_id, split=split)) == hashes
+               for split, hashes in wanted.items()):
+            return run_id
+    return None
 
 
 def _cell_line(store: Store, label: str, run_id: int, seconds: float | None) -> str:

@@ -165,3 +165,21 @@ def test_a_user_arm_and_bad_arms(tiny_gguf: Path, tmp_path: Path) -> None:
         resolve_arms(SweepConfig(define={"paper": []}))
     bad = l2l("sweep", str(sweep_config(tiny_gguf, tmp_path)), "--arms", "plain,unknown")
     assert bad.returncode == 2 and "unknown arm 'unknown'" in bad.stderr and not (tmp_path / "l2l.db").exists()
+
+
+def test_a_finished_run_with_the_same_config_is_shared_not_run_again(swept: tuple[Path, dict], tmp_path: Path,
+                                                                      tiny_gguf: Path) -> None:
+    import shutil
+
+    shutil.copytree(swept[0].parent, tmp_path / "copy")
+    config = sweep_config(tiny_gguf, tmp_path / "copy")  # the same sweep file, now pointing at the copied store
+    store = Store(tmp_path / "copy" / "l2l.db", create=False)
+    before = len(store.runs())
+    paper = {c["seed_set"]: c["run_id"] for c in store.sweep_runs(1) if c["arm"] == "paper"}
+    store.close()
+    proc = l2l("sweep", str(config), "--arms", "paper")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    store = Store(tmp_path / "copy" / "l2l.db", create=False)
+    assert len(store.runs()) == before, "no run was made again"
+    assert {c["seed_set"]: c["run_id"] for c in store.sweep_runs(2)} == paper
+    assert store.sweep(2)["status"] == "finished"
