@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 # llama-cpp-python built with CUDA: auto (nvcc found AND a GPU answers to nvidia-smi), 1 (always), 0 (never).
 LLAMA_CUDA ?= auto
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -41,9 +41,14 @@ demo: setup
 	$(VENV)/bin/l2l demo
 
 # pytest exit 5 means "no tests collected": treat it as a failure of the suite, not a pass.
-test: setup
+test: setup lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
+
+# engine/ and models/ are linted and type-checked (pyproject.toml: [tool.ruff], [tool.mypy])
+lint: setup
+	$(VENV)/bin/ruff check engine models
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/run.py

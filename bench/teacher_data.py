@@ -39,12 +39,15 @@ def arm_stats(store: Store, run_ids: list[int]) -> dict[str, object]:
             (kept if row["status"] == "kept" else rejected).append(row)
     assert meta is not None
     labels = Counter(r["answer"] for r in kept)
+    marks = ",".join("?" * len(run_ids))
+    seconds = dict(store.db.execute(  # teacher time by purpose, over the calls these runs made themselves
+        f"SELECT purpose, SUM(seconds) FROM teacher_calls WHERE run_id IN ({marks}) GROUP BY purpose", run_ids).fetchall())
     return {
         "kept": len(kept), "rejected": len(rejected),
         "meta_kept": sum(1 for r in kept if meta.match(r["input"])),
         "other_label_kept": sum(1 for r in kept if r["parent_answer"] is not None and r["answer"] != r["parent_answer"]),
         "labels": dict(labels.most_common()), "reasons": dict(Counter(r["reason"] for r in rejected).most_common()),
-        "kept_rows": kept, "rejected_rows": rejected,
+        "kept_rows": kept, "rejected_rows": rejected, "teacher_seconds": seconds,
     }
 
 
@@ -75,6 +78,12 @@ def main() -> None:
               f"the miss kept: {s['other_label_kept']} ({100 * float(str(s['other_label_kept'])) / share:.0f}%)")
         print(f"   kept labels: {s['labels']}")
         print(f"   rejected by reason: {s['reasons']}")
+        secs = s["teacher_seconds"]
+        assert isinstance(secs, dict)
+        if secs.get("verify"):
+            write = float(secs.get("write") or 0.0)
+            print(f"   teacher seconds: write {write:.0f}, verify {secs['verify']:.0f} "
+                  f"(+{100 * secs['verify'] / max(write, 1e-9):.0f}% on the augment phase's teacher time)")
         for name in ("kept_rows", "rejected_rows"):
             rows = s[name]
             assert isinstance(rows, list)

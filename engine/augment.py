@@ -14,7 +14,6 @@ from engine.example_rows import example_from_row
 from engine.tasks.base import Example, Task
 from engine.tasks.teacher_prompt import max_reply_chars
 
-
 MAX_PER_CALL = 16  # examples one teacher call may be asked for (the reply schema grows with it)
 
 
@@ -47,7 +46,7 @@ def choose_targets(cfg: RunConfig, pool: list[dict[str, Any]], misses: list[dict
         base, extra = divmod(budget, len(rows))
         lucky = set(rng.sample(range(len(rows)), extra))
         counts = [min(MAX_PER_CALL, base + (i in lucky)) for i in range(len(rows))]
-    return [Target(row=r, is_miss=r["id"] in missed, k=k) for r, k in zip(rows, counts) if k > 0]
+    return [Target(row=r, is_miss=r["id"] in missed, k=k) for r, k in zip(rows, counts, strict=True) if k > 0]
 
 
 def teacher_messages(task: Task, cfg: RunConfig, target: Target, grounding: list[Example]) -> list[dict[str, str]]:

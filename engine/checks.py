@@ -203,11 +203,11 @@ def guess_language(text: str) -> str | None:
         return "japanese" if script == "chinese" and scripts["japanese"] else script
     if scripts["latin"] < len(letters) / 2:
         return None
-    scores: Counter[str] = Counter()
+    scores: dict[str, float] = {}
     for word in _WORD.findall(text.casefold()):
         for lang, weight in _WEIGHT.get(word, {}).items():
-            scores[lang] += weight
-    ranked = scores.most_common(2) + [("", 0.0), ("", 0.0)]
+            scores[lang] = scores.get(lang, 0.0) + weight
+    ranked = sorted(scores.items(), key=lambda item: -item[1])[:2] + [("", 0.0), ("", 0.0)]
     (best, top), (_, second) = ranked[0], ranked[1]
     return best if top >= 2 and top >= 2 * second else None
 

@@ -7,7 +7,6 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-
 TEACHER_SAMPLE = 3  # teacher examples echoed per augment phase
 
 

@@ -187,7 +187,7 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
     if same:
         warnings.append(f"data.{' and data.'.join(same)} {'is' if len(same) == 1 else 'are'} the seed file: "
                         f"{' and '.join(same)} scores are measured on the training rows")
-    eval_keys = {name: {normalise(ex.input) for ex in given[name]} for name in ("validation", "test")
+    eval_keys: dict[str, set[str]] = {name: {normalise(ex.input) for ex in given[name]} for name in ("validation", "test")
                  if name in given and name not in same}
     seed_filtered = False
     if "seed" in given and eval_keys:
@@ -221,9 +221,9 @@ def load_splits(cfg: RunConfig, task: Task) -> Splits:
         candidates = list(range(len(pool)))
         if "seed" in given and d.pool is not None and pool_path != d.seed:
             seed_keys = {normalise(ex.input) for ex in given["seed"]}
-            kept = [i for i in candidates if normalise(pool[i].input) not in seed_keys]
-            notes["pool_rows_dropped_as_seed_duplicates"] = len(candidates) - len(kept)
-            candidates = kept
+            fresh = [i for i in candidates if normalise(pool[i].input) not in seed_keys]
+            notes["pool_rows_dropped_as_seed_duplicates"] = len(candidates) - len(fresh)
+            candidates = fresh
         seen: set[str] = set()
         unique = []
         for i in candidates:  # a text repeated in the pool could land in seed and test at once

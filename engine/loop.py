@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.status import RunStatus
 from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, repaired, request_seed, teacher_messages
 from engine.config import RunConfig
+from engine.example_rows import example_from_row, example_row
 from engine.failures import RunFailed, append_traceback, failure_cause, worker_log
 from engine.faults import fault_point, torn_adapter_save
 from engine.filtering import CandidateFilter
-from engine.example_rows import example_from_row, example_row
 from engine.meter import PhaseMeter
 from engine.model_slots import ModelSlots, describe_teacher
-from engine.scoring import accuracy, is_miss, predict
 from engine.runs import claim
+from engine.scoring import accuracy, is_miss, predict
+from engine.status import RunStatus
 from engine.store import Store, now, private_dir
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
@@ -239,7 +239,7 @@ class Loop:
         staging = _staging(adapter_dir)
         init = None
         if self.cfg.loop.retrain_from == "previous" and idx > 0:
-            init = self.store.round(self.run_id, idx - 1)["adapter_path"]
+            init = self.store.existing_round(self.run_id, idx - 1)["adapter_path"]
         synthetic = sum(1 for r in rows if r["split"] == "synthetic")
         self.log(f"round {idx}: training on {len(pairs)} examples ({synthetic} synthetic)", kind="phase")
         with PhaseMeter() as meter:
@@ -286,7 +286,7 @@ class Loop:
         return rows[:limit] if limit else rows
 
     def _phase_eval(self, idx: int) -> None:
-        round_row = self.store.round(self.run_id, idx)
+        round_row = self.store.existing_round(self.run_id, idx)
         splits = self._eval_splits(idx)
         with PhaseMeter() as meter:
             student = self.models.student(meter, adapter=round_row["adapter_path"])
@@ -407,14 +407,15 @@ class Loop:
         gen_seconds = 0.0
         for request in requests:
             call = self.store.teacher_call(request.key)
-            error = (call["error"] or "unusable") if call is not None and not call["ok"] else None if call else "no reply"
+            error = "no reply" if call is None else None if call["ok"] else (call["error"] or "unusable")
             parsed = None
-            if error is None:  # a cached reply meets today's reply checks too (e.g. one cached before they existed)
+            if call is not None and error is None:  # a cached reply meets today's reply checks too (e.g. one cached before they existed)
                 parsed, error = check_reply(call["response"], request.schema)
             if error is not None or parsed is None:
                 failed += 1
                 failed_reasons[failure_reason(error)] += 1
                 continue
+            assert call is not None
             if request.key in fresh:
                 tokens_out += call["tokens_out"] or 0
                 gen_seconds += call["seconds"] or 0.0
@@ -472,7 +473,8 @@ class Loop:
         identity = self._identity(meter)
         schema = self.task.verify_schema()
         max_tokens = min(self.cfg.teacher.max_tokens, max_reply_tokens(schema))
-        requests, keys = [], {}
+        requests: list[TeacherRequest] = []
+        keys: dict[int, str] = {}
         for row in rows:
             messages = self.task.verify_messages(example_from_row(row))
             key = cache_key(identity, messages, schema, 0.0, 1.0, max_tokens, 0)
@@ -513,7 +515,7 @@ class Loop:
                     self.store.insert_predictions(preds)
                     self.store.upsert_round(self.run_id, best["idx"], test_acc=accuracy(preds))
         self.store.update_run(self.run_id, best_round=best["idx"])
-        best = self.store.round(self.run_id, best["idx"])
+        best = self.store.existing_round(self.run_id, best["idx"])
         self.log(f"best round on validation: {best['idx']} (validation {_pct(best['val_acc'])}, test {_pct(best['test_acc'])})", kind="status")
 
 

@@ -22,7 +22,7 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".label")
 ID_FIELDS = ("id", "idx")  # a row's identity, when the file has one
 
 
-class Rows(list):  # type: ignore[type-arg]
+class Rows(list):
     """The rows of one file (dicts), each with where it came from ('line 3', 'row 3')."""
 
     def __init__(self, rows: Iterable[dict[str, Any]], path: Path, places: Sequence[str] | None = None) -> None:
@@ -135,7 +135,7 @@ def _read_csv(path: Path, text: str) -> Rows:
                 if len(record) > len(header):
                     raise DataError(f"{path}:line {previous + 1}: {len(record)} values but {len(header)} columns")
                 # every value as text ('0' stays '0', 'NA' stays 'NA'); a short row's missing values are None
-                rows.append(dict(zip(header, record + [None] * (len(header) - len(record)))))
+                rows.append(dict(zip(header, record + [None] * (len(header) - len(record)), strict=True)))
                 places.append(f"line {previous + 1}")
             previous = records.line_num
     except csv.Error as err:

@@ -109,8 +109,8 @@ def _run_summary(store: Store, run_id: int) -> Group:
     parts.append(rounds_table(store, run_id))
     parts.extend(round_details(store, run_id))
     if run.get("best_round") is not None:
-        best = store.round(run_id, run["best_round"])
-        first = store.round(run_id, 0)
+        best = store.existing_round(run_id, run["best_round"])
+        first = store.existing_round(run_id, 0)
         parts.append(Text(f"best round on validation: {best['idx']} · validation {pct(best['val_acc'])}% · test {pct(best['test_acc'])}%"
                           f" (round 0 = plain fine-tuning: test {pct(first['test_acc'])}%)"))
     if run.get("error"):

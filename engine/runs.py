@@ -10,10 +10,10 @@ from typing import Any
 
 import psutil
 
-from engine.status import LIVE, RunStatus
 from engine.config import RunConfig
 from engine.data import Splits, load_splits
 from engine.example_rows import example_row
+from engine.status import LIVE, RunStatus
 from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task

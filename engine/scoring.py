@@ -19,14 +19,14 @@ def predict(task: Task, student: Any, rows: list[dict[str, Any]], *, batch_size:
     out: list[dict[str, Any]] = []
     if all(o is not None for o in options):
         scores = student.score_options(prompts, options, batch_size, on_progress=on_progress)
-        for row, ex, opts, logps in zip(rows, examples, options, scores):
+        for row, ex, opts, logps in zip(rows, examples, options, scores, strict=True):
             assert opts is not None
             best = max(range(len(opts)), key=lambda i: logps[i])
             extracted = task.extract(opts[best], ex)
             out.append(_prediction(row, opts[best], extracted, int(task.is_correct(extracted, ex)), softmax_at(logps, best)))
     else:
         texts = student.generate(prompts, max_new_tokens, task.stop, batch_size, on_progress=on_progress)
-        for row, ex, text in zip(rows, examples, texts):
+        for row, ex, text in zip(rows, examples, texts, strict=True):
             extracted = task.extract(text, ex)
             out.append(_prediction(row, text, extracted, int(task.is_correct(extracted, ex)), None))
     return out

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ RUN_JSON = ("config", "versions", "device", "plan", "splits", "teacher")  # run 
 
 def now() -> str:
     """UTC timestamp with milliseconds, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int, "name": str, "created": str, "updated": str, "status": str, "config": str,
             "config_hash": str, "versions": str, "seed": int, "pid": int, "host": str, "device": str,
@@ -38,7 +38,7 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
         },
         pk="id", not_null={"name", "created", "status", "config"}, defaults={"stop_requested": 0},
     )
-    db["rounds"].create(
+    db.table("rounds").create(
         {
             "run_id": int, "idx": int, "phase": str, "train_size": int, "seed_acc": float, "val_acc": float,
             "test_acc": float, "misses": int, "generated": int, "kept": int, "rejected": int,
@@ -46,7 +46,7 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
         },
         pk=("run_id", "idx"), foreign_keys=[("run_id", "runs", "id")], defaults={"phases": "{}"},
     )
-    db["examples"].create(
+    db.table("examples").create(
         {
             "id": int, "run_id": int, "split": str, "input": str, "target": str, "answer": str,
             "choices": str, "origin_round": int, "parent_id": int, "teacher_call": str,
@@ -54,28 +54,28 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
         },
         pk="id", foreign_keys=[("run_id", "runs", "id")], defaults={"status": "kept"},
     )
-    db["examples"].create_index(["run_id", "split"])
-    db["examples"].create_index(["run_id", "parent_id"])
-    db["predictions"].create(
+    db.table("examples").create_index(["run_id", "split"])
+    db.table("examples").create_index(["run_id", "parent_id"])
+    db.table("predictions").create(
         {
             "run_id": int, "round": int, "example_id": int, "split": str, "output": str,
             "extracted": str, "correct": int, "confidence": float,
         },
         pk=("run_id", "round", "example_id"),
     )
-    db["teacher_calls"].create(
+    db.table("teacher_calls").create(
         {
             "key": str, "model": str, "prompt": str, "response": str, "ok": int, "tokens_in": int,
             "tokens_out": int, "seconds": float, "error": str, "created": str, "run_id": int, "round": int,
         },
         pk="key",
     )
-    db["events"].create(
+    db.table("events").create(
         {"id": int, "run_id": int, "ts": str, "level": str, "kind": str, "message": str, "data": str},
         pk="id",
     )
-    db["events"].create_index(["run_id", "id"])
-    db["progress"].create(
+    db.table("events").create_index(["run_id", "id"])
+    db.table("progress").create(
         {
             "run_id": int, "round": int, "phase": str, "done": int, "total": int, "started": float,
             "updated": float, "message": str,
@@ -85,32 +85,32 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_v2(db: sqlite_utils.Database) -> None:
-    db["sweeps"].create(
+    db.table("sweeps").create(
         {"id": int, "name": str, "created": str, "updated": str, "status": str, "doc": str, "arms": str,
          "seed_sets": int, "digest": str, "source": str, "pid": int, "host": str, "ended": str, "error": str},
         pk="id", not_null={"name", "created", "status", "doc", "arms", "seed_sets", "digest"},
     )
-    db["sweeps"].create_index(["digest"])
-    db["sweep_runs"].create(
+    db.table("sweeps").create_index(["digest"])
+    db.table("sweep_runs").create(
         {"sweep_id": int, "arm": str, "seed_set": int, "run_id": int, "overrides": str},
         pk=("sweep_id", "arm", "seed_set"), foreign_keys=[("sweep_id", "sweeps", "id"), ("run_id", "runs", "id")],
     )
-    db["examples"].create_index(["run_id", "status"])
-    db["teacher_calls"].add_column("purpose", str)
-    db["runs"].add_column("teacher", str)  # what the teacher backend reported when it first loaded (JSON)  # 'write' (new examples) or 'verify' (blind check of one)
+    db.table("examples").create_index(["run_id", "status"])
+    db.table("teacher_calls").add_column("purpose", str)
+    db.table("runs").add_column("teacher", str)  # what the teacher backend reported when it first loaded (JSON)  # 'write' (new examples) or 'verify' (blind check of one)
 
 
 def _migrate_v3(db: sqlite_utils.Database) -> None:
     # the claimant's process start time beside its pid: a pid reused by another process is not the worker
-    db["runs"].add_column("pid_started", float)
-    db["sweeps"].add_column("pid_started", float)
+    db.table("runs").add_column("pid_started", float)
+    db.table("sweeps").add_column("pid_started", float)
     # an example's answers across rounds (detail, lineage: in round order, no sort) and the browser's pages at 100k
     # examples (run_id alone is ordered by id: a page needs no sort)
-    db["predictions"].create_index(["run_id", "example_id", "round"])
-    db["examples"].create_index(["run_id"])
-    db["examples"].create_index(["run_id", "origin_round"])
-    db["examples"].create_index(["run_id", "reason"])
-    db["teacher_calls"].create_index(["run_id", "round"])
+    db.table("predictions").create_index(["run_id", "example_id", "round"])
+    db.table("examples").create_index(["run_id"])
+    db.table("examples").create_index(["run_id", "origin_round"])
+    db.table("examples").create_index(["run_id", "reason"])
+    db.table("teacher_calls").create_index(["run_id", "round"])
 
 
 MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3}
@@ -135,7 +135,7 @@ class Store:
 
     def _migrate(self) -> None:
         # reads first: a reader opening the store while a worker writes must not wait for the write lock
-        if not self.db["schema_version"].exists():
+        if not self.db.table("schema_version").exists():
             self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         current = row[0] or 0
@@ -144,7 +144,7 @@ class Store:
         for version in range(current + 1, SCHEMA_VERSION + 1):
             with self.transaction():
                 MIGRATIONS[version](self.db)
-                self.db["schema_version"].insert({"version": version})
+                self.db.table("schema_version").insert({"version": version})
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -188,18 +188,18 @@ class Store:
                    device: dict[str, Any], splits: dict[str, Any]) -> int:
         """Insert a new run in status 'created' and return its id."""
         ts = now()
-        table = self.db["runs"]
+        table = self.db.table("runs")
         table.insert({
             "name": name, "created": ts, "updated": ts, "status": RunStatus.CREATED, "config": config_json,
             "config_hash": config_hash, "versions": json.dumps(versions), "seed": seed,
             "device": json.dumps(device), "splits": json.dumps(splits), "host": os.uname().nodename,
         })
-        return int(table.last_pk)
+        return int(table.last_pk or 0)
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run row, JSON columns decoded."""
         try:
-            row = self.db["runs"].get(run_id)
+            row = self.db.table("runs").get(run_id)
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no run {run_id}") from None
         return _decode(row, RUN_JSON)
@@ -222,7 +222,7 @@ class Store:
         """Set columns of a run (dicts are stored as JSON)."""
         fields = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in fields.items()}
         fields["updated"] = now()
-        self.db["runs"].update(run_id, fields)
+        self.db.table("runs").update(run_id, fields)
 
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything that belongs to it (teacher cache is kept: it is shared)."""
@@ -245,26 +245,33 @@ class Store:
             return _decode(row, ("phases",))
         return None
 
+    def existing_round(self, run_id: int, idx: int) -> dict[str, Any]:
+        """One round that the caller knows was written."""
+        row = self.round(run_id, idx)
+        if row is None:
+            raise LookupError(f"run {run_id} has no round {idx}")
+        return row
+
     def upsert_round(self, run_id: int, idx: int, **fields: Any) -> None:
         """Create or update a round row."""
         fields = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in fields.items()}
-        self.db["rounds"].upsert({"run_id": run_id, "idx": idx, **fields}, pk=("run_id", "idx"))
+        self.db.table("rounds").upsert({"run_id": run_id, "idx": idx, **fields}, pk=("run_id", "idx"))
 
     # examples ---------------------------------------------------------------------------------
     def insert_examples(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert example rows (inside the caller's transaction) and return their ids."""
         ids = []
-        table = self.db["examples"]
+        table = self.db.table("examples")
         for row in rows:
             row = {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in row.items()}
             table.insert(row)
-            ids.append(int(table.last_pk))
+            ids.append(int(table.last_pk or 0))
         return ids
 
     def examples(self, run_id: int, split: str | None = None, status: str | None = None,
                  origin_round: int | None = None) -> list[dict[str, Any]]:
         """Examples of a run, optionally by split, status and origin round, in id order."""
-        where, args = ["run_id = ?"], [run_id]
+        where, args = ["run_id = ?"], [run_id]  # type: list[str], list[object]
         for column, value in (("split", split), ("status", status), ("origin_round", origin_round)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -274,11 +281,11 @@ class Store:
 
     def set_example_status(self, example_id: int, status: str, reason: str | None = None) -> None:
         """Mark an example kept or rejected (with its reason), inside the caller's transaction."""
-        self.db["examples"].update(example_id, {"status": status, "reason": reason})
+        self.db.table("examples").update(example_id, {"status": status, "reason": reason})
 
     def example(self, example_id: int) -> dict[str, Any]:
         """One example by id."""
-        return _decode(self.db["examples"].get(example_id), ("choices", "meta"))
+        return _decode(self.db.table("examples").get(example_id), ("choices", "meta"))
 
     def count(self, table: str, **where: Any) -> int:
         """Rows of a table matching column=value filters."""
@@ -288,11 +295,11 @@ class Store:
     # predictions ------------------------------------------------------------------------------
     def insert_predictions(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace prediction rows (inside the caller's transaction)."""
-        self.db["predictions"].insert_all(rows, pk=("run_id", "round", "example_id"), replace=True)
+        self.db.table("predictions").insert_all(rows, pk=("run_id", "round", "example_id"), replace=True)
 
     def predictions(self, run_id: int, round_idx: int | None = None, example_id: int | None = None) -> list[dict[str, Any]]:
         """Predictions of a run, by round and/or example."""
-        where, args = ["run_id = ?"], [run_id]
+        where, args = ["run_id = ?"], [run_id]  # type: list[str], list[object]
         if round_idx is not None:
             where.append("round = ?")
             args.append(round_idx)
@@ -309,23 +316,23 @@ class Store:
 
     def save_teacher_call(self, row: dict[str, Any]) -> None:
         """Record a teacher call as soon as it finishes (its own commit: a crash must not pay twice)."""
-        self.db["teacher_calls"].insert({"created": now(), **row}, pk="key", replace=True)
+        self.db.table("teacher_calls").insert({"created": now(), **row}, pk="key", replace=True)
 
     # sweeps -----------------------------------------------------------------------------------
     def create_sweep(self, name: str, doc: dict[str, Any], arms: list[dict[str, Any]], seed_sets: int, digest: str,
                      source: str) -> int:
         """Insert a sweep (its runs are added as they are created) and return its id."""
         ts = now()
-        table = self.db["sweeps"]
+        table = self.db.table("sweeps")
         table.insert({"name": name, "created": ts, "updated": ts, "status": RunStatus.CREATED, "doc": json.dumps(doc),
                       "arms": json.dumps(arms), "seed_sets": seed_sets, "digest": digest, "source": source,
                       "host": os.uname().nodename})
-        return int(table.last_pk)
+        return int(table.last_pk or 0)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:
         """One sweep row, JSON columns decoded."""
         try:
-            row = self.db["sweeps"].get(sweep_id)
+            row = self.db.table("sweeps").get(sweep_id)
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no sweep {sweep_id}") from None
         return _decode(row, ("doc", "arms"))
@@ -342,7 +349,7 @@ class Store:
 
     def update_sweep(self, sweep_id: int, **fields: Any) -> None:
         """Set columns of a sweep."""
-        self.db["sweeps"].update(sweep_id, {**fields, "updated": now()})
+        self.db.table("sweeps").update(sweep_id, {**fields, "updated": now()})
 
     def sweep_runs(self, sweep_id: int) -> list[dict[str, Any]]:
         """The runs of a sweep: arm, seed set, run id and the overrides that made it."""
@@ -351,13 +358,13 @@ class Store:
 
     def add_sweep_run(self, sweep_id: int, arm: str, seed_set: int, run_id: int, overrides: list[str]) -> None:
         """Record that a run is the (arm, seed set) cell of a sweep (inside the caller's transaction)."""
-        self.db["sweep_runs"].insert({"sweep_id": sweep_id, "arm": arm, "seed_set": seed_set, "run_id": run_id,
+        self.db.table("sweep_runs").insert({"sweep_id": sweep_id, "arm": arm, "seed_set": seed_set, "run_id": run_id,
                                       "overrides": json.dumps(overrides)})
 
     # events and progress ----------------------------------------------------------------------
     def log(self, run_id: int, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:
         """Append an event to the run's log."""
-        self.db["events"].insert({"run_id": run_id, "ts": now(), "level": level, "kind": kind,
+        self.db.table("events").insert({"run_id": run_id, "ts": now(), "level": level, "kind": kind,
                                   "message": message, "data": json.dumps(data) if data else None})
 
     def events(self, run_id: int, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
@@ -369,7 +376,7 @@ class Store:
                      started: float | None = None) -> None:
         """Overwrite the run's single progress row (the phase in flight)."""
         t = time.time()
-        self.db["progress"].upsert({"run_id": run_id, "round": round_idx, "phase": phase, "done": done,
+        self.db.table("progress").upsert({"run_id": run_id, "round": round_idx, "phase": phase, "done": done,
                                     "total": total, "started": started if started is not None else t, "updated": t,
                                     "message": message}, pk="run_id")
 

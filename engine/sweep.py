@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.status import RunStatus
 from engine.arms import Arm, matched_overrides, resolve_arms
 from engine.config import RunConfig, SweepConfig, apply_overrides, read_document, resolve
-from engine.report import duration, pct
 from engine.example_rows import content_hash
+from engine.report import duration, pct
 from engine.runs import Prepared, claim, create_run, effective_status, prepare
+from engine.status import RunStatus
 from engine.store import Store, now
 from models.errors import ConfigError, L2LError
 

@@ -14,8 +14,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.status import RunStatus
 from engine.compare import correct_by_text
+from engine.status import RunStatus
 from engine.store import Store
 
 BASELINES = ("plain", "paper")
@@ -275,7 +275,7 @@ def plot_png(report: SweepReport, path: Path) -> None:
         depth = max(len(r.val_by_round) for r in runs)
         xs, means, lows, highs = [], [], [], []
         for k in range(depth):
-            values = [100 * r.val_by_round[k] for r in runs if k < len(r.val_by_round) and r.val_by_round[k] is not None]
+            values = [100 * v for r in runs for v in r.val_by_round[k:k + 1] if v is not None]
             if values:
                 xs.append(k)
                 means.append(statistics.fmean(values))

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Literal
+from typing import BinaryIO, Literal
 
 from models.errors import ChecksumError, L2LError, ModelNotFoundError
 from models.paths import model_cache

@@ -6,11 +6,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from models.errors import ModelNotFoundError
 from models.catalog import sha256_file
+from models.errors import ModelNotFoundError
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

@@ -9,16 +9,16 @@ import inspect
 import math
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal, cast
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
 import torch.nn.functional as F
 
-from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.batching import (
     IGNORE,
     Encoded,
@@ -30,9 +30,10 @@ from models.batching import (
     step_groups,
     truncate_left,
 )
-from models.params import LoraParams, TrainParams
 from models.device import TrainingPlan, peak_rss_mb, reset_peak_rss
+from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.memory import release_heap
+from models.params import LoraParams, TrainParams
 
 # Architectures whose logits are exactly lm_head(decoder hidden state) (Gemma's soft-capping is applied by hand):
 # for these the head runs only on the positions that matter (response tokens, option tokens).
@@ -79,7 +80,7 @@ class _StopOnStrings:
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             if any(s in text for s in self.stops):
                 self.done[row] = True
-        return self.done.clone()
+        return cast(torch.BoolTensor, self.done.clone())
 
 
 class Student:
@@ -484,7 +485,7 @@ class Student:
         scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
         items: list[_Item] = []
         groups: list[_Group] = []
-        for i, (prompt, opts) in enumerate(zip(prompts, options)):
+        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
             opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
             if opt_ids and all(len(o) == 1 for o in opt_ids):
                 items.append(self._last_token_item(i, prompt, opt_ids))
@@ -508,7 +509,7 @@ class Student:
             raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
         scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
         items: list[_Item] = []
-        for i, (prompt, opts) in enumerate(zip(prompts, options)):
+        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
             opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
             if opt_ids and all(len(o) == 1 for o in opt_ids):
                 items.append(self._last_token_item(i, prompt, opt_ids))
@@ -562,7 +563,7 @@ class Student:
                     torch.tensor([q[0] for q in flat], device=self.device),
                 )
                 picked = _picked(logits, [q[1] for q in flat])
-            for (_, _, i, j), lp in zip(flat, picked):
+            for (_, _, i, j), lp in zip(flat, picked, strict=True):
                 scores[i][j] += lp
             finished = 0
             for k in chunk:
@@ -584,7 +585,7 @@ class Student:
                 for rows in _length_batches([len(o) for *_, o in tails], batch_size):
                     part = [tails[r] for r in rows]
                     picked = self._option_pass(cache, mask, [(row, o) for row, _, _, o in part])
-                    for (_, i, j, _), lps in zip(part, picked):
+                    for (_, i, j, _), lps in zip(part, picked, strict=True):
                         scores[i][j] += sum(lps)
             del cache
             tick(len(batch))

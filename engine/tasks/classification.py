@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.config import DataConfig, TaskConfig
-from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, raw_key
 from engine.tasks.prompt_templates import load_template
@@ -21,6 +20,7 @@ from engine.tasks.teacher_prompt import (
     teacher_chat,
     verify_chat,
 )
+from models.errors import ConfigError
 
 DEFAULT_PROMPT = "Input: {input}\nLabel:"
 

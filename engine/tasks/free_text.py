@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.config import DataConfig, TaskConfig
-from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, normalise_answer, target_name
 from engine.tasks.prompt_templates import load_template
@@ -19,6 +18,7 @@ from engine.tasks.teacher_prompt import (
     student_said,
     teacher_chat,
 )
+from models.errors import ConfigError
 
 DEFAULT_PROMPT = "Input: {input}\nOutput:"
 

@@ -155,8 +155,9 @@ def wrong_calc_notes(solution: str) -> list[str]:
         stated = parse_number(m.group(2).strip())
         if computed is None or stated is None:
             continue  # not checkable: leave it to the other filters
-        decimals = max(0, -stated.as_tuple().exponent) if isinstance(stated.as_tuple().exponent, int) else 0
-        allowed = Fraction(1, 2 * 10**decimals) + Fraction(1, 10**9) * max(1, abs(Fraction(stated)))
+        exponent = stated.as_tuple().exponent
+        decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+        allowed = Fraction(1, 2 * 10**decimals) + Fraction(1, 10**9) * max(Fraction(1), abs(Fraction(stated)))
         if abs(computed - Fraction(stated)) > allowed:
             wrong.append(m.group(0))
     return wrong

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.config import DataConfig, TaskConfig
-from models.errors import ConfigError
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, fill_template, normalise_answer, raw_key
 from engine.tasks.prompt_templates import load_template
@@ -21,6 +20,7 @@ from engine.tasks.teacher_prompt import (
     teacher_chat,
     verify_chat,
 )
+from models.errors import ConfigError
 
 DEFAULT_PROMPT = "{input}\n{choices}\nAnswer:"
 DEFAULT_LETTERS = ["A", "B", "C", "D", "E"]
@@ -49,7 +49,7 @@ class MultipleChoiceTask(Task):
 
     def options_block(self, choices: tuple[str, ...] | None) -> str:
         """'A. first option' lines."""
-        return "\n".join(f"{letter}. {text}" for letter, text in zip(self.letters, choices or ()))
+        return "\n".join(f"{letter}. {text}" for letter, text in zip(self.letters, choices or (), strict=False))
 
     def render_prompt(self, ex: Example) -> str:
         """The template with {input} and {choices}; options are appended when the template has no {choices}."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -36,7 +36,7 @@ _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, ls
                           keep_trailing_newline=False, autoescape=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name: str) -> PromptTemplate:
     """The template `prompts/<name>.j2`; its declared inputs must be exactly the variables it uses."""
     source = resources.files("engine.tasks").joinpath(f"prompts/{name}.j2").read_text(encoding="utf-8")

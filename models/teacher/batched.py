@@ -147,6 +147,7 @@ class BatchedDecoder:
                         self._fail(running[0], f"no free KV cell (n_ctx {self.n_ctx})", queue, on_finish)
                         continue
                     for slot in reversed(running):
+                        assert slot.job is not None
                         queue.appendleft(slot.job)
                         self._release(slot)
                     limit = max(1, len(running) - 1)
@@ -368,7 +369,7 @@ class BatchedDecoder:
 
     def _grammar_accepts(self, grammar: object, token: int) -> bool:
         one = self._one[0]
-        one.id = token
+        one.id = token  # type: ignore[assignment]  # ctypes converts the int on assignment
         one.logit = 0.0
         one.p = 0.0
         self._one_arr.size = 1

@@ -166,7 +166,7 @@ class LlamaCppTeacher:
     # helpers --------------------------------------------------------------------------------------
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         """The chat prompt as the model sees it (the GGUF's template, special tokens parsed)."""
-        result = self.formatter(messages=messages)
+        result = self.formatter(messages=messages)  # type: ignore[arg-type]  # role/content dicts
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
     def grammar(self, schema: dict[str, Any]) -> str:
@@ -239,7 +239,7 @@ class LlamaCppTeacher:
         try:
             # The schema's grammar is passed directly (not as response_format) so both paths use the same GBNF.
             out = self.llm.create_chat_completion(
-                messages=req.messages,  # type: ignore[arg-type]
+                messages=req.messages,
                 grammar=LlamaGrammar.from_string(self.grammar(req.schema), verbose=False),
                 max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, seed=seed,
                 **SEQUENTIAL_SAMPLING,
@@ -247,7 +247,7 @@ class LlamaCppTeacher:
         except Exception as err:  # e.g. prompt longer than the context: another seed would not help
             self.llm.reset()
             return Attempt(failure=f"llama.cpp: {err}")
-        usage = out["usage"]  # type: ignore[index]
-        choice = out["choices"][0]  # type: ignore[index]
+        usage = out["usage"]
+        choice = out["choices"][0]
         return Attempt(text=choice["message"]["content"] or "", tokens_in=usage["prompt_tokens"],
                        tokens_out=usage["completion_tokens"], cut=choice["finish_reason"] == "length")
