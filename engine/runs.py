@@ -134,7 +134,7 @@ def claim(store: Store, table: str, row_id: int, what: str) -> None:
     """Make this process the one worker of a run or sweep, atomically (BEGIN IMMEDIATE): refused, naming the owner's
     pid, while another live process holds it; a claim left by a dead process (or a reused pid) is taken over."""
     me = os.getpid()
-    with store.claim():
+    with store.transaction():
         rows = list(store.db.query(f"SELECT * FROM {table} WHERE id = ?", [row_id]))
         if not rows:
             raise StoreError(f"{store.path}: no {what} {row_id}")

@@ -117,7 +117,7 @@ MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3}
 
 
 class Store:
-    """One SQLite file holding every run; safe for one writer process and many readers."""
+    """One SQLite file holding every run; writers in several processes (runs, sweeps) take turns, readers never wait."""
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
         self.path = Path(path)
@@ -148,15 +148,17 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all (nested blocks are savepoints)."""
-        with self.db.atomic():
-            yield
+        """All writes inside commit together or not at all (nested blocks are savepoints).
 
-    @contextmanager
-    def claim(self) -> Iterator[None]:
-        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE): a read-check-write inside it is
-        atomic against every other process."""
+        The outermost block takes the write lock at once (BEGIN IMMEDIATE): a deferred transaction that reads first
+        cannot wait for another process's write lock (SQLite answers 'database is locked' at once to protect its
+        snapshot), and with it a read-check-write inside the block is atomic against every other process.
+        """
         conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield

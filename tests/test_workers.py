@@ -73,6 +73,36 @@ def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
     assert Store(tmp_path / "l2l.db", create=False).run(run_id)["pid"] == winner
 
 
+def _read_then_write_in_child(path: str, barrier: Any, results: Any) -> None:
+    store = Store(path, create=False)
+    barrier.wait()
+    try:
+        for i in range(40):
+            with store.transaction():  # read first, then write: what a sweep does when it creates a cell's run
+                count = len(store.runs())
+                store.create_run(f"p{os.getpid()}-{i}", "{}", "x", count, {}, {}, {})
+        results.put("ok")
+    except Exception as err:  # noqa: BLE001 - the parent reports what went wrong
+        results.put(f"{type(err).__name__}: {err}")
+
+
+def test_writers_in_several_processes_take_turns(tmp_path: Path) -> None:
+    """Two sweeps (or runs) on one store: transactions that read before they write wait for the lock, never fail."""
+    store = Store(tmp_path / "l2l.db")
+    store.close()
+    ctx = multiprocessing.get_context("fork")
+    n = 4
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_read_then_write_in_child, args=(str(store.path), barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in range(n)]
+    for p in procs:
+        p.join(60)
+    assert outcomes == ["ok"] * n
+    assert len(Store(tmp_path / "l2l.db", create=False).runs()) == n * 40
+
+
 def test_a_dead_claim_is_taken_over(tmp_path: Path) -> None:
     store, run_id = _bare_run(tmp_path)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
