@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.example_rows import example_from_row
+from engine.faults import fault_point
 from engine.store import Store
 from engine.tasks.base import Task
 from models.errors import ConfigError, StoreError
@@ -92,11 +93,14 @@ def private(path: Path) -> None:
 
 
 def _write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for record in records:
+        for n, record in enumerate(records, 1):
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if n == 2:
+                fh.flush()
+                fault_point("export", 0, "writing")  # a kill mid-file leaves only the temporary file
     tmp.replace(path)
     return path
 
@@ -118,6 +122,7 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
     if not out_dir.exists():
         out_dir.mkdir(parents=True, mode=0o700)
         os.chmod(out_dir, 0o700)
+    _clear_leftovers(out_dir)
     rows = final_training_set(store, run_id)
     stem = f"run-{run_id}"
     written: dict[str, Path] = {}
@@ -126,37 +131,50 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
         written["training set (rows)"] = _write_jsonl(out_dir / f"{stem}-train.jsonl", rows)
         written["training set (prompt/completion)"] = _write_jsonl(out_dir / f"{stem}-train.prompt-completion.jsonl", plain)
         written["training set (chat messages)"] = _write_jsonl(out_dir / f"{stem}-train.chat.jsonl", chat)
+        fault_point("export", run_id, "data")
     adapter = Path((store.round(run_id, best) or {}).get("adapter_path") or out_dir / "missing-adapter")
     if {"adapter", "merged", "gguf", "modelfile"} & set(parts) and not adapter.is_dir():
         raise StoreError(f"run {run_id} round {best}: the adapter folder {adapter} is gone; nothing to export from")
     if "adapter" in parts:
         written[f"adapter (round {best})"] = _copy_adapter(adapter, out_dir / f"{stem}-adapter")
+        fault_point("export", run_id, "adapter")
     frame = prompt_frame(task, rows)
     merged = out_dir / f"{stem}-merged"
     needs_merged = bool({"gguf", "modelfile"} & set(parts)) and not (merged / "config.json").is_file()
     if "merged" in parts or needs_merged:
         say(f"merging the round {best} adapter into a {dtype} copy of the base")
         written[f"merged model ({dtype})"] = _merge(cfg, adapter, merged, dtype)
+        fault_point("export", run_id, "merged")
     ggufs: dict[str, Path] = {}
     if {"gguf", "modelfile"} & set(parts):
         ggufs = _ggufs(cfg, task, rows, frame, merged, out_dir / stem, quants, say)
         written.update({f"GGUF {kind}": path for kind, path in ggufs.items()})
+        fault_point("export", run_id, "gguf")
     if "modelfile" in parts:
         written["Ollama Modelfile"] = _modelfile(cfg, task, frame, out_dir / f"{stem}.Modelfile", ggufs)
     for path in written.values():
         private(path)
+    fault_point("export", run_id, "manifest")
     write_manifest(out_dir, run_id, best, written, {"prompt_input": "input" if frame else "prompt", "dtype": dtype})
     return written
 
 
 def _copy_adapter(adapter: Path, target: Path) -> Path:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(adapter, target)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    shutil.copytree(adapter, tmp)
     config = adapter.parent / "config.toml"
     if config.exists():
-        shutil.copy2(config, target / "l2l-config.toml")
+        shutil.copy2(config, tmp / "l2l-config.toml")
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
     return target
+
+
+def _clear_leftovers(out_dir: Path) -> None:
+    """Remove the temporary files and folders an export killed mid-write left behind (parts land by rename)."""
+    for path in out_dir.glob("*.tmp"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def student_folder(cfg: RunConfig) -> Path:

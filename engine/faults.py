@@ -1,7 +1,9 @@
 """Fault injection for the crash tests: L2L_FAULT='<phase>:<round>[:<point>]:<how>' acts where the loop says so.
 
 Phases: train, eval, augment, verify (the filter's blind verification calls), filter; 'report:0' is the run's last
-step (every round done, not yet marked finished) and 'sweep:<cell number>' the gap after a sweep's cell. Points: none
+step (every round done, not yet marked finished) and 'sweep:<cell number>' the gap after a sweep's cell;
+'export:<run>:<part>' is after a part of `l2l export` landed (data, adapter, merged, gguf; manifest: just before the
+manifest is written) and 'export:0:writing' in the middle of writing a JSONL file. Points: none
 (the phase's results are computed, not yet committed), 'done' (just committed), 'stepN' (after training step N), 'save'
 (inside the adapter save: the weights file is left half-written), 'batchN' (after evaluation batch N), 'replyN' (after
 the N-th teacher reply of the phase was committed), 'unsavedN' (the N-th reply came back, not committed yet).

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +282,32 @@ def test_qwen2_folder_converts_with_matching_logits(tiny_gguf: Path, tmp_path: P
     ids = tok("Tom has 12 apples.\nAnswer:")["input_ids"]
     want, got = _transformers_logits(folder, ids), _llama_logits(gguf, ids)
     assert np.abs(want - got).max() < 0.05 and (want.argmax(-1) == got.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("point", ["writing", "data", "adapter", "manifest"])
+def test_an_export_killed_mid_way_is_finished_by_the_next_one(point: str, tiny_run_store: tuple[Path, int],
+                                                                  tmp_path: Path) -> None:
+    """kill -9 inside `l2l export`: no manifest claims the half-done export, and running it again gives the files an
+    uninterrupted export writes, with no temporary file left."""
+    src, run_id = tiny_run_store
+    shutil.copytree(src.parent, tmp_path / "store")
+    db = tmp_path / "store" / src.name
+    reference = tmp_path / "reference"
+    export_run(Store(db), run_id, reference)
+
+    def export(fault: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "L2L_FAULT"}
+        if fault:
+            env["L2L_FAULT"] = fault
+        return subprocess.run([sys.executable, "-m", "l2l_tui.cli", "export", str(run_id), "--out", str(tmp_path / "out"),
+                               "--only", "data,adapter", "--store", str(db)], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    killed = export(f"export:{0 if point == 'writing' else run_id}:{point}:kill")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "out" / f"run-{run_id}-manifest.json").exists()
+    again = export(None)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    files = {f["path"]: f["sha256"] for f in read_manifest(tmp_path / "out", run_id)["files"]}
+    assert files == {f["path"]: f["sha256"] for f in read_manifest(reference, run_id)["files"]}

@@ -60,12 +60,16 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "close", "close")]
 
+    def __init__(self, bindings: list[Any]) -> None:
+        super().__init__()
+        self.subject = bindings  # handed in by the app: the screen never reaches back for it
+
     def compose(self) -> ComposeResult:
         """Guide and key table."""
         with VerticalScroll(classes="dialog help"):
             yield Static(Text("llm2llm — help", style="bold"), classes="dialog-title")
             yield Static(GUIDE)
-            yield Static(key_table(list(type(self.app).BINDINGS)))
+            yield Static(key_table(self.subject))
             yield Static(Text("escape closes this help", style="dim"))
 
     def action_close(self) -> None:
