@@ -49,9 +49,12 @@ def dry_run_sections(cfg: RunConfig, prepared: Prepared | None = None) -> dict[s
     pairs = [(task.render_prompt(ex), task.render_response(ex)) for ex in examples]
     sections: dict[str, Any] = {"config": cfg.to_toml(), "pairs": pairs, "masks": [], "sizes": {}}
     try:
+        from models.convert import resolve_student_folder
+        from models.paths import model_cache
         from models.tokenizer import load_tokenizer
 
-        tokenizer = load_tokenizer(resolve_model(cfg.student.model))
+        # the run trains from this folder anyway; reading a tokenizer out of a GGUF through transformers takes minutes
+        tokenizer = load_tokenizer(resolve_student_folder(resolve_model(cfg.student.model), model_cache()))
         for prompt, response in pairs:
             sections["masks"].append(masked_text(tokenizer, prompt, response, cfg.student.max_length))
         lengths = [masked_text(tokenizer, task.render_prompt(ex), task.render_response(ex), cfg.student.max_length)[1]

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, repaired, request_seed, teacher_messages
+from engine.checkpoints import publish, save_resolved_config, staging_folder
 from engine.config import RunConfig
 from engine.example_rows import example_from_row, example_row
 from engine.failures import RunFailed, append_traceback, failure_cause, worker_log
@@ -21,89 +19,16 @@ from engine.faults import fault_point, torn_adapter_save
 from engine.filtering import CandidateFilter
 from engine.meter import PhaseMeter
 from engine.model_slots import ModelSlots, describe_teacher
+from engine.progress_writer import Progress, ProgressWriter
 from engine.runs import claim
 from engine.scoring import accuracy, is_miss, predict
+from engine.signals import Interrupted, Signals, StopRequested
 from engine.status import RunStatus
-from engine.store import Store, now, private_dir
+from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
 
-Progress = Callable[[str, int, int], None]
-
 __all__ = ["Loop", "StopRequested", "Interrupted", "fault_point"]
-
-
-class StopRequested(Exception):
-    """Raised between phases when the user asked the run to stop."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Raised at the next safe point after SIGTERM or Ctrl-C (a KeyboardInterrupt: no `except Exception` swallows it)."""
-
-
-class Signals:
-    """SIGTERM and SIGINT ask for a stop at the next safe point (a training step, an evaluation batch, a committed
-    teacher reply, a phase boundary); a second signal stops at once. Handlers exist only in the main thread."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        """Take over SIGTERM and SIGINT (a no-op outside the main thread)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def restore(self) -> None:
-        """Give the handlers back."""
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = name
-        try:  # the only output a signal handler may safely make; never a store write (one may be in flight)
-            os.write(2, f"{name}: stopping at the next safe point (send it again to stop at once)\n".encode())
-        except OSError:
-            pass
-
-    def check(self) -> None:
-        """The safe point: raise Interrupted when a signal came."""
-        if self.received is not None:
-            raise Interrupted(self.received)
-
-
-class ProgressWriter:
-    """Coalesces progress callbacks into at most a few store writes per second; each call is a safe point (and, with
-    a unit, a fault point: 'step3', 'batch2')."""
-
-    def __init__(self, store: Store, run_id: int, round_idx: int, phase: str, echo: Progress | None,
-                 min_interval: float = 0.5, unit: str | None = None, safe_point: Callable[[], None] | None = None) -> None:
-        self.store, self.run_id, self.round_idx, self.phase = store, run_id, round_idx, phase
-        self.echo = echo
-        self.min_interval = min_interval
-        self.started = time.time()
-        self.last = 0.0
-        self.unit, self.calls = unit, 0
-        self.safe_point = safe_point
-
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        t = time.monotonic()
-        self.calls += 1
-        if self.unit is not None:
-            fault_point(self.phase, self.round_idx, f"{self.unit}{self.calls}")
-        if self.echo is not None:
-            self.echo(self.phase, done, total)
-        if done >= total or t - self.last >= self.min_interval:
-            self.last = t
-            self.store.set_progress(self.run_id, self.round_idx, self.phase, done, total, message, started=self.started)
-        if self.safe_point is not None:
-            self.safe_point()
 
 
 class Loop:
@@ -236,7 +161,7 @@ class Loop:
         rows = self._training_examples(idx)
         pairs = [(self.task.render_prompt(ex), self.task.render_response(ex)) for ex in map(example_from_row, rows)]
         adapter_dir = self.workdir / f"round-{idx}" / "adapter"
-        staging = _staging(adapter_dir)
+        staging = staging_folder(adapter_dir)
         init = None
         if self.cfg.loop.retrain_from == "previous" and idx > 0:
             init = self.store.existing_round(self.run_id, idx - 1)["adapter_path"]
@@ -250,9 +175,9 @@ class Loop:
                                       on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
                                       init_adapter=Path(init) if init else None)
             meter.mark("compute", stats.seconds)
-            _publish(staging, adapter_dir)
+            publish(staging, adapter_dir)
             self.models.trained(str(adapter_dir))
-        _save_resolved_config(adapter_dir.parent, self.cfg)
+        save_resolved_config(adapter_dir.parent, self.cfg)
         fault_point("train", idx)
         with self.store.transaction():
             self._finish_phase(idx, "train", meter, "eval", train_size=len(pairs), adapter_path=str(adapter_dir),
@@ -519,46 +444,8 @@ class Loop:
         self.log(f"best round on validation: {best['idx']} (validation {_pct(best['val_acc'])}, test {_pct(best['test_acc'])})", kind="status")
 
 
-def _staging(adapter_dir: Path) -> Path:
-    """A fresh folder beside the adapter's to save into; leftovers of saves a crash interrupted are removed first."""
-    private_dir(adapter_dir.parent)
-    for leftover in adapter_dir.parent.glob(f".{adapter_dir.name}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    return adapter_dir.with_name(f".{adapter_dir.name}-{os.getpid()}.tmp")
-
-
-def _publish(staging: Path, adapter_dir: Path) -> None:
-    """Make a finished save the adapter folder at once (rename): a half-written folder never carries its name."""
-    for path in staging.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    if adapter_dir.exists():  # an earlier attempt's, renamed before it could be committed
-        old = adapter_dir.with_name(f".{adapter_dir.name}-{os.getpid()}.old")
-        os.rename(adapter_dir, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(staging, adapter_dir)
-    _fsync_dir(adapter_dir.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _targets_noun(targets: str) -> str:
     return {"misses": "misses", "random": "randomly drawn seed examples", "all": "seed examples"}[targets]
-
-
-def _save_resolved_config(folder: Path, cfg: RunConfig) -> None:
-    """The resolved config beside every checkpoint (litgpt-style), replaced atomically."""
-    private_dir(folder)
-    tmp = folder / f".config.toml.{os.getpid()}.tmp"
-    tmp.write_text(cfg.to_toml(), encoding="utf-8")
-    os.replace(tmp, folder / "config.toml")
 
 
 def _pct(value: float | None) -> str:

@@ -111,8 +111,10 @@ def _run_summary(store: Store, run_id: int) -> Group:
     if run.get("best_round") is not None:
         best = store.existing_round(run_id, run["best_round"])
         first = store.existing_round(run_id, 0)
-        parts.append(Text(f"best round on validation: {best['idx']} · validation {pct(best['val_acc'])}% · test {pct(best['test_acc'])}%"
-                          f" (round 0 = plain fine-tuning: test {pct(first['test_acc'])}%)"))
+        plain = (f" (round 0 = plain fine-tuning: test {pct(first['test_acc'])}%)" if first["test_acc"] is not None
+                 else " (round 0's test score is not taken: loop.score_test_every_round = false)")
+        parts.append(Text(f"best round on validation: {best['idx']} · validation {pct(best['val_acc'])}% · "
+                          f"test {pct(best['test_acc'])}%{plain}"))
     if run.get("error"):
         parts.append(Text(f"error: {run['error']}", style="red"))
     return Group(*parts)

@@ -18,7 +18,7 @@ from engine.compare import correct_by_text
 from engine.status import RunStatus
 from engine.store import Store
 
-BASELINES = ("plain", "paper")
+BASELINES = ("plain", "paper")  # what every arm is paired with; `l2l report --against ARM` adds others
 RESAMPLES = 4000
 
 
@@ -162,8 +162,8 @@ def paired(report: SweepReport, arm: str, against: str, resamples: int = RESAMPL
                   n_examples=sum(len(d) for d in diffs))
 
 
-def arm_rows(report: SweepReport) -> list[dict[str, Any]]:
-    """One row per arm: spreads of accuracy and cost, rejection counts, and the paired deltas."""
+def arm_rows(report: SweepReport, baselines: tuple[str, ...] = BASELINES) -> list[dict[str, Any]]:
+    """One row per arm: spreads of accuracy and cost, rejection counts, and the paired deltas against `baselines`."""
     rows = []
     for arm in report.arms:
         runs = report.of_arm(arm)
@@ -174,7 +174,7 @@ def arm_rows(report: SweepReport) -> list[dict[str, Any]]:
             "kept": Spread.of([float(r.kept) for r in runs]), "minutes": Spread.of([r.minutes for r in runs]),
             "rejected": sum((r.rejected for r in runs), Counter()),
         }
-        for base in BASELINES:
+        for base in baselines:
             row[f"vs_{base}"] = paired(report, arm, base) if arm != base else None
         rows.append(row)
     return rows
@@ -191,8 +191,14 @@ def _per_set(p: Paired | None) -> str:
     return "-" if p is None else " ".join(f"{100 * d:+.1f}" for _, d in sorted(p.per_set.items()))
 
 
+def _baselines(rows: list[dict[str, Any]]) -> list[str]:
+    """The arms the rows were paired with (arm_rows' `baselines`)."""
+    return [key[3:] for key in rows[0] if key.startswith("vs_")] if rows else list(BASELINES)
+
+
 def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Path] | None = None) -> Group:
     """The report as rich tables."""
+    baselines = _baselines(rows)
     sweep = report.sweep
     head = Text.assemble((f"sweep {sweep['id']} ", "bold"),
                          f"{sweep['name']} · {sweep['status']} · {sweep['seed_sets']} seed sets · "
@@ -207,12 +213,12 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
     deltas = Table(title="paired test difference, points [95% CI, two-level bootstrap]; * = zero outside the CI",
                    title_justify="left")
     deltas.add_column("arm")
-    for base in BASELINES:
+    for base in baselines:
         deltas.add_column(f"vs {base}", justify="right")
         deltas.add_column(f"per set vs {base}", justify="left")
     for row in rows:
         cells = []
-        for base in BASELINES:
+        for base in baselines:
             cells += [_delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])]
         deltas.add_row(row["arm"], *cells)
     parts: list[Any] = [head, table, deltas]
@@ -233,15 +239,16 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
 def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
     """arms.csv, runs.csv and report.png in `folder` (created owner-only)."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    baselines = _baselines(rows)
     arms_csv, runs_csv, png = folder / "arms.csv", folder / "runs.csv", folder / "report.png"
     with open(arms_csv, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["arm", "runs", "val_mean", "val_sd", "test_mean", "test_sd", "teacher_calls_mean", "kept_mean",
-                    "minutes_mean", *(f"{k}_{b}" for b in BASELINES for k in ("delta", "ci_low", "ci_high")), "rejected"])
+                    "minutes_mean", *(f"{k}_{b}" for b in baselines for k in ("delta", "ci_low", "ci_high")), "rejected"])
         for row in rows:
             cells: list[Any] = [row["arm"], row["runs"], row["val"].mean, row["val"].sd, row["test"].mean, row["test"].sd,
                                 row["teacher_calls"].mean, row["kept"].mean, row["minutes"].mean]
-            for base in BASELINES:
+            for base in baselines:
                 p = row[f"vs_{base}"]
                 cells += [p.delta, p.ci_low, p.ci_high] if p else ["", "", ""]
             cells.append(";".join(f"{k}={v}" for k, v in sorted(row["rejected"].items())))

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from models.errors import L2LError
+from models.errors import ConfigError, L2LError
 from engine.status import LIVE, RunStatus
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
@@ -165,16 +165,20 @@ def sweep(
 
 
 @app.command()
-def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l sweep`)."), store: Optional[Path] = StoreOpt) -> None:
+def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l sweep`)."), store: Optional[Path] = StoreOpt,
+           against: Optional[str] = typer.Option(None, "--against", help="Comma-separated arms to pair every arm with as well as plain and paper, e.g. llm2llm for ablations.")) -> None:
     """Per arm: accuracy, cost and paired test differences against plain and paper; writes CSVs and a PNG plot."""
-    _print_report(_open_store(store), sweep_id)
+    _print_report(_open_store(store), sweep_id, [a.strip() for a in (against or "").split(",") if a.strip()])
 
 
-def _print_report(st, sweep_id: int) -> None:
-    from engine.sweep_report import arm_rows, gather, render, report_folder, write_files
+def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
+    from engine.sweep_report import BASELINES, arm_rows, gather, render, report_folder, write_files
 
     report_ = gather(st, sweep_id)
-    rows = arm_rows(report_)
+    unknown = [a for a in against or [] if a not in report_.arms]
+    if unknown:
+        raise ConfigError(f"--against: sweep {sweep_id} has no arm {', '.join(unknown)}; its arms: {', '.join(report_.arms)}")
+    rows = arm_rows(report_, (*BASELINES, *(a for a in against or [] if a not in BASELINES)))
     files = write_files(report_, rows, report_folder(st, sweep_id))
     out.print(render(report_, rows, files))
 

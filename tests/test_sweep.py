@@ -152,6 +152,20 @@ def test_report_numbers_match_the_store(swept: tuple[Path, dict]) -> None:
     assert "sweep 1" in swept[1]["stdout"], "the sweep prints its report when it finishes"
 
 
+def test_report_pairs_with_the_arms_asked_for(swept: tuple[Path, dict], tmp_path: Path) -> None:
+    """Ablations are read against llm2llm: `--against llm2llm` adds that pairing to the table and the CSV."""
+    import shutil
+
+    shutil.copy(swept[0], tmp_path / "l2l.db")
+    proc = l2l("report", "1", "--store", str(tmp_path / "l2l.db"), "--against", "llm2llm")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "vs llm2llm" in proc.stdout
+    header = (tmp_path / "sweeps" / "sweep-1" / "arms.csv").read_text().splitlines()[0]
+    assert "delta_llm2llm" in header and "delta_plain" in header
+    bad = l2l("report", "1", "--store", str(tmp_path / "l2l.db"), "--against", "nope")
+    assert bad.returncode == 2 and "sweep 1 has no arm nope" in bad.stderr
+
+
 def test_a_user_arm_and_bad_arms(tiny_gguf: Path, tmp_path: Path) -> None:
     from engine.config import SweepConfig
     from engine.arms import resolve_arms
