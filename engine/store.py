@@ -214,10 +214,10 @@ class Store:
             FROM runs r ORDER BY r.id DESC"""
         return [_decode(row, RUN_JSON) for row in self.db.query(sql)]
 
-    def finished_runs_with_hash(self, config_hash: str) -> list[int]:
-        """Ids of finished runs whose resolved config has this digest, oldest first."""
-        rows = self.db.execute("SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY id",
-                               [config_hash]).fetchall()
+    def finished_runs_named(self, name: str) -> list[int]:
+        """Ids of finished runs with this name, oldest first."""
+        rows = self.db.execute("SELECT id FROM runs WHERE name = ? AND status = 'finished' ORDER BY id",
+                               [name]).fetchall()
         return [int(r[0]) for r in rows]
 
     def update_run(self, run_id: int, **fields: Any) -> None:

@@ -17,6 +17,8 @@ from engine.report import duration, pct
 from engine.runs import Prepared, claim, create_run, effective_status, prepare
 from engine.status import RunStatus
 from engine.store import Store, now
+
+DATA_FILES = ("seed", "validation", "test", "pool")
 from models.errors import ConfigError, L2LError
 
 
@@ -162,14 +164,21 @@ def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm) -> i
     return run_id
 
 
+def _without_data_paths(config: dict[str, Any]) -> str:
+    """A resolved config as canonical JSON with the data files' paths left out: the split texts stand for them."""
+    data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_FILES}
+    return json.dumps({**config, "data": data}, sort_keys=True)
+
+
 def finished_twin(store: Store, prepared: Prepared) -> int | None:
-    """A finished run of the store with the same resolved config and the same seed, validation and test texts: its
-    results are this cell's (same seeds, same teacher cache), so it is shared instead of computed again."""
-    config_json = prepared.cfg.to_json()
+    """A finished run of the store with the same resolved config (wherever its data files were) and the same seed,
+    validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is shared instead
+    of computed again."""
+    config_json = _without_data_paths(json.loads(prepared.cfg.to_json()))
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
-    for run_id in store.finished_runs_with_hash(prepared.cfg.digest()):
-        if json.dumps(store.run(run_id)["config"], sort_keys=True) != config_json:
+    for run_id in store.finished_runs_named(prepared.cfg.name):
+        if _without_data_paths(store.run(run_id)["config"]) != config_json:
             continue
         if all(sorted(e["content_hash"] for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):

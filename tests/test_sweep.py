@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,12 @@ def test_a_finished_run_with_the_same_config_is_shared_not_run_again(swept: tupl
 
     shutil.copytree(swept[0].parent, tmp_path / "copy")
     config = sweep_config(tiny_gguf, tmp_path / "copy")  # the same sweep file, now pointing at the copied store
+    doc = tomllib.loads(config.read_text(encoding="utf-8"))
+    moved = tmp_path / "elsewhere" / "pool.jsonl"  # the data moved with its project: the same texts, another path
+    moved.parent.mkdir()
+    shutil.copy(doc["data"]["pool"], moved)
+    doc["data"]["pool"] = str(moved)
+    config.write_text(tomli_w.dumps(doc), encoding="utf-8")
     store = Store(tmp_path / "copy" / "l2l.db", create=False)
     before = len(store.runs())
     paper = {c["seed_set"]: c["run_id"] for c in store.sweep_runs(1) if c["arm"] == "paper"}
