@@ -17,9 +17,9 @@ from engine.report import duration, pct
 from engine.runs import Prepared, claim, create_run, effective_status, prepare
 from engine.status import RunStatus
 from engine.store import Store, now
+from models.errors import ConfigError, L2LError
 
 DATA_FILES = ("seed", "validation", "test", "pool")
-from models.errors import ConfigError, L2LError
 
 
 @dataclass(frozen=True)
