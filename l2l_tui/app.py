@@ -226,16 +226,29 @@ class L2LApp(App[None]):
                         lambda _: self.notify(f"run {run_id}: stop requested; it exits after the phase in flight"))
 
     def export_dialog(self, run_id: int) -> None:
-        """Ask for a folder, then write the run's final training set (JSONL) and best adapter there."""
-        from engine.export import export_run
+        """Ask for a folder and whether to build the model files, then export: the final training set (JSONL) and the
+        best adapter, and on request the merged model, the GGUFs and an Ollama Modelfile (as `l2l export`)."""
+        from engine.export import LIGHT, PARTS, export_run
+        from l2l_tui.screens.confirm import ConfirmScreen
         from l2l_tui.screens.file_picker import PathPicker
+
+        def say(message: str) -> None:
+            self._from_thread(self.notify, f"export run {run_id}: {message}", markup=False)
+
+        def export(folder: Path, full: bool | None) -> None:
+            parts = PARTS if full else LIGHT
+            self.background(f"export run {run_id}",
+                            self._with_store(lambda store: export_run(store, run_id, folder, parts, say=say)),
+                            lambda written: self.notify("exported\n" + "\n".join(f"{k}: {v}" for k, v in written.items()),
+                                                        timeout=10, markup=False))
 
         def chosen(folder: Path | None) -> None:
             if folder is None:
                 return
-            self.background(f"export run {run_id}", self._with_store(lambda store: export_run(store, run_id, folder)),
-                            lambda written: self.notify("exported\n" + "\n".join(f"{k}: {v}" for k, v in written.items()),
-                                                        timeout=10, markup=False))
+            self.push_screen(ConfirmScreen("Also build the model files: the merged 16-bit model, f16 and q8_0 GGUFs and an "
+                                           "Ollama Modelfile? This loads the student and takes minutes.\n"
+                                           "No: the training set and the adapter only.", yes="Model files too"),
+                             lambda full: export(folder, full))
 
         self.push_screen(PathPicker(f"export run {run_id} into folder", "dir", Path.cwd()), chosen)
 
