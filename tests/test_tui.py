@@ -304,10 +304,8 @@ async def test_new_run_from_a_run_starts_from_its_config(tiny_run_store: tuple[P
 
 
 # export, delete, help, palette ----------------------------------------------------------------------------------
-@async_test
-async def test_export_writes_the_dataset_and_the_best_adapter(store_copy: tuple[Path, int], tmp_path: Path) -> None:
-    path, run_id = store_copy
-    out = tmp_path / "exported"
+async def export_from_the_app(path: Path, out: Path, *, model_files: bool, done: Path) -> None:
+    """Export the first run from the runs screen into `out`, answering the model-files question, until `done` exists."""
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
@@ -318,9 +316,16 @@ async def test_export_writes_the_dataset_and_the_best_adapter(store_copy: tuple[
         picker.query_one("#picker-path", Input).focus()
         await pilot.press("enter")
         assert isinstance(app.screen, ConfirmScreen), "model files or not"
-        await pilot.press("n")
-        await until(pilot, lambda: (out / f"run-{run_id}-train.jsonl").exists(), "the export")
+        await pilot.press("y" if model_files else "n")
+        await until(pilot, done.exists, "the export", timeout=600)
         await settle(pilot)
+
+
+@async_test
+async def test_export_writes_the_dataset_and_the_best_adapter(store_copy: tuple[Path, int], tmp_path: Path) -> None:
+    path, run_id = store_copy
+    out = tmp_path / "exported"
+    await export_from_the_app(path, out, model_files=False, done=out / f"run-{run_id}-train.jsonl")
     assert not (out / f"run-{run_id}.Modelfile").exists()
     best = Store(path, create=False).run(run_id)["best_round"]
     assert (out / f"run-{run_id}-adapter" / "adapter_config.json").exists(), f"adapter of round {best}"
@@ -333,16 +338,7 @@ async def test_export_writes_the_dataset_and_the_best_adapter(store_copy: tuple[
 async def test_export_with_model_files_writes_what_l2l_export_writes(store_copy: tuple[Path, int], tmp_path: Path) -> None:
     path, run_id = store_copy
     out = tmp_path / "exported"
-    app = L2LApp(path, poll_seconds=0.1)
-    async with app.run_test(size=SIZE) as pilot:
-        await open_runs(pilot)
-        await pilot.press("e")
-        app.screen.query_one("#picker-path", Input).value = str(out)
-        app.screen.query_one("#picker-path", Input).focus()
-        await pilot.press("enter")
-        await pilot.press("y")
-        await until(pilot, lambda: (out / f"run-{run_id}-manifest.json").exists(), "the export", timeout=600)
-        await settle(pilot)
+    await export_from_the_app(path, out, model_files=True, done=out / f"run-{run_id}-manifest.json")
     for name in (f"run-{run_id}.Modelfile", f"run-{run_id}-f16.gguf", f"run-{run_id}-q8_0.gguf", f"run-{run_id}-merged"):
         assert (out / name).exists(), name
 

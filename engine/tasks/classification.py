@@ -16,6 +16,8 @@ from engine.tasks.teacher_prompt import (
     clip,
     examples_schema,
     object_schema,
+    pick_schema,
+    pick_verdict,
     student_said,
     teacher_chat,
     verify_chat,
@@ -129,14 +131,11 @@ class ClassificationTask(Task):
 
     def verify_schema(self) -> dict[str, Any]:
         """{'label': one of the labels or 'not a valid input'}."""
-        return object_schema({"label": {"type": "string", "enum": [*self.labels, NOT_VALID]}})
+        return pick_schema("label", self.labels)
 
     def verify_verdict(self, reply: dict[str, Any], ex: Example) -> str | None:
         """'not_a_task', 'label_disagrees' or None."""
-        label = str(reply.get("label", ""))
-        if label == NOT_VALID:
-            return "not_a_task"
-        return None if label.casefold() == ex.answer.casefold() else "label_disagrees"
+        return pick_verdict(reply, "label", ex.answer)
 
     def reject_reason(self, ex: Example) -> str | None:
         """'empty_input' or 'label_not_in_set'."""

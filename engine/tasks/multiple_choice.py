@@ -16,6 +16,8 @@ from engine.tasks.teacher_prompt import (
     clip,
     examples_schema,
     object_schema,
+    pick_schema,
+    pick_verdict,
     student_said,
     teacher_chat,
     verify_chat,
@@ -158,14 +160,11 @@ class MultipleChoiceTask(Task):
 
     def verify_schema(self) -> dict[str, Any]:
         """{'answer': a letter or 'not a valid input'}."""
-        return object_schema({"answer": {"type": "string", "enum": [*self.letters, NOT_VALID]}})
+        return pick_schema("answer", self.letters)
 
     def verify_verdict(self, reply: dict[str, Any], ex: Example) -> str | None:
         """'not_a_task', 'label_disagrees' or None."""
-        answer = str(reply.get("answer", ""))
-        if answer == NOT_VALID:
-            return "not_a_task"
-        return None if answer.casefold() == ex.answer.casefold() else "label_disagrees"
+        return pick_verdict(reply, "answer", ex.answer)
 
     def reject_reason(self, ex: Example) -> str | None:
         """'empty_input', 'wrong_option_count', 'empty_option', 'duplicate_options' or 'label_not_in_set'."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 SYSTEM = (
@@ -77,6 +78,20 @@ def max_reply_chars(schema: dict[str, Any]) -> int:
     if kind == "object":
         return 2 + sum(len(name) + 6 + max_reply_chars(sub) for name, sub in schema["properties"].items())
     return 64
+
+
+def pick_schema(key: str, options: Sequence[str]) -> dict[str, Any]:
+    """The blind verifier's reply: {key: one of the options or 'not a valid input'}."""
+    return object_schema({key: {"type": "string", "enum": [*options, NOT_VALID]}})
+
+
+def pick_verdict(reply: dict[str, Any], key: str, expected: str) -> str | None:
+    """'not_a_task' when the blind pick says the text is no input of the task, 'label_disagrees' when it picks
+    another answer than the candidate's, else None."""
+    picked = str(reply.get(key, ""))
+    if picked == NOT_VALID:
+        return "not_a_task"
+    return None if picked.casefold() == expected.casefold() else "label_disagrees"
 
 
 def verify_chat(request: str) -> list[dict[str, str]]:
