@@ -3,7 +3,7 @@
 Real rows, real SmolLM2-135M-Instruct student (the catalog's GGUF converted to an fp32 HF folder), CPU:
   math_topic  "Problem: {problem}\\nSubject:" against the 7 MATH subject names (1 to 3 tokens each);
   mmlu_stem   "Question: {question}\\nAnswer:" against " " + each choice text (cloze style, 4 options).
-Data: the product's embedded engine/demo_data/<task>.jsonl (real MATH and MMLU rows), the first --rows rows. Both paths must agree to 1e-4 on prompts that fit
+Data: the product's embedded engine/demo_data/<task>.jsonl (real MATH and MMLU rows), --rows rows spread over the file. Both paths must agree to 1e-4 on prompts that fit
 max_length beside their longest option (the per-pair path cuts an overlong prompt per option, the cached path once).
 
     nice .venv/bin/python bench/bench_options.py [--task math_topic|mmlu_stem|both] [--rows 64] [--batch-size 16] [--threads N]
@@ -40,7 +40,8 @@ SUBJECTS = ["Algebra", "Counting & Probability", "Geometry", "Intermediate Algeb
 
 def task_rows(task: str, n: int) -> tuple[list[str], list[list[str]], list[int]]:
     """Prompts, options and the gold option index of the first n rows of a task."""
-    rows = [json.loads(line) for line in (DATA / f"{task}.jsonl").read_text().splitlines()[:n]]
+    lines = (DATA / f"{task}.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[::max(1, len(lines) // n)][:n]]  # spread: the files are in source order
     if task == "math_topic":
         options = [" " + s for s in SUBJECTS]
         return ([f"Problem: {r['problem']}\nSubject:" for r in rows], [options] * len(rows),

@@ -164,21 +164,22 @@ def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm) -> i
     return run_id
 
 
-def _without_data_paths(config: dict[str, Any]) -> str:
-    """A resolved config as canonical JSON with the data files' paths left out: the split texts stand for them."""
+def _without_paths(config: dict[str, Any]) -> str:
+    """A resolved config as canonical JSON without the store's and the data files' paths: a copied or moved project is
+    the same experiment (the split texts are compared apart)."""
     data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_FILES}
-    return json.dumps({**config, "data": data}, sort_keys=True)
+    return json.dumps({**{k: v for k, v in config.items() if k != "store"}, "data": data}, sort_keys=True)
 
 
 def finished_twin(store: Store, prepared: Prepared) -> int | None:
-    """A finished run of the store with the same resolved config (wherever its data files were) and the same seed,
+    """A finished run of the store with the same resolved config (wherever the store and data files were) and the same seed,
     validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is shared instead
     of computed again."""
-    config_json = _without_data_paths(json.loads(prepared.cfg.to_json()))
+    config_json = _without_paths(json.loads(prepared.cfg.to_json()))
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
     for run_id in store.finished_runs_named(prepared.cfg.name):
-        if _without_data_paths(store.run(run_id)["config"]) != config_json:
+        if _without_paths(store.run(run_id)["config"]) != config_json:
             continue
         if all(sorted(e["content_hash"] for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):

@@ -272,6 +272,7 @@ def plot_png(report: SweepReport, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     for i, arm in enumerate(report.arms):
@@ -295,6 +296,7 @@ def plot_png(report: SweepReport, path: Path) -> None:
         if tests:
             right.hlines(statistics.fmean(tests), i - 0.3, i + 0.3, color=color, linewidth=2)
     left.set_xlabel("round (0 = plain fine-tuning on the seeds)")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("validation accuracy % (mean; band: min-max over seed sets)")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
