@@ -58,18 +58,26 @@ def round_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
     return rows
 
 
-def rounds_table(store: Store, run_id: int, title: str | None = None) -> Table:
-    """The round table of a run."""
+# Terminal widths from which `l2l status` adds columns: the task and start time, then the two models.
+WITH_TASK, WITH_MODELS = 110, 160
+
+
+def rounds_table(store: Store, run_id: int, title: str | None = None, width: int = WITH_TASK) -> Table:
+    """The round table of a run; below 110 columns the phases' times fold into one (nothing is cut short)."""
     best = store.run(run_id).get("best_round")
     table = Table(title=title, title_justify="left")
-    for name in ("round", "train", "misses", "new kept/rej", "seed %", "val %", "test %", "train", "eval", "teacher", "filter"):
+    per_phase = width >= WITH_TASK
+    for name in ("round", "train", "misses", "new kept/rej", "seed %", "val %", "test %",
+                 *(tuple("teacher" if p == "augment" else p for p in PHASE_NAMES) if per_phase else ("time",))):
         table.add_column(name, justify="right")
     for r in round_rows(store, run_id):
         mark = "*" if r["round"] == best else ""
         new = "-" if r["generated"] is None else f"{r['kept'] if r['kept'] is not None else '?'}/{r['rejected'] if r['rejected'] is not None else '?'}"
+        times = [r[f"{p}_s"] for p in PHASE_NAMES]
+        total = sum(t for t in times if t is not None) if any(t is not None for t in times) else None
         table.add_row(f"{r['round']}{mark}", str(r["train_size"] or "-"), str(r["misses"] if r["misses"] is not None else "-"),
                       new, pct(r["seed_acc"]), pct(r["val_acc"]), pct(r["test_acc"]),
-                      *(seconds(r[f"{p}_s"]) for p in PHASE_NAMES))
+                      *([seconds(t) for t in times] if per_phase else [seconds(total)]))
     return table
 
 
@@ -92,13 +100,13 @@ def round_details(store: Store, run_id: int) -> list[Text]:
     return lines
 
 
-def run_summary(store: Store, run_id: int) -> Group:
+def run_summary(store: Store, run_id: int, width: int = 120) -> Group:
     """Header line, round table and best-round line of one run, read from one snapshot of the store."""
     with store.snapshot():
-        return _run_summary(store, run_id)
+        return _run_summary(store, run_id, width)
 
 
-def _run_summary(store: Store, run_id: int) -> Group:
+def _run_summary(store: Store, run_id: int, width: int) -> Group:
     run = store.run(run_id)
     cfg = run["config"]
     head = Text.assemble((f"run {run_id} ", "bold"), f"{run['name']} · {effective_status(run)} · task {cfg['task'].get('preset') or cfg['task'].get('kind')}"
@@ -106,7 +114,7 @@ def _run_summary(store: Store, run_id: int) -> Group:
     parts: list[Any] = [head]
     if run.get("plan"):
         parts.append(Text(f"training: {run['plan']['mode']} on {run['plan']['device']} — {run['plan']['reason']}", style="dim"))
-    parts.append(rounds_table(store, run_id))
+    parts.append(rounds_table(store, run_id, width=width))
     parts.extend(round_details(store, run_id))
     if run.get("best_round") is not None:
         best = store.existing_round(run_id, run["best_round"])
@@ -120,8 +128,6 @@ def _run_summary(store: Store, run_id: int) -> Group:
     return Group(*parts)
 
 
-# Terminal widths from which `l2l status` adds columns: the task and start time, then the two models.
-WITH_TASK, WITH_MODELS = 110, 160
 
 
 def runs_table(store: Store, width: int = WITH_MODELS) -> Table:

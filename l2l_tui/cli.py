@@ -124,7 +124,7 @@ def _execute(st, run_id: int) -> None:
     with CliProgress(console) as progress:
         loop = Loop(st, run_id, on_progress=progress.update, on_log=progress.log)
         status = loop.run()
-    out.print(run_summary(st, run_id))
+    out.print(run_summary(st, run_id, width=out.width))
     if status != RunStatus.FINISHED:
         console.print(f"run {run_id} {status}; continue with `l2l resume {run_id}`")
         raise typer.Exit(130 if status == RunStatus.STOPPED else 1)
@@ -189,7 +189,7 @@ def status(run_id: Optional[int] = typer.Argument(None, help="Run id; all runs w
     from engine.report import run_summary, runs_table
 
     st = _open_store(store)
-    out.print(runs_table(st, width=out.width) if run_id is None else run_summary(st, run_id))
+    out.print(runs_table(st, width=out.width) if run_id is None else run_summary(st, run_id, width=out.width))
 
 
 @app.command()

@@ -89,6 +89,24 @@ def test_status_fits_80_and_120_columns_without_cutting_words(tmp_path: Path) ->
             assert word in text, (width, word)
 
 
+def test_a_runs_rounds_fit_80_columns_and_show_each_phase_from_110(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from engine.report import run_summary
+    from engine.store import Store
+
+    store = Store(fixed_store(tmp_path / "l2l.db"))
+    run_id = max(r["id"] for r in store.runs() if r["status"] == "finished")
+    for width, phases in ((80, ["time"]), (120, ["train", "eval", "teacher", "filter"])):
+        console = Console(width=width, record=True)
+        console.print(run_summary(store, run_id, width=width))
+        text = console.export_text()
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+        header = next(line for line in text.splitlines() if "┃ round" in line)
+        assert "…" not in header, "no column header is cut short"
+        assert [h.strip() for h in header.strip("┃").split("┃")][7:] == phases
+
+
 def test_export_lists_each_file_with_size_and_sha256(store_copy: tuple[Path, int], tmp_path: Path) -> None:
     import hashlib
 
