@@ -14,7 +14,7 @@ from typing import Any
 from engine.config import RunConfig
 from engine.example_rows import example_from_row
 from engine.faults import fault_point
-from engine.store import Store
+from engine.store import Store, private_dir
 from engine.tasks.base import Task
 from models.errors import ConfigError, StoreError
 
@@ -119,9 +119,7 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
     task = make_task(cfg.task)
     best = best_round(store, run_id)
     out_dir = Path(out_dir)
-    if not out_dir.exists():
-        out_dir.mkdir(parents=True, mode=0o700)
-        os.chmod(out_dir, 0o700)
+    private_dir(out_dir)
     _clear_leftovers(out_dir)
     rows = final_training_set(store, run_id)
     stem = f"run-{run_id}"

@@ -96,8 +96,8 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
         pk=("sweep_id", "arm", "seed_set"), foreign_keys=[("sweep_id", "sweeps", "id"), ("run_id", "runs", "id")],
     )
     db.table("examples").create_index(["run_id", "status"])
-    db.table("teacher_calls").add_column("purpose", str)
-    db.table("runs").add_column("teacher", str)  # what the teacher backend reported when it first loaded (JSON)  # 'write' (new examples) or 'verify' (blind check of one)
+    db.table("teacher_calls").add_column("purpose", str)  # 'write' (new examples) or 'verify' (blind check of one)
+    db.table("runs").add_column("teacher", str)  # what the teacher backend reported when it first loaded (JSON)
 
 
 def _migrate_v3(db: sqlite_utils.Database) -> None:
@@ -273,7 +273,8 @@ class Store:
     def examples(self, run_id: int, split: str | None = None, status: str | None = None,
                  origin_round: int | None = None) -> list[dict[str, Any]]:
         """Examples of a run, optionally by split, status and origin round, in id order."""
-        where, args = ["run_id = ?"], [run_id]  # type: list[str], list[object]
+        where: list[str] = ["run_id = ?"]
+        args: list[object] = [run_id]
         for column, value in (("split", split), ("status", status), ("origin_round", origin_round)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -301,7 +302,8 @@ class Store:
 
     def predictions(self, run_id: int, round_idx: int | None = None, example_id: int | None = None) -> list[dict[str, Any]]:
         """Predictions of a run, by round and/or example."""
-        where, args = ["run_id = ?"], [run_id]  # type: list[str], list[object]
+        where: list[str] = ["run_id = ?"]
+        args: list[object] = [run_id]
         if round_idx is not None:
             where.append("round = ?")
             args.append(round_idx)

@@ -172,10 +172,10 @@ def _without_paths(config: dict[str, Any]) -> str:
 
 
 def finished_twin(store: Store, prepared: Prepared) -> int | None:
-    """A finished run of the store with the same resolved config (wherever the store and data files were) and the same seed,
-    validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is shared instead
-    of computed again."""
-    config_json = _without_paths(json.loads(prepared.cfg.to_json()))
+    """A finished run of the store with the same resolved config (wherever the store and data files were) and the
+    same seed, validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is
+    shared instead of computed again."""
+    config_json = _without_paths(prepared.cfg.model_dump(mode="json"))
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
     for run_id in store.finished_runs_named(prepared.cfg.name):

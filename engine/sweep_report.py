@@ -16,7 +16,7 @@ from rich.text import Text
 
 from engine.compare import correct_by_text
 from engine.status import RunStatus
-from engine.store import Store
+from engine.store import Store, private_dir
 
 BASELINES = ("plain", "paper")  # what every arm is paired with; `l2l report --against ARM` adds others
 RESAMPLES = 4000
@@ -238,7 +238,7 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
 
 def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
     """arms.csv, runs.csv and report.png in `folder` (created owner-only)."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     baselines = _baselines(rows)
     arms_csv, runs_csv, png = folder / "arms.csv", folder / "runs.csv", folder / "report.png"
     with open(arms_csv, "w", newline="", encoding="utf-8") as fh:
