@@ -28,7 +28,7 @@ from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
 
-__all__ = ["Loop", "StopRequested", "Interrupted", "fault_point"]
+__all__ = ["Loop"]
 
 
 class Loop:

@@ -117,7 +117,8 @@ Line = Callable[[str], None]
 def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callable[[str, int, int], None] | None = None,
               on_log: Callable[[str, str], None] | None = None) -> str:
     """Run every cell of the sweep not finished yet, seed set by seed set; returns the sweep's final status."""
-    from engine.loop import Loop, fault_point
+    from engine.faults import fault_point
+    from engine.loop import Loop
 
     claim(store, "sweeps", sweep_id, "sweep")  # one process per sweep, atomically
     sweep = store.sweep(sweep_id)
