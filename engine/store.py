@@ -282,6 +282,24 @@ class Store:
         sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
         return [_decode(row, ("choices", "meta")) for row in self.db.query(sql, args)]
 
+    def training_set(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's final training set: seed rows then kept synthetic rows, each in id order, with lineage columns."""
+        sql = ("SELECT id, split, input, target, answer, choices, origin_round, parent_id, teacher_call FROM examples "
+               "WHERE run_id = ? AND (split = 'seed' OR (split = 'synthetic' AND status = 'kept')) "
+               "ORDER BY split != 'seed', id")
+        cursor = self.db.conn.execute(sql, [run_id])
+        names = [d[0] for d in cursor.description]
+        rows = []
+        for values in cursor:
+            row = dict(zip(names, values, strict=True))
+            choices = json.loads(row["choices"]) if row["choices"] else None
+            if choices:
+                row["choices"] = choices
+            else:
+                del row["choices"]  # the key only where the task has options
+            rows.append(row)
+        return rows
+
     def set_example_status(self, example_id: int, status: str, reason: str | None = None) -> None:
         """Mark an example kept or rejected (with its reason), inside the caller's transaction."""
         self.db.table("examples").update(example_id, {"status": status, "reason": reason})

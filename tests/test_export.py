@@ -311,3 +311,36 @@ def test_an_export_killed_mid_way_is_finished_by_the_next_one(point: str, tiny_r
     assert not list((tmp_path / "out").glob("*.tmp"))
     files = {f["path"]: f["sha256"] for f in read_manifest(tmp_path / "out", run_id)["files"]}
     assert files == {f["path"]: f["sha256"] for f in read_manifest(reference, run_id)["files"]}
+
+
+def test_data_export_of_a_multiple_choice_run_keeps_text_byte_for_byte(tmp_path: Path) -> None:
+    from engine.config import resolve
+    from engine.example_rows import example_row
+    from engine.tasks.base import Example
+
+    store = Store(tmp_path / "l2l.db")
+    cfg = resolve({"name": "mc", "task": {"preset": "mmlu_stem"},
+                   "data": {"seed": str(Path(__file__).parent / "fixtures" / "mmlu_stem_12.jsonl")}})
+    seed = Example(input="Which is $\\frac{1}{2}$ of ½?", target=" B", answer="B", choices=("¼", "\\tan θ", "1", "2"))
+    with store.transaction():
+        run_id = store.create_run("mc", cfg.to_json(), cfg.digest(), 0, {}, {}, {})
+        [seed_id] = store.insert_examples([example_row(run_id, "seed", seed)])
+        written = [example_row(run_id, "synthetic", Example(input=f"Q{i} «é»", target=" A", answer="A",
+                                                            choices=("x", "y", "z", "w")),
+                               status=status, origin_round=0, parent_id=seed_id, teacher_call="k")
+                   for i, status in enumerate(("kept", "rejected", "kept"))]
+        store.insert_examples(written)
+        store.upsert_round(run_id, 0, phase="done")
+        store.update_run(run_id, status="finished", best_round=0)
+    out = tmp_path / "out"
+    export_run(store, run_id, out, ("data",))
+    raw = (out / f"run-{run_id}-train.jsonl").read_bytes()
+    rows = [json.loads(line) for line in raw.splitlines()]
+    assert [r["input"] for r in rows] == [seed.input, "Q0 «é»", "Q2 «é»"]  # seeds first, rejected left out
+    assert rows[0]["choices"] == list(seed.choices or ()) and list(rows[0]) == [
+        "id", "split", "input", "target", "answer", "choices", "origin_round", "parent_id", "teacher_call"]
+    assert "«é»".encode() in raw and b"\\\\frac" in raw  # UTF-8 as is; a backslash escaped once, as JSON wants
+    task = make_task(cfg.task)
+    plain = [json.loads(line) for line in (out / f"run-{run_id}-train.prompt-completion.jsonl").open(encoding="utf-8")]
+    assert plain[0]["prompt"] == task.render_prompt(seed) and "¼" in plain[0]["prompt"]
+    assert read_manifest(out, run_id)["prompt_input"] == "prompt"  # lettered options: no input-only frame
