@@ -132,8 +132,8 @@ def _execute(st, run_id: int) -> None:
 
 @app.command()
 def sweep(
-    config: Optional[Path] = typer.Argument(None, help="Run config (TOML), optionally with a [sweep] table."),
-    arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated arms, e.g. plain,paper,llm2llm (default: the config's [sweep] arms)."),
+    config: Optional[Path] = typer.Argument(None, help="Run config (TOML), optionally with a \\[sweep] table."),
+    arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated arms, e.g. plain,paper,llm2llm (default: the config's \\[sweep] arms)."),
     seed_sets: Optional[int] = typer.Option(None, "--seed-sets", help="Seed sets per arm (default: the config's, else 3)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key of the config for every run (repeatable)."),
     store: Optional[Path] = StoreOpt,

@@ -34,6 +34,11 @@ def test_unknown_override_key_is_refused_by_name(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "train.epochz: unknown key" in proc.stderr
 
 
+def test_sweep_help_shows_the_table_name_rich_would_eat() -> None:
+    proc = _l2l("sweep", "--help")
+    assert proc.returncode == 0 and "with a [sweep] table" in " ".join(proc.stdout.split())
+
+
 def test_cli_progress_echoes_a_sample_of_teacher_examples_per_phase() -> None:
     from rich.console import Console
 
