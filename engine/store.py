@@ -284,20 +284,20 @@ class Store:
 
     def training_set(self, run_id: int) -> list[dict[str, Any]]:
         """The run's final training set: seed rows then kept synthetic rows, each in id order, with lineage columns."""
-        sql = ("SELECT id, split, input, target, answer, choices, origin_round, parent_id, teacher_call FROM examples "
-               "WHERE run_id = ? AND (split = 'seed' OR (split = 'synthetic' AND status = 'kept')) "
-               "ORDER BY split != 'seed', id")
-        cursor = self.db.conn.execute(sql, [run_id])
-        names = [d[0] for d in cursor.description]
+        columns = "id, split, input, target, answer, choices, origin_round, parent_id, teacher_call"
         rows = []
-        for values in cursor:
-            row = dict(zip(names, values, strict=True))
-            choices = json.loads(row["choices"]) if row["choices"] else None
-            if choices:
-                row["choices"] = choices
-            else:
-                del row["choices"]  # the key only where the task has options
-            rows.append(row)
+        for where in ("split = 'seed'", "split = 'synthetic' AND status = 'kept'"):  # two index walks, no sort
+            cursor = self.db.conn.execute(f"SELECT {columns} FROM examples WHERE run_id = ? AND {where} ORDER BY id",
+                                          [run_id])
+            names = [d[0] for d in cursor.description]
+            for values in cursor:
+                row = dict(zip(names, values, strict=True))
+                choices = json.loads(row["choices"]) if row["choices"] else None
+                if choices:
+                    row["choices"] = choices
+                else:
+                    del row["choices"]  # the key only where the task has options
+                rows.append(row)
         return rows
 
     def set_example_status(self, example_id: int, status: str, reason: str | None = None) -> None:
