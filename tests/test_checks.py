@@ -27,6 +27,8 @@ DEMO_META = [
     "The review was overwhelmingly positive, with no criticisms.",
     "The reviewer loved the film's humor and performances.",
 ]
+# Kept by the no_verify arm of sweep 5 (bench/out/sweeps.db) before "states" was a reporting verb of the check.
+SWEEP_META = ["The reviewer states that the movie was 'nothing special' and that the plot was 'not engaging.'"]
 DEMO_REAL = [  # also kept by that run, and real reviews in form
     "The movie is a masterpiece, but it doesn't have any special moments for me.",
     "The movie is very good, and Ms. Bullock does a great job.",
@@ -44,7 +46,7 @@ def task_of(preset: str) -> Task:
 
 def test_meta_text_catches_the_demo_rows_and_no_real_input() -> None:
     sentiment = MetaText(task_of("rotten_tomatoes"))
-    assert all(sentiment.match(text) for text in DEMO_META)
+    assert all(sentiment.match(text) for text in DEMO_META + SWEEP_META)
     assert not any(sentiment.match(text) for text in DEMO_REAL)
     assert sentiment.nouns == ["input", "review", "snippet"], "nouns come from the task's prompt and description"
     for preset, name, field in (("rotten_tomatoes", "rotten_tomatoes_20.jsonl", "text"),
