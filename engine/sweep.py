@@ -61,8 +61,8 @@ def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_
     """Read the config and its [sweep] table and check every (arm, seed set) config and its data before anything runs."""
     doc, source, base_dir = read_document(config, overrides)
     sweep_cfg = _sweep_table(doc.pop("sweep", {}), source)
-    if store is not None:
-        doc["store"] = str(store)
+    if store is not None:  # a path typed on the command line is the working directory's, not the config's
+        doc["store"] = str(Path(store).resolve())
     base = resolve(json.loads(json.dumps(doc)), source, base_dir)
     absolute = base.model_dump(mode="json", exclude_unset=False)
     # keep what the user wrote, with paths as resolve() made them absolute

@@ -182,6 +182,18 @@ def test_a_user_arm_and_bad_arms(tiny_gguf: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown arm 'unknown'" in bad.stderr and not (tmp_path / "l2l.db").exists()
 
 
+def test_a_store_given_on_the_command_line_is_relative_to_the_working_directory(
+        tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.sweep import plan_sweep
+
+    (tmp_path / "configs").mkdir()
+    config = sweep_config(tiny_gguf, tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    plan = plan_sweep(config, [], ["plain"], 1, Path("out/l2l.db"))
+    assert plan.doc["store"] == str(tmp_path / "out" / "l2l.db")  # not configs/out/l2l.db
+    assert plan_sweep(config, [], ["plain"], 1, None).doc["store"] == str(tmp_path / "configs" / "l2l.db")
+
+
 def test_a_finished_run_with_the_same_config_is_shared_not_run_again(swept: tuple[Path, dict], tmp_path: Path,
                                                                       tiny_gguf: Path) -> None:
     import shutil
