@@ -274,7 +274,7 @@ def plot_png(report: SweepReport, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     for i, arm in enumerate(report.arms):
         runs = report.of_arm(arm)
         if not runs:
@@ -297,11 +297,11 @@ def plot_png(report: SweepReport, path: Path) -> None:
             right.hlines(statistics.fmean(tests), i - 0.3, i + 0.3, color=color, linewidth=2)
     left.set_xlabel("round (0 = plain fine-tuning on the seeds)")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
-    left.set_ylabel("validation accuracy % (mean; band: min-max over seed sets)")
+    left.set_ylabel("validation % (mean; band: min-max of seed sets)")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     right.set_xticks(range(len(report.arms)), report.arms, rotation=30, ha="right")
-    right.set_ylabel("test accuracy % at the chosen round (dots: seed sets)")
+    right.set_ylabel("test % at the chosen round (dot: a seed set)")
     right.grid(alpha=0.3, axis="y")
     fig.suptitle(f"sweep {report.sweep['id']}: {report.sweep['name']}")
     fig.tight_layout()
