@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import functools
 import io
 import json
@@ -29,7 +30,7 @@ from l2l_tui.screens.sweep import SweepScreen
 from l2l_tui.screens.sweeps import SweepsScreen
 from l2l_tui.widgets.round_table import RoundTable, top_reasons
 from l2l_tui.widgets.sweep_plot import SweepPlot
-from l2l_tui.widgets.sweep_table import ArmRunsTable, ArmTable, DeltaTable, RejectedTable
+from l2l_tui.widgets.sweep_table import ArmRunsTable, ArmTable, DeltaTable, RejectedTable, per_set_text
 from l2l_tui.widgets.sweeps_table import SweepsTable
 
 SIZE = (120, 40)
@@ -256,7 +257,8 @@ async def test_sweep_screen_shows_each_arms_numbers_deltas_rejections_and_report
         shown = cell(deltas, "llm2llm", "vs_plain")
         assert shown.startswith(f"+15.0 [{100 * p.ci_low:+.1f}, {100 * p.ci_high:+.1f}]")
         assert shown.endswith("*") == p.outside
-        assert cell(deltas, "llm2llm", "sets_plain") == "s0 +20.0  s1 +10.0"
+        assert cell(deltas, "llm2llm", "sets_plain") == "+20.0 +10.0"  # seed sets 0 and 1, in order
+        assert str(per_set_text(dataclasses.replace(p, per_set={0: 0.2, 2: 0.1}))) == "s0 +20.0  s2 +10.0"  # a gap
         assert cell(deltas, "plain", "vs_plain") == "-" and cell(deltas, "llm2llm", "vs_paper") == "-"
 
         rejected = screen.query_one(RejectedTable)

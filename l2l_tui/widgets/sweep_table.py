@@ -24,10 +24,14 @@ def delta_text(p: Any) -> Text:
 
 
 def per_set_text(p: Any) -> Text:
-    """The delta of each seed set both arms finished: 's0 +2.0  s1 -1.0'."""
+    """The delta of each seed set both arms finished, in set order: '+2.0 -1.0 +0.5', or 's0 +2.0  s2 -1.0' when a
+    set is missing (so five sets fit beside the CI at 120 columns)."""
     if p is None:
         return Text("-", style="dim")
-    return Text("  ".join(f"s{s} {100 * d:+.1f}" for s, d in sorted(p.per_set.items())))
+    sets = sorted(p.per_set.items())
+    if [s for s, _ in sets] == list(range(len(sets))):
+        return Text(" ".join(f"{100 * d:+.1f}" for _, d in sets))
+    return Text("  ".join(f"s{s} {100 * d:+.1f}" for s, d in sets))
 
 
 class _Table(DataTable):
