@@ -21,6 +21,14 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def per_set_deltas(per_set: dict[int, float]) -> str:
+    """Paired deltas per seed set, in set order: '+2.0 -1.0 +0.5', or 's0 +2.0  s2 -1.0' when a set is missing."""
+    sets = sorted(per_set.items())
+    if [s for s, _ in sets] == list(range(len(sets))):
+        return " ".join(f"{100 * d:+.1f}" for _, d in sets)
+    return "  ".join(f"s{s} {100 * d:+.1f}" for s, d in sets)
+
+
 def seconds(value: float | None) -> str:
     """Seconds as '12s' / '3m04s'; None → '-'."""
     if value is None:
@@ -126,8 +134,6 @@ def _run_summary(store: Store, run_id: int, width: int) -> Group:
     if run.get("error"):
         parts.append(Text(f"error: {run['error']}", style="red"))
     return Group(*parts)
-
-
 
 
 def runs_table(store: Store, width: int = WITH_MODELS) -> Table:

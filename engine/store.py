@@ -291,11 +291,8 @@ class Store:
                                           [run_id])
             names = [d[0] for d in cursor.description]
             for values in cursor:
-                row = dict(zip(names, values, strict=True))
-                choices = json.loads(row["choices"]) if row["choices"] else None
-                if choices:
-                    row["choices"] = choices
-                else:
+                row = _decode(dict(zip(names, values, strict=True)), ("choices",))
+                if not row["choices"]:
                     del row["choices"]  # the key only where the task has options
                 rows.append(row)
         return rows

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.compare import correct_by_text
+from engine.report import per_set_deltas
 from engine.status import RunStatus
 from engine.store import Store, private_dir
 
@@ -188,7 +189,7 @@ def _delta(p: Paired | None) -> str:
 
 
 def _per_set(p: Paired | None) -> str:
-    return "-" if p is None else " ".join(f"{100 * d:+.1f}" for _, d in sorted(p.per_set.items()))
+    return "-" if p is None else per_set_deltas(p.per_set)
 
 
 def _baselines(rows: list[dict[str, Any]]) -> list[str]:

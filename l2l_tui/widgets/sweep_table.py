@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.report import pct
+from engine.report import pct, per_set_deltas
 from l2l_tui.fmt import STATUS_STYLE
 
 BASELINES = ("plain", "paper")  # engine.sweep_report.BASELINES, without importing numpy on the UI thread
@@ -24,14 +24,8 @@ def delta_text(p: Any) -> Text:
 
 
 def per_set_text(p: Any) -> Text:
-    """The delta of each seed set both arms finished, in set order: '+2.0 -1.0 +0.5', or 's0 +2.0  s2 -1.0' when a
-    set is missing (so five sets fit beside the CI at 120 columns)."""
-    if p is None:
-        return Text("-", style="dim")
-    sets = sorted(p.per_set.items())
-    if [s for s, _ in sets] == list(range(len(sets))):
-        return Text(" ".join(f"{100 * d:+.1f}" for _, d in sets))
-    return Text("  ".join(f"s{s} {100 * d:+.1f}" for s, d in sets))
+    """The delta of each seed set both arms finished (engine.report.per_set_deltas)."""
+    return Text("-", style="dim") if p is None else Text(per_set_deltas(p.per_set))
 
 
 class _Table(DataTable):
