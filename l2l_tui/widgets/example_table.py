@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
 
-COLUMNS = (("id", "id"), ("split", "split"), ("round", "origin"), ("parent", "parent"), ("status", "status"),
-           ("answer", "answer"), ("student", "student"), ("input", "input"))
+from l2l_tui.widgets.row_table import RowTable
 
 
 def one_line(text: str | None, width: int) -> str:
@@ -17,16 +15,11 @@ def one_line(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-class ExampleTable(DataTable):
+class ExampleTable(RowTable):
     """Examples of a run; the row key is the example id."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-
-    def on_mount(self) -> None:
-        """Create the columns."""
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
+    COLUMNS = (("id", "id"), ("split", "split"), ("round", "origin"), ("parent", "parent"), ("status", "status"),
+               ("answer", "answer"), ("student", "student"), ("input", "input"))
 
     def show(self, rows: list[dict[str, Any]]) -> None:
         """Replace the rows."""
@@ -46,7 +39,4 @@ class ExampleTable(DataTable):
     @property
     def selected_id(self) -> int | None:
         """The example under the cursor."""
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key
-        return int(key.value) if key.value is not None else None
+        return self.selected_int

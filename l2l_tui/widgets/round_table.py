@@ -6,26 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from engine.report import PHASE_NAMES, pct
 from l2l_tui.fmt import span
-
-COLUMNS = (("round", "round"), ("phase", "phase"), ("train", "train_size"), ("miss", "misses"), ("kept/rej", "new"),
-           ("rejected", "reasons"), ("seed %", "seed"), ("val %", "val"), ("test %", "test"), ("loss", "loss"), ("train", "t_train"),
-           ("eval", "t_eval"), ("teacher", "t_augment"), ("filter", "t_filter"))
+from l2l_tui.widgets.row_table import RowTable
 
 
-class RoundTable(DataTable):
+class RoundTable(RowTable):
     """One row per round (engine.report.round_rows); round 0 is the plain fine-tuning baseline, * marks the best."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-
-    def on_mount(self) -> None:
-        """Create the columns."""
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
+    COLUMNS = (("round", "round"), ("phase", "phase"), ("train", "train_size"), ("miss", "misses"), ("kept/rej", "new"),
+               ("rejected", "reasons"), ("seed %", "seed"), ("val %", "val"), ("test %", "test"), ("loss", "loss"), ("train", "t_train"),
+               ("eval", "t_eval"), ("teacher", "t_augment"), ("filter", "t_filter"))
 
     def show(self, rows: list[dict[str, Any]], best_round: int | None, frozen: bool = False) -> None:
         """Replace the rows."""
@@ -48,10 +40,7 @@ class RoundTable(DataTable):
     @property
     def selected_round(self) -> int | None:
         """The round under the cursor."""
-        if not self.row_count or not 0 <= self.cursor_row < self.row_count:
-            return None
-        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
-        return int(key) if key is not None else None
+        return self.selected_int
 
 
 # short names for the table's narrow column; the detail line and the example browser use the full ones

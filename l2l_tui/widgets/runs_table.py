@@ -6,29 +6,24 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from engine.report import pct
 from l2l_tui.fmt import STATUS_STYLE, cut, local_time, short_model, span
-
-COLUMNS = (("id", "id"), ("name", "name"), ("status", "status"), ("task", "task"), ("student", "student"),
-           ("teacher", "teacher"), ("rounds", "rounds"), ("val %", "best"), ("started", "started"),
-           ("duration", "duration"))
+from l2l_tui.widgets.row_table import RowTable
 
 
-class RunsTable(DataTable):
+class RunsTable(RowTable):
     """Runs, newest first; the row key is the run id; the cursor stays on its run across refreshes."""
+
+    COLUMNS = (("id", "id"), ("name", "name"), ("status", "status"), ("task", "task"), ("student", "student"),
+               ("teacher", "teacher"), ("rounds", "rounds"), ("val %", "best"), ("started", "started"),
+               ("duration", "duration"))
 
     BINDINGS = [Binding("enter", "select_cursor", "open")]
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self.runs: list[dict[str, Any]] = []
-
-    def on_mount(self) -> None:
-        """Create the columns."""
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
 
     def cells(self, run: dict[str, Any], frozen: bool) -> list[Any]:
         """One run as table cells."""
@@ -46,7 +41,7 @@ class RunsTable(DataTable):
         if same:
             for run, old in zip(runs, self.runs):
                 if run != old:
-                    for (_, key), value in zip(COLUMNS, self.cells(run, frozen)):
+                    for (_, key), value in zip(self.COLUMNS, self.cells(run, frozen)):
                         self.update_cell(str(run["id"]), key, value)
         else:
             self.clear()
@@ -59,10 +54,7 @@ class RunsTable(DataTable):
     @property
     def selected_run_id(self) -> int | None:
         """The run under the cursor."""
-        if not self.rows or self.cursor_row < 0 or self.cursor_row >= self.row_count:
-            return None
-        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key
-        return int(key.value) if key.value is not None else None
+        return self.selected_int
 
     def run_row(self, run_id: int | None) -> dict[str, Any] | None:
         """The shown row of a run."""

@@ -6,10 +6,10 @@ from collections import Counter
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from engine.report import pct, per_set_deltas
 from l2l_tui.fmt import STATUS_STYLE
+from l2l_tui.widgets.row_table import RowTable
 
 BASELINES = ("plain", "paper")  # engine.sweep_report.BASELINES, without importing numpy on the UI thread
 
@@ -28,18 +28,8 @@ def per_set_text(p: Any) -> Text:
     return Text("-", style="dim") if p is None else Text(per_set_deltas(p.per_set))
 
 
-class _Table(DataTable):
-    """A read-only row table whose cursor stays on its row key across refreshes."""
-
-    COLUMNS: tuple[tuple[str, str], ...] = ()
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-
-    def on_mount(self) -> None:
-        """Create the columns."""
-        for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+class _Table(RowTable):
+    """A table whose cursor stays on its row key across refreshes."""
 
     def fill(self, rows: list[tuple[str, list[Any]]]) -> None:
         """Replace the rows (key, cells), keeping the cursor on the same key when it is still there."""
@@ -50,13 +40,6 @@ class _Table(DataTable):
         keys = [k for k, _ in rows]
         if current in keys:
             self.move_cursor(row=keys.index(current), scroll=False)
-
-    @property
-    def selected_key(self) -> str | None:
-        """The row key under the cursor."""
-        if not self.row_count or not 0 <= self.cursor_row < self.row_count:
-            return None
-        return self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
 
 
 class ArmTable(_Table):

@@ -6,26 +6,18 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from l2l_tui.fmt import STATUS_STYLE, cut, local_time
-
-COLUMNS = (("id", "id"), ("name", "name"), ("status", "status"), ("arms", "arms"), ("seed sets", "sets"),
-           ("runs finished", "runs"), ("started", "started"))
+from l2l_tui.widgets.row_table import RowTable
 
 
-class SweepsTable(DataTable):
+class SweepsTable(RowTable):
     """Sweeps, newest first; the row key is the sweep id; the cursor stays on its sweep across refreshes."""
 
+    COLUMNS = (("id", "id"), ("name", "name"), ("status", "status"), ("arms", "arms"), ("seed sets", "sets"),
+               ("runs finished", "runs"), ("started", "started"))
+
     BINDINGS = [Binding("enter", "select_cursor", "open")]
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-
-    def on_mount(self) -> None:
-        """Create the columns."""
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
 
     def show(self, sweeps: list[dict[str, Any]], frozen: bool = False) -> None:
         """Replace the rows, keeping the cursor on the sweep it was on."""
@@ -43,7 +35,4 @@ class SweepsTable(DataTable):
     @property
     def selected_sweep_id(self) -> int | None:
         """The sweep under the cursor."""
-        if not self.row_count or not 0 <= self.cursor_row < self.row_count:
-            return None
-        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key
-        return int(key.value) if key.value is not None else None
+        return self.selected_int

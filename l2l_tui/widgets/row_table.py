@@ -1,0 +1,68 @@
+"""The base of the app's tables: a read-only row table that creates its columns and sizes them to every new row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import events
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+from textual.widgets._data_table import RowKey
+
+
+class RowTable(DataTable):
+    """Row cursor, zebra stripes, COLUMNS (label, key) created on mount, columns sized to rows however they arrive."""
+
+    COLUMNS: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._measure_posted = False
+
+    def on_mount(self) -> None:
+        """Create the columns."""
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    @property
+    def selected_key(self) -> str | None:
+        """The row key under the cursor."""
+        if not self.row_count or not 0 <= self.cursor_row < self.row_count:
+            return None
+        return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
+
+    @property
+    def selected_int(self) -> int | None:
+        """The row key under the cursor, as the id it is."""
+        key = self.selected_key
+        return int(key) if key is not None else None
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> RowKey:
+        """Add a row; the table measures it soon."""
+        self._measure_soon()
+        return super().add_row(*cells, **kwargs)
+
+    def update_cell(self, *args: Any, **kwargs: Any) -> None:
+        """Update a cell; the table measures it soon."""
+        self._measure_soon()
+        super().update_cell(*args, **kwargs)
+
+    def _measure_soon(self) -> None:
+        # DataTable sizes columns to new or changed cells on its own idle, which only follows a message to it: rows
+        # added from another widget's handler kept header-wide columns until a key press (textual#4470). So post one
+        # message to the table per batch of changes.
+        if not self._measure_posted:
+            self._measure_posted = True
+            self.call_later(self._measured)
+
+    def _measured(self) -> None:
+        self._measure_posted = False
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        # DataTable caches rendered rows by cursor, style and resize count, not by column widths: rows drawn before
+        # this idle measured them would otherwise be drawn again at the old widths.
+        measuring = self._require_update_dimensions or bool(self._updated_cells)
+        await super()._on_idle(event)
+        if measuring:
+            self._clear_caches()
+            self.refresh()
