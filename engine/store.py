@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,10 +13,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from engine.status import RunStatus
 from models.errors import StoreError
+
+
+@contextmanager
+def _without(*optional: str) -> Iterator[None]:
+    """Make `import name` fail inside the block for modules not imported yet (None in sys.modules does that)."""
+    blocked = [name for name in optional if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+
+
+with _without("pandas", "numpy"):  # sqlite_utils' optional type tables for them cost every `l2l` command half a second
+    import sqlite_utils
 
 SCHEMA_VERSION = 3
 

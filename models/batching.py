@@ -6,9 +6,10 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 IGNORE = -100
 
@@ -134,6 +135,8 @@ def collate(
     items: Sequence[Encoded], pad_id: int, pad_to: int | None = None, left: bool = False
 ) -> dict[str, torch.Tensor]:
     """Stack sequences padded to the batch max (or `pad_to`): input_ids, attention_mask, labels."""
+    import torch  # here, not at the top: the step arithmetic above is on every CLI command's import path
+
     width = max(len(x) for x in items) if pad_to is None else pad_to
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)

@@ -138,3 +138,18 @@ def test_doctor_with_a_config_checks_its_teacher_endpoint(tmp_path: Path) -> Non
     proc = _l2l("doctor", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert "teacher endpoint" in proc.stdout and "does not answer" in " ".join(proc.stdout.split())
+
+
+def test_status_and_data_export_start_without_the_ml_stack(tmp_path: Path) -> None:
+    """Reading commands stay quick as new processes: importing torch and pandas cost `l2l status` 3 s."""
+    from fixed_run import build_run_store
+
+    path, run_id = build_run_store(tmp_path / "l2l.db")
+    heavy = ("torch", "transformers", "peft", "pandas", "llama_cpp")
+    code = (f"import atexit, sys\natexit.register(lambda: print('HEAVY', [m for m in {heavy!r} if m in sys.modules]))\n"
+            "from l2l_tui.cli import main\nmain()")
+    for args in (["status"], ["status", str(run_id)], ["export", str(run_id), "--only", "data", "--out", str(tmp_path / "out")]):
+        proc = subprocess.run([sys.executable, "-c", code, *args, "--store", str(path)], capture_output=True, text=True,
+                              timeout=300, cwd=Path(__file__).resolve().parents[1], env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        assert "HEAVY []" in proc.stdout, (args, proc.stdout[-300:])
