@@ -12,6 +12,7 @@ import io
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -170,8 +171,20 @@ def measure(path: Path, run_id: int, repeat: int = 3) -> list[tuple[str, float, 
         ("app: example detail", lambda s: example_detail(s, some_synthetic)),
         ("app: lineage of the busiest seed", lambda s: lineage(s, seed_id)),
     ]
+    def process(*args: str) -> Callable[[], Any]:
+        """The command as the user runs it: a new Python process, imports included."""
+        argv = [sys.executable, "-c", "from l2l_tui.cli import main; main()", *args, "--store", str(path)]
+        return lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+
+    commands = [
+        ("`l2l status` (new process)", process("status")),
+        ("`l2l status RUN` (new process)", process("status", str(run_id))),
+        ("`l2l export RUN --only data,adapter` (new process)",
+         process("export", str(run_id), "--out", str(out_dir), "--only", "data,adapter")),
+    ]
     with scratch:
-        return [(name, *_timed(with_store(read), repeat)) for name, read in cases]
+        return ([(name, *_timed(with_store(read), repeat)) for name, read in cases]
+                + [(name, *_timed(call, repeat)) for name, call in commands])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ def test_bench_reads_run_on_a_small_store(tmp_path: Path) -> None:
     assert store.count("examples") >= 2900 and store.count("rounds") == 4
     store.close()
     rows = measure(path, run_id, repeat=1)
-    assert len(rows) == 14 and all(first >= 0 for _, first, _ in rows)
+    assert len(rows) == 17 and all(first >= 0 for _, first, _ in rows)
 
 
 def test_hot_queries_use_indexes(tmp_path: Path) -> None:
