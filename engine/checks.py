@@ -102,6 +102,22 @@ def repair_escapes(text: str) -> tuple[str, int]:
     return text, repaired
 
 
+_DOLLAR = re.compile(r"(?<!\\)\$")  # a $ that is not the escaped literal \$
+
+
+def unpaired_dollars(text: str) -> bool:
+    """Whether the text opens $...$ math it never closes (an odd number of unescaped $)."""
+    return len(_DOLLAR.findall(text)) % 2 == 1
+
+
+def seeds_pair_dollars(inputs: Iterable[str]) -> bool:
+    """Whether the seeds write math between paired $: at least half of them hold a $, and every $ pairs. Prices in
+    word problems ("$12 an hour") leave a $ unpaired, which keeps the check off for such tasks."""
+    texts = list(inputs)
+    with_math = [t for t in texts if "$" in t]
+    return bool(texts) and 2 * len(with_math) >= len(texts) and not any(unpaired_dollars(t) for t in with_math)
+
+
 def has_control_chars(text: str) -> bool:
     """Whether any control character other than a line break is left."""
     return _CONTROL.search(text) is not None

@@ -8,7 +8,17 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.checks import LanguageCheck, LengthRange, MetaText, PromptEcho, balance_cap, has_control_chars, label_mismatch
+from engine.checks import (
+    LanguageCheck,
+    LengthRange,
+    MetaText,
+    PromptEcho,
+    balance_cap,
+    has_control_chars,
+    label_mismatch,
+    seeds_pair_dollars,
+    unpaired_dollars,
+)
 from engine.config import ChecksConfig
 from engine.dedup import DedupIndex
 from engine.example_rows import example_from_row
@@ -45,6 +55,7 @@ class CandidateFilter:
         seeds = [r for r in existing if r["split"] == "seed"]
         self.length = LengthRange.of_seeds((r["input"] for r in seeds), checks.length)
         self.language = LanguageCheck(r["input"] for r in seeds) if checks.language else None
+        self.paired_math = checks.repair_escapes and seeds_pair_dollars(r["input"] for r in seeds)
         self.echo = PromptEcho(task, example_from_row(seeds[0])) if checks.prompt_echo and seeds else None
         self.input_of = {r["id"]: r["input"] for r in existing}
         self.reference = DedupIndex(near_duplicate)
@@ -68,6 +79,8 @@ class CandidateFilter:
             flags["escapes_repaired"] += repaired
         if self.checks.repair_escapes and any(has_control_chars(text) for text in (ex.input, ex.target, *(ex.choices or ()))):
             return "control_chars"
+        if self.paired_math and unpaired_dollars(ex.input):
+            return "unbalanced_math"
         if self.echo is not None and any(self.echo.match(text) for text in (ex.input, *(ex.choices or ()))):
             return "prompt_echo"
         if self.meta is not None and self.meta.match(ex.input):

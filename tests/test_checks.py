@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from engine.checks import LengthRange, MetaText, balance_cap, has_control_chars, label_mismatch, repair_escapes
+from engine.checks import (
+    LengthRange,
+    MetaText,
+    balance_cap,
+    has_control_chars,
+    label_mismatch,
+    repair_escapes,
+    seeds_pair_dollars,
+    unpaired_dollars,
+)
 from engine.config import ChecksConfig, resolve
 from engine.example_rows import example_row
 from engine.filtering import CandidateFilter
@@ -29,6 +38,13 @@ DEMO_META = [
 ]
 # Kept by the no_verify arm of sweep 5 (bench/out/sweeps.db) before "states" was a reporting verb of the check.
 SWEEP_META = ["The reviewer states that the movie was 'nothing special' and that the plot was 'not engaging.'"]
+# Kept by the llm2llm arm of MATH sweep 3, round 0 (bench/out/sweeps.db, run 12): the teacher wrote `30^\"` for a degree
+# sign, JSON read it as a quote, and the problem was cut off inside its math. 3 of the 11 kept; 21 of 192 written.
+MATH_UNPAIRED = [
+    'In right triangle $ABC$, we have $\\angle A = 30^", \\angle B = 60^", \\angle C = 90^\\',
+    'In right triangle $XYZ$, we have $\\angle X = 45^", \\angle Y = 45^", \\angle Z = 90^\\',
+    'In a right triangle $XYZ$, where $X = 90^", we have $\\tan Y = \\frac{3}{4}$ and $YZ = 30$. Find the length of $XY$.',
+]
 DEMO_REAL = [  # also kept by that run, and real reviews in form
     "The movie is a masterpiece, but it doesn't have any special moments for me.",
     "The movie is very good, and Ms. Bullock does a great job.",
@@ -213,3 +229,22 @@ def test_grounding_shows_real_seeds_of_the_same_label() -> None:
     messages = task.teacher_messages(Example(input=target["input"], target=target["target"], answer=target["answer"]),
                                      None, 2, grounding=[Example(input=r["input"], target="", answer="") for r in shown])
     assert all(r["input"][:60] in messages[-1]["content"] for r in shown)
+
+
+def test_unpaired_math_is_rejected_where_the_seeds_pair_their_dollars() -> None:
+    math_rows = [r["problem"] for r in jsonl("math_topic_42.jsonl")]
+    assert seeds_pair_dollars(math_rows) and not any(unpaired_dollars(t) for t in math_rows)
+    assert all(unpaired_dollars(t) for t in MATH_UNPAIRED)
+    assert not unpaired_dollars(r"It costs \$5, and $x^2$ is $$y$$.")  # an escaped dollar is text
+    # prices leave a $ unpaired in word problems, and reviews rarely hold one: the check stays off there
+    assert not seeds_pair_dollars(r["question"] for r in jsonl("gsm8k_10.jsonl") + [{"question": "It costs $12 an hour."}])
+    assert not seeds_pair_dollars(r["text"] for r in jsonl("rotten_tomatoes_20.jsonl"))
+    task = task_of("math_topic")
+    rows = jsonl("math_topic_42.jsonl")
+    existing = [{**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), "id": i}
+                for i, r in enumerate(rows)]
+    pending = [candidate(100 + i, text, "Geometry") for i, text in enumerate(MATH_UNPAIRED)]
+    on = CandidateFilter(task, ChecksConfig(verify=False), 0.9, existing, existing).decide(pending, None, seed=0)
+    assert on.reasons == Counter({"unbalanced_math": 3})
+    off = CandidateFilter(task, ChecksConfig(verify=False, repair_escapes=False), 0.9, existing, existing)
+    assert "unbalanced_math" not in off.decide(pending, None, seed=0).reasons
