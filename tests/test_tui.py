@@ -383,6 +383,32 @@ async def test_help_screen_and_command_palette_commands(tiny_run_store: tuple[Pa
         await pilot.press("escape")
 
 
+
+@async_test
+async def test_the_palettes_maximize_and_the_pane_keys_both_work_on_the_dashboard(tiny_run_store: tuple[Path, int]) -> None:
+    """Textual's own palette command calls screen.action_maximize() with no argument: a pane key's action must not
+    take its name (it did, and choosing "Maximize" raised a TypeError that closed the app)."""
+    path, _ = tiny_run_store
+    app = L2LApp(path, poll_seconds=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(pilot)
+        await pilot.press("enter")
+        dash = app.screen
+        assert isinstance(dash, DashboardScreen)
+        await until(pilot, lambda: dash.loaded, "the dashboard")
+        dash.query_one(RoundTable).focus()
+        await pilot.pause()
+        maximize = next(c for c in app.get_system_commands(dash) if c.title == "Maximize")
+        maximize.callback()
+        await pilot.pause()
+        assert dash.maximized is dash.query_one(RoundTable)
+        await pilot.press("escape")
+        assert dash.maximized is None and app.screen is dash
+        await pilot.press("t")
+        assert dash.maximized is dash.query_one("#teacher")
+        await pilot.press("t")
+        assert dash.maximized is None and app.is_running
+
 # the store watcher ----------------------------------------------------------------------------------------------
 def test_watcher_reports_each_change_once(store_copy: tuple[Path, int]) -> None:
     path, run_id = store_copy

@@ -17,3 +17,18 @@ class AppScreen(Screen[None]):
     def l2l(self) -> L2LApp:
         """The app, typed (Textual types `self.app` as any App)."""
         return cast("L2LApp", self.app)
+
+    def action_back(self) -> None:
+        """Back to the previous screen, or out of a full-screen pane."""
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.app.pop_screen()
+
+    def action_full(self, selector: str) -> None:
+        """Show one pane full screen (the key again, or escape, returns)."""
+        # Not named action_maximize: Textual's palette calls that one with no argument ("Maximize" the focused widget).
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.maximize(self.query_one(selector))

@@ -31,8 +31,8 @@ class DashboardScreen(WatchedScreen):
         Binding("r", "resume", "start/resume"),
         Binding("s", "stop", "stop"),
         Binding("e", "export", "export"),
-        Binding("t", "maximize('teacher')", "teacher full"),
-        Binding("l", "maximize('log')", "log full"),
+        Binding("t", "full('#teacher')", "teacher full"),
+        Binding("l", "full('#log')", "log full"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -142,13 +142,6 @@ class DashboardScreen(WatchedScreen):
             self.query_one(AccuracyPlot).best = best
 
     # actions ------------------------------------------------------------------------------------
-    def action_back(self) -> None:
-        """Back to the previous screen (or out of a full-screen pane)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.app.pop_screen()
-
     def action_examples(self) -> None:
         """Browse this run's examples."""
         self.l2l.open_examples(self.run_id)
@@ -164,10 +157,3 @@ class DashboardScreen(WatchedScreen):
     def action_export(self) -> None:
         """Export this run."""
         self.l2l.export_dialog(self.run_id)
-
-    def action_maximize(self, pane: str) -> None:
-        """Show one pane full screen (escape returns)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.maximize(self.query_one(f"#{pane}"))

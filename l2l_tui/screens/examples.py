@@ -52,7 +52,7 @@ class ExamplesScreen(AppScreen):
     BINDINGS = [
         Binding("escape", "back", "back"),
         Binding("l", "lineage", "lineage"),
-        Binding("v", "view", "full text"),
+        Binding("v", "full('#example-view')", "full text"),
         Binding("f", "filters", "filters"),
         Binding("slash", "search", "search"),
         Binding("w", "wrong", "misses"),
@@ -186,13 +186,6 @@ class ExamplesScreen(AppScreen):
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.action_lineage()
 
-    def action_back(self) -> None:
-        """Back (or out of the full-text view)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.app.pop_screen()
-
     def action_lineage(self) -> None:
         """The family tree of the example under the cursor."""
         example_id = self.query_one(ExampleTable).selected_id
@@ -202,13 +195,6 @@ class ExamplesScreen(AppScreen):
         from l2l_tui.screens.lineage import LineageScreen
 
         self.app.push_screen(LineageScreen(self.run_id, example_id))
-
-    def action_view(self) -> None:
-        """Full-screen the example text (again to go back)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.maximize(self.query_one(ExampleView))
 
     def action_filters(self) -> None:
         """Focus the first filter."""

@@ -28,7 +28,7 @@ class LineageScreen(AppScreen):
 
     BINDINGS = [
         Binding("escape", "back", "back"),
-        Binding("v", "view", "full text"),
+        Binding("v", "full('#lineage-view')", "full text"),
         Binding("p", "parent", "parent"),
     ]
 
@@ -83,20 +83,6 @@ class LineageScreen(AppScreen):
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:
         if event.node.data is not None:
             self.query_one(ExampleView).show(event.node.data)
-
-    def action_back(self) -> None:
-        """Back to the browser (or out of the full-text view)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.app.pop_screen()
-
-    def action_view(self) -> None:
-        """Full-screen the example text."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.maximize(self.query_one(ExampleView))
 
     def action_parent(self) -> None:
         """Move the cursor to the parent node."""

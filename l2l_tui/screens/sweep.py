@@ -43,7 +43,7 @@ class SweepScreen(WatchedScreen):
         Binding("escape", "back", "back"),
         Binding("o", "open_run", "open run"),
         Binding("x", "examples", "examples of run"),
-        Binding("p", "maximize('sweep-plot')", "plot full"),
+        Binding("p", "full('#sweep-plot')", "plot full"),
     ]
 
     def __init__(self, sweep_id: int) -> None:
@@ -232,17 +232,3 @@ class SweepScreen(WatchedScreen):
         """The examples of the run under the cursor (else the arm's first run)."""
         if (run_id := self._need_run()) is not None:
             self.l2l.open_examples(run_id)
-
-    def action_maximize(self, pane: str) -> None:
-        """Show one pane full screen (again or escape returns)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.maximize(self.query_one(f"#{pane}"))
-
-    def action_back(self) -> None:
-        """Back (or out of a full-screen pane)."""
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.app.pop_screen()

@@ -74,7 +74,3 @@ class SweepsScreen(WatchedScreen):
             self.notify("no sweep selected", severity="warning")
             return
         self.l2l.open_sweep(sweep_id)
-
-    def action_back(self) -> None:
-        """Back to the runs."""
-        self.app.pop_screen()
