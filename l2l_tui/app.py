@@ -111,7 +111,7 @@ class L2LApp(App[None]):
             watcher.poke()
 
     # background work ----------------------------------------------------------------------------
-    def background(self, label: str, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None) -> None:
+    def background(self, label: str, fn: Callable[[], Any], on_done: Callable[[Any], object] | None = None) -> None:
         """Run fn in a worker thread; errors become a notification, the result goes to on_done on the event loop."""
 
         def body() -> None:

@@ -94,8 +94,8 @@ def evaluated_rounds(store: Store, run_id: int) -> list[int]:
     return [r[0] for r in rows]
 
 
-def filter_options(store: Store, run_id: int) -> dict[str, list[Any]]:
-    """The values each example filter can take in this run."""
+def filter_options(store: Store, run_id: int) -> dict[str, Any]:
+    """The values each example filter can take in this run (lists), and reason_counts (reason: count)."""
     db = store.db
     splits = [r[0] for r in db.execute("SELECT DISTINCT split FROM examples WHERE run_id = ? ORDER BY split", [run_id])]
     origins = [r[0] for r in db.execute("SELECT DISTINCT origin_round FROM examples WHERE run_id = ? AND origin_round IS NOT NULL "
@@ -127,7 +127,8 @@ def _filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int,
     if eval_round is None:
         rounds = evaluated_rounds(store, run_id)
         eval_round = rounds[-1] if rounds else None
-    where, args = ["e.run_id = ?"], [run_id]
+    where: list[str] = ["e.run_id = ?"]
+    args: list[Any] = [run_id]
     for column, value in (("split", flt.split), ("origin_round", flt.origin_round), ("status", flt.status), ("reason", flt.reason)):
         if value is not None:
             where.append(f"e.{column} = ?")

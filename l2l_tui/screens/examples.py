@@ -25,7 +25,7 @@ PROMPTS = {"split": "split", "origin_round": "written in", "eval_round": "answer
 class OptionsLoaded(Message):
     """The values each filter can take."""
 
-    def __init__(self, options: dict[str, list[Any]]) -> None:
+    def __init__(self, options: dict[str, Any]) -> None:
         super().__init__()
         self.options = options
 

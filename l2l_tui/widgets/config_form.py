@@ -229,8 +229,10 @@ class ConfigForm(VerticalScroll):
                             prompt="(unset)", id=spec.widget_id, compact=True)
         else:
             placeholder = {"list": "(unset) e.g. a, b, c", "dict": "(unset) e.g. 0=negative, 1=positive"}.get(spec.kind, "(unset)" if spec.optional else "")
-            widget = Input(value=text, placeholder=placeholder, id=spec.widget_id, compact=True,
-                           type={"int": "integer", "float": "number"}.get(spec.kind, "text") if not spec.optional else "text")
+            kind: Literal["integer", "number", "text"] = "text"
+            if not spec.optional:
+                kind = "integer" if spec.kind == "int" else "number" if spec.kind == "float" else "text"
+            widget = Input(value=text, placeholder=placeholder, id=spec.widget_id, compact=True, type=kind)
         with Vertical(classes="field"):
             with Horizontal(classes="field-row"):
                 yield Label(spec.name, classes="field-name")

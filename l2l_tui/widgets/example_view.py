@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -25,7 +26,7 @@ def example_renderable(ex: dict[str, Any] | None) -> Group | Text:
     if ex.get("children"):
         head.append(f" · {ex['children']} children")
     parts: list[Any] = [head]
-    meta = ex.get("meta") if isinstance(ex.get("meta"), dict) else {}
+    meta: dict[str, Any] = ex["meta"] if isinstance(ex.get("meta"), dict) else {}
     requested = meta.get("requested_label")
     if requested is not None:
         line = Text.assemble(("requested label: ", "dim"), str(requested))
@@ -62,7 +63,7 @@ class ExampleView(VerticalScroll):
 
     DEFAULT_CSS = "ExampleView > Static { width: 1fr; }"
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         """One Static."""
         yield Static(example_renderable(None), id="example-text")
 

@@ -37,7 +37,7 @@ class SweepPlot(PlotextPlot):
         else:
             plt.ylim(0, 100)
         if rounds:
-            plt.xticks(rounds, ["0 base" if k == 0 else str(k) for k in rounds])
+            plt.xticks([float(k) for k in rounds], ["0 base" if k == 0 else str(k) for k in rounds])
             plt.xlim(min(rounds) - 0.3, max(max(rounds), 1) + 0.3)
         for i, (arm, points) in enumerate(self.curves.items()):
             if not points:
