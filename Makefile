@@ -45,9 +45,9 @@ test: setup lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
-# engine/ and models/ are linted, and they and l2l_tui/ type-checked (pyproject.toml: [tool.ruff], [tool.mypy])
+# engine/, models/ and l2l_tui/ are linted and type-checked (pyproject.toml: [tool.ruff], [tool.mypy])
 lint: setup
-	$(VENV)/bin/ruff check engine models
+	$(VENV)/bin/ruff check engine models l2l_tui
 	$(VENV)/bin/mypy
 
 bench: setup

@@ -14,9 +14,9 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 
-from models.errors import L2LError
 from l2l_tui.queries import LIVE_STATUSES, open_store, run_list
 from l2l_tui.watch import StoreWatcher
+from models.errors import L2LError
 
 
 class RunCommands(Provider):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -22,8 +21,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from models.errors import ConfigError, L2LError
 from engine.status import LIVE, RunStatus
+from models.errors import ConfigError, L2LError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
                   help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")
@@ -35,20 +34,20 @@ out = Console()
 StoreOpt = typer.Option(None, "--store", help="SQLite store (default: the user data folder's l2l.db).")
 
 
-def _store_path(store: Optional[Path]) -> Path:
+def _store_path(store: Path | None) -> Path:
     from models.paths import default_store
 
     return Path(store) if store else default_store()
 
 
-def _open_store(store: Optional[Path], create: bool = False):
+def _open_store(store: Path | None, create: bool = False):
     from engine.store import Store
 
     return Store(_store_path(store), create=create)
 
 
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context, store: Optional[Path] = typer.Option(None, "--store", help="Store the app opens.")) -> None:
+def _root(ctx: typer.Context, store: Path | None = typer.Option(None, "--store", help="Store the app opens.")) -> None:
     """Open the terminal app when no command is given."""
     if ctx.invoked_subcommand is None:
         from l2l_tui.app import run_app
@@ -61,7 +60,7 @@ def run(
     config: Path = typer.Argument(..., help="Run config (TOML)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set train.epochs=2 (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config, rendered prompts, loss masks and sizes; train nothing."),
-    store: Optional[Path] = StoreOpt,
+    store: Path | None = StoreOpt,
     detach: bool = typer.Option(False, "--detach", help="Start the run in a background worker and return its id."),
 ) -> None:
     """Validate CONFIG and its data, create a run in the store, and run the LLM2LLM loop."""
@@ -93,7 +92,7 @@ def run(
 
 
 @app.command()
-def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."), store: Optional[Path] = StoreOpt,
+def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."), store: Path | None = StoreOpt,
            detach: bool = typer.Option(False, "--detach", help="Resume in a background worker.")) -> None:
     """Continue a stopped, crashed or failed run from its last finished phase."""
     from engine.runs import effective_status
@@ -132,12 +131,12 @@ def _execute(st, run_id: int) -> None:
 
 @app.command()
 def sweep(
-    config: Optional[Path] = typer.Argument(None, help="Run config (TOML), optionally with a \\[sweep] table."),
-    arms: Optional[str] = typer.Option(None, "--arms", help="Comma-separated arms, e.g. plain,paper,llm2llm (default: the config's \\[sweep] arms)."),
-    seed_sets: Optional[int] = typer.Option(None, "--seed-sets", help="Seed sets per arm (default: the config's, else 3)."),
+    config: Path | None = typer.Argument(None, help="Run config (TOML), optionally with a \\[sweep] table."),
+    arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms, e.g. plain,paper,llm2llm (default: the config's \\[sweep] arms)."),
+    seed_sets: int | None = typer.Option(None, "--seed-sets", help="Seed sets per arm (default: the config's, else 3)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key of the config for every run (repeatable)."),
-    store: Optional[Path] = StoreOpt,
-    resume: Optional[int] = typer.Option(None, "--resume", help="Continue sweep N (instead of CONFIG)."),
+    store: Path | None = StoreOpt,
+    resume: int | None = typer.Option(None, "--resume", help="Continue sweep N (instead of CONFIG)."),
 ) -> None:
     """Run every (arm, seed set) of an experiment as its own run; the same command again continues where it stopped."""
     from engine.cli_progress import CliProgress
@@ -165,8 +164,8 @@ def sweep(
 
 
 @app.command()
-def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l sweep`)."), store: Optional[Path] = StoreOpt,
-           against: Optional[str] = typer.Option(None, "--against", help="Comma-separated arms to pair every arm with as well as plain and paper, e.g. llm2llm for ablations.")) -> None:
+def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l sweep`)."), store: Path | None = StoreOpt,
+           against: str | None = typer.Option(None, "--against", help="Comma-separated arms to pair every arm with as well as plain and paper, e.g. llm2llm for ablations.")) -> None:
     """Per arm: accuracy, cost and paired test differences against plain and paper; writes CSVs and a PNG plot."""
     _print_report(_open_store(store), sweep_id, [a.strip() for a in (against or "").split(",") if a.strip()])
 
@@ -184,7 +183,7 @@ def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
 
 
 @app.command()
-def status(run_id: Optional[int] = typer.Argument(None, help="Run id; all runs when omitted."), store: Optional[Path] = StoreOpt) -> None:
+def status(run_id: int | None = typer.Argument(None, help="Run id; all runs when omitted."), store: Path | None = StoreOpt) -> None:
     """Show all runs, or one run's rounds."""
     from engine.report import run_summary, runs_table
 
@@ -193,7 +192,7 @@ def status(run_id: Optional[int] = typer.Argument(None, help="Run id; all runs w
 
 
 @app.command()
-def stop(run_id: int = typer.Argument(...), store: Optional[Path] = StoreOpt) -> None:
+def stop(run_id: int = typer.Argument(...), store: Path | None = StoreOpt) -> None:
     """Ask a running worker to finish its current phase and exit."""
     from engine.runs import request_stop
 
@@ -203,12 +202,12 @@ def stop(run_id: int = typer.Argument(...), store: Optional[Path] = StoreOpt) ->
 
 @app.command()
 def export(run_id: int = typer.Argument(...), out_dir: Path = typer.Option(Path("."), "--out", help="Folder to write into."),
-           store: Optional[Path] = StoreOpt,
-           only: Optional[str] = typer.Option(None, "--only", help="Comma-separated parts: data, adapter, merged, gguf, modelfile (default: all)."),
+           store: Path | None = StoreOpt,
+           only: str | None = typer.Option(None, "--only", help="Comma-separated parts: data, adapter, merged, gguf, modelfile (default: all)."),
            quant: list[str] = typer.Option(["q8_0"], "--quant", help="llama.cpp quantization of the GGUF (repeatable): q8_0, q4_k_m, q4_0, q5_k_m, q6_k."),
            dtype: str = typer.Option("float16", "--dtype", help="16-bit type of the merged model: float16 or bfloat16."),
            check: bool = typer.Option(False, "--check", help="Then compare every model export's answers with the run's own predictions on held-out prompts."),
-           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the llama.cpp check.")) -> None:
+           threads: int | None = typer.Option(None, "--threads", help="CPU threads for the llama.cpp check.")) -> None:
     """Write the training set (JSONL: rows, prompt/completion, chat), the best adapter, the merged model, GGUFs and an Ollama Modelfile."""
     from rich.table import Table
 
@@ -233,7 +232,7 @@ def export(run_id: int = typer.Argument(...), out_dir: Path = typer.Option(Path(
 
 @app.command()
 def demo(
-    store: Optional[Path] = StoreOpt,
+    store: Path | None = StoreOpt,
     set_: list[str] = typer.Option([], "--set", help="Override a key of the demo config."),
     quick: bool = typer.Option(False, "--quick", help="Smaller data and one round: a smoke test of the whole path."),
 ) -> None:
@@ -244,7 +243,7 @@ def demo(
 
 
 @app.command()
-def doctor(config: Optional[Path] = typer.Option(None, "--config", help="Also check this run config's teacher endpoint."),
+def doctor(config: Path | None = typer.Option(None, "--config", help="Also check this run config's teacher endpoint."),
            set_: list[str] = typer.Option([], "--set", help="Override a key of the config (repeatable).")) -> None:
     """Check the installation: libraries, device, model cache, store; with --config, the teacher endpoint it names."""
     from engine.config import load_config
@@ -260,7 +259,8 @@ def models_list(ctx: typer.Context) -> None:
         return
     from rich.table import Table
 
-    from models.catalog import list_models, status as model_status
+    from models.catalog import list_models
+    from models.catalog import status as model_status
 
     table = Table("name", "role", "size", "status", "licence", title="model catalog")
     for entry in list_models():

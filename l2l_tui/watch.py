@@ -9,10 +9,10 @@ from typing import Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from models.errors import StoreError
 from engine.runs import effective_status
 from engine.store import Store
 from l2l_tui.queries import dashboard_rounds, events_tail, log_tail, open_store, run_list, sweep_list, sweep_signature
+from models.errors import StoreError
 
 POLL_SECONDS = 0.5
 TAIL_STATUSES = ("crashed", "failed")

@@ -12,8 +12,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
-from l2l_tui.screens.base import AppScreen
 from l2l_tui.queries import EXAMPLE_LIMIT, ExampleFilter, example_detail, filter_examples, filter_options, open_store
+from l2l_tui.screens.base import AppScreen
 from l2l_tui.widgets.example_table import ExampleTable
 from l2l_tui.widgets.example_view import ExampleView
 

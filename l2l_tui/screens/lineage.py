@@ -9,8 +9,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, Label, Tree
 
-from l2l_tui.screens.base import AppScreen
 from l2l_tui.queries import LineageNode, lineage, open_store
+from l2l_tui.screens.base import AppScreen
 from l2l_tui.widgets.example_view import ExampleView
 from l2l_tui.widgets.lineage import LineageTree
 

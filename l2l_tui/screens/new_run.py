@@ -13,8 +13,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Footer, Header, Static
 
-from l2l_tui.screens.base import AppScreen
 from engine.config import RunConfig
+from l2l_tui.screens.base import AppScreen
 from l2l_tui.screens.file_picker import PathPicker
 from l2l_tui.widgets.config_form import ConfigForm
 

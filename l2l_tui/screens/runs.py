@@ -12,8 +12,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from engine.store import RUN_STATUSES
-from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.queries import events_tail, log_tail, open_store
+from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import RunsChanged, StoreWatcher, WatchFailed
 from l2l_tui.widgets.log_pane import event_text
 from l2l_tui.widgets.runs_table import RunsTable

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from l2l_tui.screens.base import AppScreen
 from l2l_tui.watch import StoreWatcher
 

@@ -37,7 +37,7 @@ class AccuracyPlot(PlotextPlot):
         for key, label, marker in (("val_acc", "validation", "dot"), ("test_acc", "test", "x")):
             points = [(r["round"], 100 * r[key]) for r in self.rows if r[key] is not None]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 plt.plot(list(xs), list(ys), label=label, marker=marker)
         base = next((r for r in self.rows if r["round"] == 0 and r["val_acc"] is not None), None)
         if base is not None:

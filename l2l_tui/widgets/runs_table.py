@@ -39,9 +39,9 @@ class RunsTable(RowTable):
         current = self.selected_run_id
         same = [r["id"] for r in runs] == [r["id"] for r in self.runs]
         if same:
-            for run, old in zip(runs, self.runs):
+            for run, old in zip(runs, self.runs, strict=True):
                 if run != old:
-                    for (_, key), value in zip(self.COLUMNS, self.cells(run, frozen)):
+                    for (_, key), value in zip(self.COLUMNS, self.cells(run, frozen), strict=True):
                         self.update_cell(str(run["id"]), key, value)
         else:
             self.clear()
