@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets._data_table import RowKey
+from textual.widgets.data_table import RowKey
 
 
 class RowTable(DataTable):
@@ -57,12 +56,6 @@ class RowTable(DataTable):
 
     def _measured(self) -> None:
         self._measure_posted = False
-
-    async def _on_idle(self, event: events.Idle) -> None:
-        # DataTable caches rendered rows by cursor, style and resize count, not by column widths: rows drawn before
-        # this idle measured them would otherwise be drawn again at the old widths.
-        measuring = self._require_update_dimensions or bool(self._updated_cells)
-        await super()._on_idle(event)
-        if measuring:
-            self._clear_caches()
-            self.refresh()
+        # The idle after this message measures the rows; rows drawn before it stay in a render cache whose key holds no
+        # column widths, so redraw from scratch once that idle and its refresh are done.
+        self.call_after_refresh(self.notify_style_update)
