@@ -9,12 +9,12 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from textual.pilot import Pilot
-from textual.worker import WorkerCancelled, WorkerFailed
 from textual.widgets import Button, Input, Select
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from engine.config import RunConfig, load_config
 from engine.runs import create_run, effective_status, pid_alive, prepare
@@ -38,6 +38,7 @@ from l2l_tui.widgets.runs_table import RunsTable
 from l2l_tui.widgets.teacher_stream import TeacherStream
 
 SIZE = (120, 40)
+ScreenT = TypeVar("ScreenT")
 
 
 def async_test(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,6 +83,15 @@ async def open_runs(pilot: Pilot[Any]) -> RunsScreen:
     return screen
 
 
+async def press_into(pilot: Pilot[Any], key: str, kind: type[ScreenT], what: str) -> ScreenT:
+    """Press a key that opens a screen of this kind, and wait until the screen has loaded."""
+    await pilot.press(key)
+    screen = pilot.app.screen
+    assert isinstance(screen, kind)
+    await until(pilot, lambda: bool(getattr(screen, "loaded", True)), what)
+    return screen
+
+
 # runs screen and dashboard ----------------------------------------------------------------------------------
 @async_test
 async def test_runs_screen_lists_the_run_and_the_dashboard_shows_its_rounds(tiny_run_store: tuple[Path, int]) -> None:
@@ -97,10 +107,7 @@ async def test_runs_screen_lists_the_run_and_the_dashboard_shows_its_rounds(tiny
         assert table.row_count == 1
         assert cell(table, str(run_id), "status") == "finished"
         assert cell(table, str(run_id), "rounds") == f"{len(rounds)}/2"
-        await pilot.press("enter")
-        dash = app.screen
-        assert isinstance(dash, DashboardScreen)
-        await until(pilot, lambda: dash.loaded, "the dashboard")
+        dash = await press_into(pilot, "enter", DashboardScreen, "the dashboard")
         round_table = dash.query_one(RoundTable)
         assert round_table.row_count == len(rounds) == 2
         best = store.run(run_id)["best_round"]
@@ -143,10 +150,7 @@ async def test_filter_examples(tiny_run_store: tuple[Path, int]) -> None:
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
-        await pilot.press("x")
-        screen = app.screen
-        assert isinstance(screen, ExamplesScreen)
-        await until(pilot, lambda: screen.loaded, "the examples")
+        screen = await press_into(pilot, "x", ExamplesScreen, "the examples")
         assert screen.total == len(every)
 
         async def pick(name: str, value: Any) -> None:
@@ -190,18 +194,12 @@ async def test_follow_a_lineage_from_a_synthetic_example_to_its_seed(tiny_run_st
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
-        await pilot.press("x")
-        screen = app.screen
-        assert isinstance(screen, ExamplesScreen)
-        await until(pilot, lambda: screen.loaded, "the examples")
+        screen = await press_into(pilot, "x", ExamplesScreen, "the examples")
         screen.query_one("#flt-split", Select).value = "synthetic"
         await pilot.pause()
         await until(pilot, lambda: screen.loaded and screen.flt.split == "synthetic", "synthetic examples")
         await settle(pilot)
-        await pilot.press("l")
-        lineage = app.screen
-        assert isinstance(lineage, LineageScreen)
-        await until(pilot, lambda: lineage.loaded, "the lineage")
+        lineage = await press_into(pilot, "l", LineageScreen, "the lineage")
         tree = lineage.query_one(LineageTree)
         assert tree.root.data is not None and tree.root.data["id"] == parent["id"] and parent["split"] == "seed"
         assert child["id"] in tree.by_example
@@ -392,10 +390,7 @@ async def test_the_palettes_maximize_and_the_pane_keys_both_work_on_the_dashboar
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
-        await pilot.press("enter")
-        dash = app.screen
-        assert isinstance(dash, DashboardScreen)
-        await until(pilot, lambda: dash.loaded, "the dashboard")
+        dash = await press_into(pilot, "enter", DashboardScreen, "the dashboard")
         dash.query_one(RoundTable).focus()
         await pilot.pause()
         maximize = next(c for c in app.get_system_commands(dash) if c.title == "Maximize")
@@ -538,10 +533,7 @@ async def test_a_killed_worker_shows_crashed_with_its_log_and_resumes(fresh_run:
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
-        await pilot.press("enter")
-        dash = app.screen
-        assert isinstance(dash, DashboardScreen)
-        await until(pilot, lambda: dash.loaded, "the dashboard")
+        dash = await press_into(pilot, "enter", DashboardScreen, "the dashboard")
         await pilot.press("r")
         await until(pilot, lambda: dash.status == "crashed", "the crash to show")
         log_text = "\n".join(str(line.text) for line in dash.query_one(LogPane).lines)
