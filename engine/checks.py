@@ -20,7 +20,10 @@ INPUT_NOUNS = ("review", "text", "sentence", "passage", "snippet", "tweet", "com
 _ABOUT_VERBS = ("is", "was", "expresses", "expressed", "describes", "described", "shows", "conveys", "indicates",
                 "suggests", "asks", "talks", "discusses", "mentions", "praises", "criticizes", "criticises", "highlights",
                 "seems", "appears", "contains", "focuses", "reads", "sounds", "presents", "states", "requires",
-                "involves", "deals", "reflects", "gives", "has", "uses", "features", "provides", "compares", "explains")
+                "involves", "deals", "reflects", "gives", "has", "uses", "features", "provides", "compares", "explains",
+                # e.g. "The review emphasizes the playful fun for preschool set..." (kept by sweep 9's one_shot arm)
+                "emphasizes", "emphasises", "stresses", "notes", "argues", "claims", "complains", "concludes",
+                "recommends", "summarizes", "summarises")
 _AUTHORS = ("reviewer", "author", "writer", "speaker", "narrator", "critic", "user", "customer", "poster")
 _AUTHOR_VERBS = ("is", "was", "expresses", "expressed", "feels", "felt", "thinks", "thought", "says", "said", "describes",
                  "praises", "criticizes", "criticises", "loved", "loves", "likes", "liked", "hated", "hates", "enjoyed",

@@ -37,7 +37,10 @@ DEMO_META = [
     "The reviewer loved the film's humor and performances.",
 ]
 # Kept by the no_verify arm of sweep 5 (bench/out/sweeps.db) before "states" was a reporting verb of the check.
-SWEEP_META = ["The reviewer states that the movie was 'nothing special' and that the plot was 'not engaging.'"]
+SWEEP_META = ["The reviewer states that the movie was 'nothing special' and that the plot was 'not engaging.'",
+              # kept by the one_shot arm of sweep 9 before "emphasizes" was an about-verb of the check
+              "The review emphasizes the playful fun for preschool set while also praising the wholesome attitude, "
+              "which may not be the main selling point."]
 # Kept by the llm2llm arm of MATH sweep 3, round 0 (bench/out/sweeps.db, run 12): the teacher wrote `30^\"` for a degree
 # sign, JSON read it as a quote, and the problem was cut off inside its math. 3 of the 11 kept; 21 of 192 written.
 MATH_UNPAIRED = [
