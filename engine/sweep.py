@@ -119,20 +119,31 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     """Run every cell of the sweep not finished yet, seed set by seed set; returns the sweep's final status."""
     from engine.faults import fault_point
     from engine.loop import Loop
+    from engine.signals import Signals
 
     claim(store, "sweeps", sweep_id, "sweep")  # one process per sweep, atomically
     sweep = store.sweep(sweep_id)
     arms = [Arm.from_row(a) for a in sweep["arms"]]
     cells = [(s, arm) for s in range(sweep["seed_sets"]) for arm in arms]
+    # Between runs no run's handler is installed: without this one, SIGINT in a process started in the background
+    # (where shells start it ignored) was lost there, and SIGTERM ended the sweep without a word.
+    signals = Signals()
+    signals.install()
     try:
         for number, (seed_set, arm) in enumerate(cells, 1):
+            if signals.received:
+                store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
+                on_line(f"{signals.received} between runs: stopped; continue with `l2l sweep --resume {sweep_id}`")
+                return "stopped"
             run_id = _cell_run(store, sweep, seed_set, arm)
             label = f"[{number}/{len(cells)}] set {seed_set} · {arm.name}"
             status = effective_status(store.run(run_id))
             if status != RunStatus.FINISHED:
                 started = time.perf_counter()
                 echo = (lambda phase, done, total, _l=label: on_progress(f"{_l} · {phase}", done, total)) if on_progress else None
-                status = Loop(store, run_id, on_progress=echo, on_log=on_log).run()
+                loop = Loop(store, run_id, on_progress=echo, on_log=on_log)
+                status = loop.run()
+                signals.received = signals.received or loop.signals.received  # one that came as the run finished
                 if status != RunStatus.FINISHED:
                     store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
                     on_line(f"{label} · run {run_id} {status}; continue with `l2l sweep --resume {sweep_id}`")
@@ -146,6 +157,8 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
                            ended=now(), error=None if isinstance(err, KeyboardInterrupt) else
                            str(err) if isinstance(err, L2LError) else f"{type(err).__name__}: {err}")
         raise
+    finally:
+        signals.restore()
     store.update_sweep(sweep_id, status=RunStatus.FINISHED, ended=now())
     return "finished"
 

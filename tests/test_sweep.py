@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -29,13 +30,15 @@ def sweep_config(tiny_gguf: Path, folder: Path) -> Path:
     return path
 
 
-def l2l(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+def l2l(*args: str, fault: str | None = None, sigint_ignored: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     env.pop("L2L_FAULT", None)
     if fault:
         env["L2L_FAULT"] = fault
+    # as a shell starts a command with `&`: SIGINT ignored until a handler takes it
+    start = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.run([sys.executable, "-m", "l2l_tui.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, preexec_fn=start)
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +219,22 @@ def test_a_finished_run_with_the_same_config_is_shared_not_run_again(swept: tupl
     assert len(store.runs()) == before, "no run was made again"
     assert {c["seed_set"]: c["run_id"] for c in store.sweep_runs(2)} == paper
     assert store.sweep(2)["status"] == "finished"
+
+
+def test_a_signal_between_two_runs_stops_the_sweep_there(tiny_gguf: Path, tmp_path: Path) -> None:
+    """SIGINT after the first run, in a process started with SIGINT ignored (a background job): the sweep stops
+    before the second run, as stopped, and continues from there (it used to go on as if nothing came)."""
+    config = sweep_config(tiny_gguf, tmp_path)
+    doc = tomllib.loads(config.read_text(encoding="utf-8"))
+    doc["sweep"] = {"arms": ["paper"], "seed_sets": 2}
+    config.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    first = l2l("sweep", str(config), fault="sweep:1:int", sigint_ignored=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "SIGINT between runs: stopped" in first.stderr + first.stdout
+    store = Store(tmp_path / "l2l.db", create=False)
+    assert store.sweep(1)["status"] == "stopped" and len(store.sweep_runs(1)) == 1
+    store.close()
+    again = l2l("sweep", "--resume", "1", "--store", str(tmp_path / "l2l.db"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    store = Store(tmp_path / "l2l.db", create=False)
+    assert store.sweep(1)["status"] == "finished" and len(store.sweep_runs(1)) == 2
