@@ -23,6 +23,16 @@ class RowTable(DataTable):
         for label, key in self.COLUMNS:
             self.add_column(label, key=key)
 
+    def fill(self, rows: list[tuple[str, list[Any]]], scroll: bool = False) -> None:
+        """Replace the rows (key, cells), keeping the cursor on the same key when it is still there."""
+        current = self.selected_key
+        self.clear()
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+        keys = [k for k, _ in rows]
+        if current in keys:
+            self.move_cursor(row=keys.index(current), scroll=scroll)
+
     @property
     def selected_key(self) -> str | None:
         """The row key under the cursor."""

@@ -36,7 +36,6 @@ class RunsTable(RowTable):
 
     def show(self, runs: list[dict[str, Any]], frozen: bool = False) -> None:
         """Replace the rows, keeping the cursor on the run it was on."""
-        current = self.selected_run_id
         same = [r["id"] for r in runs] == [r["id"] for r in self.runs]
         if same:
             for run, old in zip(runs, self.runs, strict=True):
@@ -44,11 +43,7 @@ class RunsTable(RowTable):
                     for (_, key), value in zip(self.COLUMNS, self.cells(run, frozen), strict=True):
                         self.update_cell(str(run["id"]), key, value)
         else:
-            self.clear()
-            for run in runs:
-                self.add_row(*self.cells(run, frozen), key=str(run["id"]))
-            if current is not None and str(current) in self.rows:
-                self.move_cursor(row=self.get_row_index(str(current)))
+            self.fill([(str(run["id"]), self.cells(run, frozen)) for run in runs], scroll=True)
         self.runs = runs
 
     @property

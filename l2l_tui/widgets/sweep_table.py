@@ -28,21 +28,7 @@ def per_set_text(p: Any) -> Text:
     return Text("-", style="dim") if p is None else Text(per_set_deltas(p.per_set))
 
 
-class _Table(RowTable):
-    """A table whose cursor stays on its row key across refreshes."""
-
-    def fill(self, rows: list[tuple[str, list[Any]]]) -> None:
-        """Replace the rows (key, cells), keeping the cursor on the same key when it is still there."""
-        current = self.selected_key
-        self.clear()
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
-        keys = [k for k, _ in rows]
-        if current in keys:
-            self.move_cursor(row=keys.index(current), scroll=False)
-
-
-class ArmTable(_Table):
+class ArmTable(RowTable):
     """One row per arm: finished runs of planned, validation and test % (mean ± sd over seed sets), cost, run ids."""
 
     COLUMNS = (("arm", "arm"), ("runs", "runs"), ("val %", "val"), ("test %", "test"), ("teacher calls", "calls"),
@@ -59,7 +45,7 @@ class ArmTable(_Table):
         ]) for row in rows])
 
 
-class DeltaTable(_Table):
+class DeltaTable(RowTable):
     """Paired test difference of each arm against plain and against paper, pooled and per seed set."""
 
     COLUMNS = (("arm", "arm"), *((label, key) for base in BASELINES for label, key in (
@@ -72,7 +58,7 @@ class DeltaTable(_Table):
                    for row in rows])
 
 
-class RejectedTable(_Table):
+class RejectedTable(RowTable):
     """Teacher examples rejected, one row per reason, one column per arm (all seed sets); the most frequent first."""
 
     def show(self, rows: list[dict[str, Any]]) -> None:
@@ -94,7 +80,7 @@ class RejectedTable(_Table):
             self.move_cursor(row=keys.index(current), scroll=False)
 
 
-class ArmRunsTable(_Table):
+class ArmRunsTable(RowTable):
     """The runs of one arm, one row per seed set (planned ones not created yet included); the row key is the run id."""
 
     COLUMNS = (("set", "set"), ("run", "run"), ("status", "status"), ("round", "round"), ("val %", "val"),

@@ -21,16 +21,12 @@ class SweepsTable(RowTable):
 
     def show(self, sweeps: list[dict[str, Any]], frozen: bool = False) -> None:
         """Replace the rows, keeping the cursor on the sweep it was on."""
-        current = self.selected_sweep_id
-        self.clear()
-        for s in sweeps:
-            self.add_row(Text(str(s["id"]), justify="right"), cut(s["name"], 24),
-                         Text(s["status"], style=STATUS_STYLE.get(s["status"], "")), cut(", ".join(s["arms"]), 40),
-                         Text(str(s["seed_sets"]), justify="right"),
-                         Text(f"{s['finished']}/{s['planned']}", justify="right"), local_time(s["created"], frozen),
-                         key=str(s["id"]))
-        if current is not None and str(current) in self.rows:
-            self.move_cursor(row=self.get_row_index(str(current)))
+        self.fill([(str(s["id"]), [
+            Text(str(s["id"]), justify="right"), cut(s["name"], 24),
+            Text(s["status"], style=STATUS_STYLE.get(s["status"], "")), cut(", ".join(s["arms"]), 40),
+            Text(str(s["seed_sets"]), justify="right"),
+            Text(f"{s['finished']}/{s['planned']}", justify="right"), local_time(s["created"], frozen),
+        ]) for s in sweeps], scroll=True)
 
     @property
     def selected_sweep_id(self) -> int | None:
