@@ -129,12 +129,16 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     # (where shells start it ignored) was lost there, and SIGTERM ended the sweep without a word.
     signals = Signals()
     signals.install()
+
+    def stopped(why: str) -> str:
+        store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
+        on_line(f"{why}; continue with `l2l sweep --resume {sweep_id}`")
+        return "stopped"
+
     try:
         for number, (seed_set, arm) in enumerate(cells, 1):
             if signals.received:
-                store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
-                on_line(f"{signals.received} between runs: stopped; continue with `l2l sweep --resume {sweep_id}`")
-                return "stopped"
+                return stopped(f"{signals.received} between runs: stopped")
             run_id = _cell_run(store, sweep, seed_set, arm)
             label = f"[{number}/{len(cells)}] set {seed_set} · {arm.name}"
             status = effective_status(store.run(run_id))
@@ -145,9 +149,7 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
                 status = loop.run()
                 signals.received = signals.received or loop.signals.received  # one that came as the run finished
                 if status != RunStatus.FINISHED:
-                    store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
-                    on_line(f"{label} · run {run_id} {status}; continue with `l2l sweep --resume {sweep_id}`")
-                    return "stopped"
+                    return stopped(f"{label} · run {run_id} {status}")
                 on_line(_cell_line(store, label, run_id, time.perf_counter() - started))
             else:
                 on_line(_cell_line(store, label, run_id, None) + " (already finished)")
