@@ -124,6 +124,7 @@ class TeacherConfig(Section):
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
     parallel: int = Field(8, ge=1, le=64, description="Sequences decoded together in one context.")
+    isolate: Literal["auto", "always", "never"] = Field("auto", description="backend=llama_cpp: run the teacher in a process of its own: always, never, or auto (when a CUDA GPU is present and layers are offloaded; llama.cpp's CUDA libraries crashed a process where torch had set up CUDA).")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
     max_tokens: int = Field(384, ge=16, description="Budget per generated example set.")
@@ -136,7 +137,7 @@ class TeacherConfig(Section):
         return TeacherParams(backend=self.backend, model=self.model, base_url=self.base_url, n_ctx=self.n_ctx,
                              n_gpu_layers=self.n_gpu_layers, n_threads=self.n_threads, parallel=self.parallel,
                              retries=self.retries, seed=self.seed, response_format=self.response_format,
-                             timeout=self.timeout)
+                             timeout=self.timeout, isolate=self.isolate)
 
 
 class LoopConfig(Section):

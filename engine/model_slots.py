@@ -111,7 +111,7 @@ def describe_teacher(info: dict[str, Any]) -> str:
         parts.append(f"{info['n_gpu_layers_offloaded']}/{info.get('n_layer', '?')} layers on GPU")
     if info.get("fallback"):
         parts.append(str(info["fallback"]))
-    extra = {k: v for k, v in info.items() if k in ("base_url", "server_model") and v}
+    extra = {k: v for k, v in info.items() if k in ("base_url", "server_model", "process") and v}
     parts += [f"{k} {v}" for k, v in extra.items()]
     # A CPU-only llama.cpp build on a GPU machine offloads nothing and says nothing: say it loudly here.
     if info.get("gpu_offload_supported") is False and info.get("n_gpu_layers_requested") != 0:

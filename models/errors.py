@@ -23,6 +23,10 @@ class ModelFileError(ModelNotFoundError):
     """A model file or folder is there but unusable (truncated, not GGUF, files missing, untrainable architecture)."""
 
 
+class TeacherProcessError(L2LError):
+    """The teacher's own process died (a crash in llama.cpp) or answered out of turn."""
+
+
 class ChecksumError(L2LError):
     """An assembled model file does not match its catalog sha256."""
 

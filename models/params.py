@@ -56,3 +56,4 @@ class TeacherParams:
     seed: int | None = None
     response_format: Literal["auto", "json_schema", "json_object"] = "auto"
     timeout: float = 600.0
+    isolate: Literal["auto", "always", "never"] = "auto"

@@ -1,8 +1,9 @@
-"""Teacher backends: in-process llama.cpp on a GGUF, or an OpenAI-compatible server."""
+"""Teacher backends: llama.cpp on a GGUF (in this process or its own), or an OpenAI-compatible server."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from models.errors import ConfigError, ModelNotFoundError
 from models.params import TeacherParams
@@ -21,8 +22,21 @@ def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teac
         return OpenAITeacher(cfg.base_url, cfg.model, parallel=cfg.parallel, retries=cfg.retries, timeout=cfg.timeout,
                              response_format=cfg.response_format)
     from models.teacher.llama_cpp import LlamaCppTeacher
+    from models.teacher.own_process import ProcessTeacher
 
     if model_path is None or not Path(model_path).is_file():
         raise ModelNotFoundError(f"teacher.model: GGUF file not found: {model_path or cfg.model}")
-    return LlamaCppTeacher(Path(model_path), n_ctx=cfg.n_ctx, parallel=cfg.parallel, n_gpu_layers=cfg.n_gpu_layers,
-                           n_threads=cfg.n_threads, retries=cfg.retries, seed=cfg.seed if cfg.seed is not None else seed)
+    kwargs: dict[str, Any] = {"n_ctx": cfg.n_ctx, "parallel": cfg.parallel, "n_gpu_layers": cfg.n_gpu_layers, "n_threads": cfg.n_threads,
+              "retries": cfg.retries, "seed": cfg.seed if cfg.seed is not None else seed}
+    if _own_process(cfg):
+        return ProcessTeacher(Path(model_path), **kwargs)
+    return LlamaCppTeacher(Path(model_path), **kwargs)
+
+
+def _own_process(cfg: TeacherParams) -> bool:
+    """Whether the llama.cpp teacher runs in its own process (auto: when its layers would go to a CUDA GPU)."""
+    if cfg.isolate != "auto":
+        return cfg.isolate == "always"
+    from models.device import gpu_present
+
+    return cfg.n_gpu_layers != 0 and gpu_present()
