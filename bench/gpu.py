@@ -157,6 +157,8 @@ def write_student(shape: Shape, folder: Path, tokenizer: Any, init_std: float) -
     import torch
     from transformers import AutoModelForCausalLM
 
+    if (folder / "config.json").exists():  # written by an earlier call with the same --scratch (parts run in turns)
+        return folder
     on_gpu = cuda()
     torch.manual_seed(0)
     with torch.device("cuda" if on_gpu else "cpu"):
@@ -174,6 +176,8 @@ def write_teacher(shape: Shape, path: Path) -> Path:
     """A random llama GGUF of `shape` in q8_0 (byte vocabulary padded to the real vocab size, ChatML template)."""
     from models.random_gguf import write_random_llama_gguf
 
+    if path.exists():  # written by an earlier call with the same --scratch
+        return path
     return write_random_llama_gguf(path, hidden=shape.hidden, layers=shape.layers, heads=shape.heads,
                                    kv_heads=shape.kv_heads, ff=shape.intermediate, vocab_size=shape.vocab or None,
                                    dtype="q8_0", context=8192, rope_theta=shape.rope_theta)
@@ -358,10 +362,13 @@ def measure_teacher(path: Path, mode: str, sizes: Sizes) -> dict[str, Any]:
 
     from bench_teacher import build_requests
     from models.teacher.llama_cpp import LlamaCppTeacher
+    from models.teacher.own_process import ProcessTeacher
 
     reqs = build_requests(sizes.teacher_requests, sizes.teacher_max_tokens, 0.7)
     free_before = torch.cuda.mem_get_info()[0] if cuda() else None
-    teacher = LlamaCppTeacher(path, n_ctx=8192, parallel=8 if mode == "batched" else 1, n_gpu_layers=-1, retries=0,
+    # On CUDA the product runs the teacher in its own process (models/teacher/own_process.py): so does the bench.
+    cls = ProcessTeacher if cuda() else LlamaCppTeacher
+    teacher = cls(path, n_ctx=8192, parallel=8 if mode == "batched" else 1, n_gpu_layers=-1, retries=0,
                               n_threads=sizes.threads, mode=mode)  # type: ignore[arg-type]
     teacher.generate(reqs[:1])
     replies, wall = timed(teacher.generate, reqs)
