@@ -32,6 +32,7 @@ def report(cfg: RunConfig | None = None) -> Table:
             table.add_row("[bold red]WARNING[/]", f"[bold red]{escape(warning)}[/]")
     except Exception as err:  # broken native build
         table.add_row("llama.cpp", f"not importable: {err}")
+    table.add_row("teacher process", teacher_process(cfg))
     table.add_row("model cache", str(model_cache()))
     for entry in list_models():
         table.add_row(f"model {entry.name}", status(entry.name))
@@ -40,6 +41,20 @@ def report(cfg: RunConfig | None = None) -> Table:
         for check, finding in endpoint_rows(cfg):
             table.add_row(check, finding)
     return table
+
+
+def teacher_process(cfg: RunConfig | None) -> str:
+    """Where the llama.cpp teacher will run, and why."""
+    from models.params import TeacherParams
+    from models.teacher import runs_in_own_process
+
+    params = cfg.teacher.params() if cfg is not None else TeacherParams()
+    if params.backend != "llama_cpp":
+        return f"a server ({params.backend})"
+    where = "its own process" if runs_in_own_process(params) else "the worker's process"
+    why = f"teacher.isolate = {params.isolate}" if params.isolate != "auto" else (
+        "auto: a CUDA GPU is present" if where == "its own process" else "auto: no CUDA GPU, or no layers offloaded")
+    return f"{where} ({why})"
 
 
 def endpoint_rows(cfg: RunConfig) -> list[tuple[str, str]]:

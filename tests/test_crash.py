@@ -41,7 +41,7 @@ socket.getaddrinfo = _refuse
 '''
 
 
-def crash_config(tiny_gguf: Path, store: Path, parallel: int = 1) -> Any:
+def crash_config(tiny_gguf: Path, store: Path, parallel: int = 1, isolate: str = "auto") -> Any:
     """The tiny 2-round run with verification on and the requested-label check off, so that some candidates survive
     the filter and round 1 trains on synthetic examples. The teacher decodes one request at a time: llama.cpp's batched
     decoding is not batch-invariant (a sequence's logits move by ~1e-3 with its batch-mates' KV cells), so only the
@@ -49,12 +49,13 @@ def crash_config(tiny_gguf: Path, store: Path, parallel: int = 1) -> Any:
     doc = tiny_config_doc(tiny_gguf, store)
     doc["checks"] = {"requested_label": False, "label_balance": 0}
     doc["teacher"]["parallel"] = parallel
+    doc["teacher"]["isolate"] = isolate
     doc["loop"]["examples_per_miss"] = 1
     return resolve(doc)
 
 
-def new_run(tiny_gguf: Path, folder: Path, parallel: int = 1) -> tuple[Store, int]:
-    cfg = crash_config(tiny_gguf, folder / "l2l.db", parallel)
+def new_run(tiny_gguf: Path, folder: Path, parallel: int = 1, isolate: str = "auto") -> tuple[Store, int]:
+    cfg = crash_config(tiny_gguf, folder / "l2l.db", parallel, isolate)
     store = Store(cfg.store)
     return store, create_run(store, prepare(cfg))
 
@@ -270,6 +271,33 @@ def test_batched_teacher_killed_between_replies_pays_nothing_twice(tiny_gguf: Pa
     assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == r0["misses"]
     keys = {r["teacher_call"] for r in store.examples(run_id, split="synthetic")}
     assert keys <= set(after) and len(store.examples(run_id, split="synthetic")) == r0["generated"]
+
+
+def teacher_processes() -> list[int]:
+    """Live teacher processes of this machine (models/teacher/own_process.py), zombies not counted."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if "models.teacher.own_process" in (proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
+    return found
+
+
+def test_a_worker_killed_while_its_teacher_runs_in_its_own_process_leaves_no_teacher_and_resumes(
+        tiny_gguf: Path, tmp_path: Path, reference: dict[str, Any], forkserver: Any) -> None:
+    """kill -9 between two replies of a teacher in its own process (how CUDA machines run it): the teacher process
+    ends with the worker, and the resumed run is the uninterrupted in-process one."""
+    store, run_id = new_run(tiny_gguf, tmp_path, isolate="always")
+    proc = worker(forkserver, store.path, run_id, "augment:0:reply1:kill")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert len(calls_paid(store, run_id)) == 1
+    deadline = time.monotonic() + 10
+    while teacher_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not teacher_processes(), "the teacher process outlived its worker"
+    assert Loop(store, run_id).run() == "finished"
+    assert fingerprint(store, run_id) == reference["fingerprint"]
 
 
 def test_full_disk_mid_run_fails_clearly_and_the_store_resumes(tiny_gguf: Path, tmp_path: Path,

@@ -103,3 +103,4 @@ def test_doctor_shows_a_warning_row(monkeypatch: pytest.MonkeyPatch) -> None:
     console.print(report())
     text = console.export_text()
     assert "WARNING" in text and WARNING in text and "CMAKE_ARGS=-DGGML_CUDA=on" in text
+    assert "its own process (auto: a CUDA GPU is present)" in text

@@ -104,3 +104,14 @@ def test_a_run_with_its_teacher_in_its_own_process_writes_what_it_writes_in_one(
         written[isolate] = (calls, examples)
         store.close()
     assert written["always"][0] and written["always"] == written["never"]
+
+
+def test_where_the_teacher_runs_follows_teacher_isolate_and_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.device
+    from models.params import TeacherParams
+    from models.teacher import runs_in_own_process
+
+    for gpu, layers, isolate, expected in [(True, -1, "auto", True), (False, -1, "auto", False), (True, 0, "auto", False),
+                                           (False, -1, "always", True), (True, -1, "never", False)]:
+        monkeypatch.setattr(models.device, "gpu_present", lambda gpu=gpu: gpu)
+        assert runs_in_own_process(TeacherParams(n_gpu_layers=layers, isolate=isolate)) is expected  # type: ignore[arg-type]

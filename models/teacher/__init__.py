@@ -9,7 +9,7 @@ from models.errors import ConfigError, ModelNotFoundError
 from models.params import TeacherParams
 from models.teacher.base import Teacher, TeacherReply, TeacherRequest
 
-__all__ = ["Teacher", "TeacherReply", "TeacherRequest", "open_teacher"]
+__all__ = ["Teacher", "TeacherReply", "TeacherRequest", "open_teacher", "runs_in_own_process"]
 
 
 def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teacher:
@@ -28,12 +28,12 @@ def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teac
         raise ModelNotFoundError(f"teacher.model: GGUF file not found: {model_path or cfg.model}")
     kwargs: dict[str, Any] = {"n_ctx": cfg.n_ctx, "parallel": cfg.parallel, "n_gpu_layers": cfg.n_gpu_layers, "n_threads": cfg.n_threads,
               "retries": cfg.retries, "seed": cfg.seed if cfg.seed is not None else seed}
-    if _own_process(cfg):
+    if runs_in_own_process(cfg):
         return ProcessTeacher(Path(model_path), **kwargs)
     return LlamaCppTeacher(Path(model_path), **kwargs)
 
 
-def _own_process(cfg: TeacherParams) -> bool:
+def runs_in_own_process(cfg: TeacherParams) -> bool:
     """Whether the llama.cpp teacher runs in its own process (auto: when its layers would go to a CUDA GPU)."""
     if cfg.isolate != "auto":
         return cfg.isolate == "always"
