@@ -112,6 +112,11 @@ class EvalConfig(Section):
     test_limit: int | None = Field(None, ge=1, description="Score only the first N test rows.")
 
 
+# Settings that change where or how a run computes, never what it computes (a test proves each): a sweep compares
+# resolved configs without them, so runs made before such a key existed, or with another value, are still twins.
+EXECUTION_ONLY: tuple[tuple[str, str], ...] = (("teacher", "isolate"),)
+
+
 class TeacherConfig(Section):
     """The stronger model that writes new examples."""
 

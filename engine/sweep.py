@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.arms import Arm, matched_overrides, resolve_arms
-from engine.config import RunConfig, SweepConfig, apply_overrides, read_document, resolve
+from engine.config import EXECUTION_ONLY, RunConfig, SweepConfig, apply_overrides, read_document, resolve
 from engine.example_rows import content_hash
 from engine.report import duration, pct
 from engine.runs import Prepared, claim, create_run, effective_status, prepare
@@ -181,10 +181,13 @@ def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm) -> i
 
 
 def _without_paths(config: dict[str, Any]) -> str:
-    """A resolved config as canonical JSON without the store's and the data files' paths: a copied or moved project is
-    the same experiment (the split texts are compared apart)."""
+    """A resolved config as canonical JSON without the store's and the data files' paths (a copied or moved project is
+    the same experiment; the split texts are compared apart) and without the execution-only settings."""
     data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_FILES}
-    return json.dumps({**{k: v for k, v in config.items() if k != "store"}, "data": data}, sort_keys=True)
+    doc = {**{k: v for k, v in config.items() if k != "store"}, "data": data}
+    for section, key in EXECUTION_ONLY:
+        doc[section] = {k: v for k, v in doc.get(section, {}).items() if k != key}
+    return json.dumps(doc, sort_keys=True)
 
 
 def finished_twin(store: Store, prepared: Prepared) -> int | None:
