@@ -59,6 +59,17 @@ def test_a_crash_of_the_teacher_process_is_one_clear_error(tiny_gguf: Path) -> N
     teacher.close()  # closing a dead teacher is quiet
 
 
+def test_an_error_raised_by_the_teacher_there_is_raised_here_and_the_teacher_stays(tiny_gguf: Path) -> None:
+    teacher = ProcessTeacher(tiny_gguf, **ARGS)
+    try:
+        with pytest.raises(AttributeError, match="has no attribute"):
+            teacher.generate(["not a request"])  # type: ignore[list-item]
+        reqs = requests(1, max_tokens=40)
+        assert [r.key for r in teacher.generate(reqs)] == [reqs[0].key]
+    finally:
+        teacher.close()
+
+
 def test_a_file_llama_cpp_cannot_load_fails_as_it_does_in_this_process(tmp_path: Path) -> None:
     bad = tmp_path / "not.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)

@@ -108,11 +108,9 @@ class ProcessTeacher:
         if not requests:
             return []
         self._send(("generate", requests))
+        doing = f"answering {len(requests)} requests"
         try:
-            while True:
-                message = self._expect(("reply", "done"), f"answering {len(requests)} requests")
-                if message[0] == "done":
-                    return list(message[1])
+            while (message := self._expect(("reply", "done", "error"), doing))[0] == "reply":
                 if on_reply is not None:
                     on_reply(message[1])
         except TeacherProcessError:
@@ -120,6 +118,9 @@ class ProcessTeacher:
         except BaseException:
             self._kill()  # the caller gave up mid-batch: the child would go on writing into a pipe nobody reads
             raise
+        if message[0] == "error":
+            raise message[1]  # raised by the teacher there, which is still ready for the next batch
+        return list(message[1])
 
     def close(self) -> None:
         """Ask the child to free the model and exit; kill it if it does not within 30 s."""
@@ -139,11 +140,12 @@ class ProcessTeacher:
             raise self._died("taking a request") from err
 
     def _expect(self, kinds: str | tuple[str, ...], doing: str) -> tuple[Any, ...]:
-        """The child's next message, which must be one of `kinds`; its error is raised here as it was raised there."""
+        """The child's next message, which must be one of `kinds`; an error it sent is raised here, as it was raised
+        there, unless the caller expects one."""
         message = _receive(self._from_child)
         if message is None:
             raise self._died(doing)
-        if message[0] == "error":
+        if message[0] == "error" and "error" not in kinds:
             raise message[1]
         if message[0] not in ((kinds,) if isinstance(kinds, str) else kinds):
             raise TeacherProcessError(f"teacher process: expected {kinds}, got {message[0]!r}")
