@@ -159,7 +159,7 @@ class ProcessTeacher:
             code = self._proc.returncode
         self._close_pipes()
         return TeacherProcessError(f"the teacher process for {self.model_path.name} died while {doing} "
-                                   f"({_death_note(code)}); its log lines are in this run's worker.log")
+                                   f"({_death_note(code)}); llama.cpp's own messages went to stderr (a run's worker.log)")
 
     def _kill(self) -> None:
         if self._proc.poll() is None:
