@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from models.errors import ConfigError, ModelNotFoundError
 from models.params import TeacherParams
@@ -26,11 +25,9 @@ def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teac
 
     if model_path is None or not Path(model_path).is_file():
         raise ModelNotFoundError(f"teacher.model: GGUF file not found: {model_path or cfg.model}")
-    kwargs: dict[str, Any] = {"n_ctx": cfg.n_ctx, "parallel": cfg.parallel, "n_gpu_layers": cfg.n_gpu_layers, "n_threads": cfg.n_threads,
-              "retries": cfg.retries, "seed": cfg.seed if cfg.seed is not None else seed}
-    if runs_in_own_process(cfg):
-        return ProcessTeacher(Path(model_path), **kwargs)
-    return LlamaCppTeacher(Path(model_path), **kwargs)
+    teacher = ProcessTeacher if runs_in_own_process(cfg) else LlamaCppTeacher
+    return teacher(Path(model_path), n_ctx=cfg.n_ctx, parallel=cfg.parallel, n_gpu_layers=cfg.n_gpu_layers,
+                   n_threads=cfg.n_threads, retries=cfg.retries, seed=cfg.seed if cfg.seed is not None else seed)
 
 
 def runs_in_own_process(cfg: TeacherParams) -> bool:

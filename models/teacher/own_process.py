@@ -82,7 +82,7 @@ class ProcessTeacher:
         self._from_child = os.fdopen(from_child_r, "rb")
         try:
             self._send(("open", str(self.model_path), kwargs))
-            ready = self._expect("ready", f"loading {self.model_path}")
+            ready = self._expect(("ready",), f"loading {self.model_path}")
         except BaseException:
             self._kill()
             raise
@@ -139,7 +139,7 @@ class ProcessTeacher:
         except (BrokenPipeError, ValueError) as err:
             raise self._died("taking a request") from err
 
-    def _expect(self, kinds: str | tuple[str, ...], doing: str) -> tuple[Any, ...]:
+    def _expect(self, kinds: tuple[str, ...], doing: str) -> tuple[Any, ...]:
         """The child's next message, which must be one of `kinds`; an error it sent is raised here, as it was raised
         there, unless the caller expects one."""
         message = _receive(self._from_child)
@@ -147,7 +147,7 @@ class ProcessTeacher:
             raise self._died(doing)
         if message[0] == "error" and "error" not in kinds:
             raise message[1]
-        if message[0] not in ((kinds,) if isinstance(kinds, str) else kinds):
+        if message[0] not in kinds:
             raise TeacherProcessError(f"teacher process: expected {kinds}, got {message[0]!r}")
         return message
 
