@@ -12,7 +12,7 @@ from engine.runs import library_versions
 def report(cfg: RunConfig | None = None) -> Table:
     """A table of checks with their findings; with a config, its teacher endpoint is checked too."""
     from models.catalog import list_models, status
-    from models.device import device_info, gpu_present, offload_warning, plan_training
+    from models.device import device_info, gpu_present, llama_gpu_offload, offload_warning, plan_training
     from models.paths import default_store, model_cache
 
     table = Table("check", "finding", title="l2l doctor")
@@ -23,9 +23,7 @@ def report(cfg: RunConfig | None = None) -> Table:
     plan = plan_training("auto")
     table.add_row("student training", f"{plan.mode} on {plan.device} — {plan.reason}")
     try:
-        import llama_cpp
-
-        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        offload = llama_gpu_offload()
         table.add_row("llama.cpp GPU offload", str(offload))
         warning = offload_warning(gpu_present(), offload)
         if warning:

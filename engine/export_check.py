@@ -52,7 +52,8 @@ def gguf_answers(cfg: RunConfig, task: Task, gguf: Path, modelfile: Path, prompt
     """A GGUF's answers with the Modelfile's template, stop strings and parameters; and how many rendered prompts
     differ from the training prompt (0 when the Modelfile reproduces it)."""
     from models.export_modelfile import parse, render
-    from models.export_predict import GgufStudent
+    from models.export_predict import gguf_scores, gguf_texts
+    from models.fresh_process import in_fresh_process
 
     mf = parse(modelfile.read_text(encoding="utf-8"))
     frame = ("", "") if prompt_input == "input" else None
@@ -60,20 +61,18 @@ def gguf_answers(cfg: RunConfig, task: Task, gguf: Path, modelfile: Path, prompt
     prompts = [render(mf.template, user_text(task, frame, r)) for r in rows]
     differ = sum(p != task.render_prompt(ex) for p, ex in zip(prompts, examples, strict=True))
     options = [task.label_options(ex) for ex in examples]
-    n_ctx = int(mf.parameters.get("num_ctx", cfg.student.max_length + cfg.eval.max_new_tokens))
-    model = GgufStudent(gguf, n_ctx=max(n_ctx, 512), n_threads=n_threads, parameters=mf.parameters)
-    try:
-        labelled = [o for o in options if o is not None]
-        if len(labelled) == len(options):
-            scores = model.score_options(prompts, labelled)
-            answers = [task.extract(o[max(range(len(o)), key=s.__getitem__)], ex)
-                       for o, s, ex in zip(labelled, scores, examples, strict=True)]
-        else:
-            budget = int(mf.parameters.get("num_predict", cfg.eval.max_new_tokens))
-            texts = model.generate(prompts, budget, list(mf.stops))
-            answers = [task.extract(t, ex) for t, ex in zip(texts, examples, strict=True)]
-    finally:
-        model.close()
+    labelled = [o for o in options if o is not None]
+    n_ctx = max(int(mf.parameters.get("num_ctx", cfg.student.max_length + cfg.eval.max_new_tokens)), 512)
+    doing = f"answering with {gguf.name}"
+    if len(labelled) == len(options):
+        scores = in_fresh_process(doing, gguf_scores, str(gguf), n_ctx, n_threads, dict(mf.parameters), prompts, labelled)
+        answers = [task.extract(o[max(range(len(o)), key=s.__getitem__)], ex)
+                   for o, s, ex in zip(labelled, scores, examples, strict=True)]
+    else:
+        budget = int(mf.parameters.get("num_predict", cfg.eval.max_new_tokens))
+        texts = in_fresh_process(doing, gguf_texts, str(gguf), n_ctx, n_threads, dict(mf.parameters), prompts, budget,
+                                 list(mf.stops))
+        answers = [task.extract(t, ex) for t, ex in zip(texts, examples, strict=True)]
     return answers, differ
 
 

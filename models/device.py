@@ -70,6 +70,19 @@ def offload_warning(gpu: bool, offload_supported: bool) -> str | None:
     return None
 
 
+def llama_gpu_offload() -> bool:
+    """Whether this llama-cpp-python build can offload layers to a GPU (asked in a fresh process: see fresh_process)."""
+    from models.fresh_process import in_fresh_process
+
+    return in_fresh_process("asking llama.cpp whether it can offload", _llama_gpu_offload_here)
+
+
+def _llama_gpu_offload_here() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 def bitsandbytes_available() -> bool:
     """Whether bitsandbytes imports (it does without CUDA since 0.45)."""
     try:

@@ -27,6 +27,10 @@ class TeacherProcessError(L2LError):
     """The teacher's own process died (a crash in llama.cpp) or answered out of turn."""
 
 
+class FreshProcessError(L2LError):
+    """A llama.cpp job sent to a fresh process (away from torch's CUDA) died there before it answered."""
+
+
 class ChecksumError(L2LError):
     """An assembled model file does not match its catalog sha256."""
 

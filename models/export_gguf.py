@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from models.errors import ModelFileError
+from models.fresh_process import in_fresh_process
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 QUANTS = {"q8_0": 7, "q4_k_m": 15, "q4_0": 2, "q5_k_m": 17, "q6_k": 18}  # llama_ftype values
@@ -231,35 +232,47 @@ def write_f16_gguf(folder: Path, out: Path, *, name: str, chat_template: str | N
 
 def check_tokenizer(gguf_path: Path, folder: Path, texts: Sequence[str]) -> None:
     """Refuse a GGUF whose llama.cpp tokenization of a text differs from the Hugging Face tokenizer's (BOS included)."""
-    import llama_cpp
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    llm = llama_cpp.Llama(str(gguf_path), vocab_only=True, verbose=False)
+    got_all = in_fresh_process(f"tokenizing with {gguf_path.name}", llama_tokenize, str(gguf_path), list(texts))
+    for text, got in zip(texts, got_all, strict=True):
+        want = list(tok(text, add_special_tokens=True)["input_ids"])
+        if got != want:
+            raise ModelFileError(f"{gguf_path.name}: llama.cpp tokenizes {text[:60]!r} as {got[:12]}…, the student's "
+                                 f"tokenizer as {want[:12]}…; this tokenizer is not supported by the GGUF export")
+
+
+def llama_tokenize(gguf_path: str, texts: list[str]) -> list[list[int]]:
+    """llama.cpp's token ids of each text under the GGUF's own vocabulary, BOS included."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(gguf_path, vocab_only=True, verbose=False)
     try:
-        for text in texts:
-            want = list(tok(text, add_special_tokens=True)["input_ids"])
-            got = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-            if got != want:
-                raise ModelFileError(f"{gguf_path.name}: llama.cpp tokenizes {text[:60]!r} as {got[:12]}…, the student's "
-                                     f"tokenizer as {want[:12]}…; this tokenizer is not supported by the GGUF export")
+        return [llm.tokenize(text.encode("utf-8"), add_bos=True, special=True) for text in texts]
     finally:
         llm.close()
 
 
 def quantize(src: Path, out: Path, kind: str, threads: int | None = None) -> Path:
     """llama.cpp's own quantizer (llama_model_quantize, default parameters) from an f16 GGUF to `kind`."""
-    import llama_cpp
-
     if kind not in QUANTS:
         raise ModelFileError(f"quantization {kind!r}: choose one of {', '.join(QUANTS)}")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANTS[kind]
-    params.nthread = threads or 0  # 0: llama.cpp uses every core
     tmp = Path(out).with_name(Path(out).name + f".{os.getpid()}.tmp")
-    code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    code = in_fresh_process(f"quantizing {Path(src).name} to {kind}", llama_quantize, str(src), str(tmp), QUANTS[kind],
+                            threads or 0)  # 0: llama.cpp uses every core
     if code != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         raise ModelFileError(f"llama.cpp could not quantize {Path(src).name} to {kind} (code {code})")
     tmp.replace(out)
     return Path(out)
+
+
+def llama_quantize(src: str, out: str, ftype: int, threads: int) -> int:
+    """llama_model_quantize's return code."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    return int(llama_cpp.llama_model_quantize(src.encode(), out.encode(), ctypes.byref(params)))

@@ -68,3 +68,23 @@ class GgufStudent:
     def close(self) -> None:
         """Free the model."""
         self.llm.close()
+
+
+def gguf_scores(path: str, n_ctx: int, n_threads: int | None, parameters: dict[str, str], prompts: list[str],
+                options: list[list[str]]) -> list[list[float]]:
+    """A whole check's option scores, model loaded and freed here (the unit of work sent to a fresh process)."""
+    model = GgufStudent(Path(path), n_ctx=n_ctx, n_threads=n_threads, parameters=parameters)
+    try:
+        return model.score_options(prompts, options)
+    finally:
+        model.close()
+
+
+def gguf_texts(path: str, n_ctx: int, n_threads: int | None, parameters: dict[str, str], prompts: list[str],
+               max_new_tokens: int, stop: list[str]) -> list[str]:
+    """A whole check's greedy texts, model loaded and freed here (the unit of work sent to a fresh process)."""
+    model = GgufStudent(Path(path), n_ctx=n_ctx, n_threads=n_threads, parameters=parameters)
+    try:
+        return model.generate(prompts, max_new_tokens, stop)
+    finally:
+        model.close()

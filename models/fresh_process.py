@@ -1,0 +1,30 @@
+"""One llama.cpp job in a fresh interpreter, so that llama.cpp never loads a model where torch has set up CUDA.
+
+On an H200 (torch 2.11+cu130, llama-cpp-python 0.3.36 built with CUDA 13) a model load crashed the process with
+SIGSEGV once torch had touched CUDA in it, even with no layers offloaded. Exports merge and check on torch, then
+convert, quantize and answer with llama.cpp: each llama.cpp step runs here. The teacher, which answers many batches,
+has its own long-lived process instead (models/teacher/own_process.py).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from models.errors import FreshProcessError
+
+T = TypeVar("T")
+
+
+def in_fresh_process(doing: str, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) in a spawned interpreter; its exceptions are raised here, its death is one FreshProcessError."""
+    # spawn, not fork: a forked child would inherit the parent's CUDA state, the very thing to stay away from.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool as err:
+            raise FreshProcessError(f"llama.cpp died while {doing} (in a process of its own; its messages went to "
+                                    f"this command's stderr)") from err

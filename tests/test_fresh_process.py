@@ -1,0 +1,60 @@
+"""llama.cpp jobs in a fresh process: the value comes back, the job's own error comes back, a crash is one clear error,
+and export and doctor never load llama.cpp where torch runs (on CUDA that load crashed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.errors import FreshProcessError, ModelFileError
+from models.fresh_process import in_fresh_process
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pid_and_torch() -> tuple[int, bool]:
+    """The job's pid, and whether torch was imported there (it must start bare)."""
+    return os.getpid(), "torch" in sys.modules
+
+
+def refuse(name: str) -> None:
+    raise ModelFileError(f"{name}: not a GGUF")
+
+
+def segfault() -> None:
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_the_job_runs_in_another_bare_interpreter_and_its_value_comes_back() -> None:
+    import torch  # noqa: F401  (the parent has torch; the job's interpreter must not inherit it)
+
+    pid, has_torch = in_fresh_process("testing", pid_and_torch)
+    assert pid != os.getpid() and has_torch is False
+
+
+def test_the_jobs_own_error_is_raised_here_unchanged() -> None:
+    with pytest.raises(ModelFileError, match="x.gguf: not a GGUF"):
+        in_fresh_process("testing", refuse, "x.gguf")
+
+
+def test_a_crash_in_the_job_is_one_clear_error() -> None:
+    with pytest.raises(FreshProcessError, match="llama.cpp died while quantizing x.gguf"):
+        in_fresh_process("quantizing x.gguf", segfault)
+
+
+@pytest.mark.parametrize("call", [
+    "from models.device import llama_gpu_offload; llama_gpu_offload()",
+    "from models.export_gguf import quantize; quantize(Path(sys.argv[1]), Path(sys.argv[2]), 'q8_0', 1)",
+])
+def test_doctor_and_export_leave_llama_cpp_out_of_this_process(call: str, tiny_gguf: Path, tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    script = f"import sys\nfrom pathlib import Path\n{call}\nprint('llama_cpp' in sys.modules)\n"
+    proc = subprocess.run([sys.executable, "-c", script, str(tiny_gguf), str(tmp_path / "q.gguf")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "False"
