@@ -451,6 +451,8 @@ def run_row(student: Path, teacher: Path, scratch: Path, tiny: bool) -> Row:
 
 def run_check(run: dict[str, Any], rounds: list[dict[str, Any]], seconds: float, on_gpu: bool) -> Row:
     """The run's row: plan mode, status, and the per-phase peak (VRAM on a GPU, RSS recorded either way)."""
+    from engine.model_slots import describe_teacher
+
     plan = run.get("plan") or {}
     key = "peak_vram_mb" if on_gpu else "peak_rss_mb"
     peaks: dict[str, float] = {}
@@ -461,9 +463,14 @@ def run_check(run: dict[str, Any], rounds: list[dict[str, Any]], seconds: float,
                 peaks[phase] = max(peaks.get(phase, 0.0), m[key])
             else:
                 missing.append(f"round {r['idx']} {phase}")
-    ok = plan.get("mode") == "qlora-nf4" and run.get("status") == "finished" and not missing and bool(peaks)
+    teacher = run.get("teacher") or {}
+    # On CUDA the teacher must have run in its own process (llama.cpp after torch's CUDA in one process crashes).
+    isolated = bool(teacher.get("process")) or not on_gpu
+    ok = (plan.get("mode") == "qlora-nf4" and run.get("status") == "finished" and not missing and bool(peaks)
+          and isolated)
     shown = ", ".join(f"{p} {v:.0f}" for p, v in peaks.items())
-    note = (f"{len(rounds)} rounds; max {key} per phase: {shown}" + (f"; missing in {missing}" if missing else "")
+    note = (f"{len(rounds)} rounds; teacher: {describe_teacher(teacher)}; max {key} per phase: {shown}"
+            + (f"; missing in {missing}" if missing else "")
             + ("" if on_gpu else "; peak_vram_mb needs CUDA: skipped")
             + (" (torch's counter: llama.cpp's VRAM in augment/filter is not in it)" if on_gpu else ""))
     if not ok:

@@ -108,7 +108,8 @@ def describe_teacher(info: dict[str, Any]) -> str:
     if info.get("n_ctx"):
         parts.append(f"n_ctx {info['n_ctx']}")
     if "n_gpu_layers_offloaded" in info:
-        parts.append(f"{info['n_gpu_layers_offloaded']}/{info.get('n_layer', '?')} layers on GPU")
+        n_layer = info.get("n_layer")  # llama.cpp counts the output layer too: 29/29 for a 28-block model
+        parts.append(f"{info['n_gpu_layers_offloaded']}/{n_layer + 1 if isinstance(n_layer, int) else '?'} layers on GPU")
     if info.get("fallback"):
         parts.append(str(info["fallback"]))
     extra = {k: v for k, v in info.items() if k in ("base_url", "server_model", "process") and v}

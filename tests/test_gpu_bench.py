@@ -58,9 +58,13 @@ def test_tiny_bench_prints_every_row_and_the_loss_falls(tmp_path: Path) -> None:
 
 def test_run_check_wants_qlora_and_peak_vram_in_every_phase_on_a_gpu() -> None:
     bench = load_bench()
-    run = {"status": "finished", "plan": {"mode": "qlora-nf4", "device": "cuda"}}
+    teacher = {"model": "t.gguf", "backend": "llama.cpp", "process": "own (pid 7)"}
+    run = {"status": "finished", "plan": {"mode": "qlora-nf4", "device": "cuda"}, "teacher": teacher}
     phases = {"train": {"peak_vram_mb": 900.0, "peak_rss_mb": 1.0}, "eval": {"peak_vram_mb": 700.0, "peak_rss_mb": 1.0}}
     assert bench.run_check(run, [{"idx": 0, "phases": phases}], 1.0, on_gpu=True).ok is True
+    in_worker = {**run, "teacher": {"model": "t.gguf", "backend": "llama.cpp"}}  # the CUDA crash's setting
+    assert bench.run_check(in_worker, [{"idx": 0, "phases": phases}], 1.0, on_gpu=True).ok is False
+    assert bench.run_check(in_worker, [{"idx": 0, "phases": phases}], 1.0, on_gpu=False).ok is True
     no_vram = {"idx": 1, "phases": {"train": {"peak_rss_mb": 1.0}}}
     row = bench.run_check(run, [{"idx": 0, "phases": phases}, no_vram], 1.0, on_gpu=True)
     assert row.ok is False and "round 1 train" in row.note
@@ -104,3 +108,12 @@ def test_doctor_shows_a_warning_row(monkeypatch: pytest.MonkeyPatch) -> None:
     text = console.export_text()
     assert "WARNING" in text and WARNING in text and "CMAKE_ARGS=-DGGML_CUDA=on" in text
     assert "its own process (auto: a CUDA GPU is present)" in text
+
+
+def test_describe_teacher_counts_layers_as_llama_cpp_does() -> None:
+    from engine.model_slots import describe_teacher
+
+    # The H200 run: 28 blocks plus the output layer, all offloaded (llama.cpp prints "offloaded 29/29 layers").
+    info = {"backend": "llama_cpp", "model": "/m/t.gguf", "gpu_offload_supported": True, "n_gpu_layers_requested": -1,
+            "n_gpu_layers_offloaded": 29, "n_layer": 28, "process": "own (pid 5009)"}
+    assert "29/29 layers on GPU" in describe_teacher(info) and "process own (pid 5009)" in describe_teacher(info)
