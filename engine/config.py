@@ -129,7 +129,7 @@ class TeacherConfig(Section):
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
     parallel: int = Field(8, ge=1, le=64, description="Sequences decoded together in one context.")
-    isolate: Literal["auto", "always", "never"] = Field("auto", description="backend=llama_cpp: run the teacher in a process of its own: always, never, or auto (when a CUDA GPU is present and layers are offloaded; llama.cpp's CUDA libraries crashed a process where torch had set up CUDA).")
+    isolate: Literal["auto", "always", "never"] = Field("auto", description="backend=llama_cpp: run the teacher in a process of its own: always, never, or auto (when a CUDA GPU is present: llama.cpp built with CUDA crashed loading a model in a process where torch had used CUDA, offloading or not).")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
     max_tokens: int = Field(384, ge=16, description="Budget per generated example set.")

@@ -51,7 +51,7 @@ def teacher_process(cfg: RunConfig | None) -> str:
         return f"a server ({params.backend})"
     where = "its own process" if runs_in_own_process(params) else "the worker's process"
     why = f"teacher.isolate = {params.isolate}" if params.isolate != "auto" else (
-        "auto: a CUDA GPU is present" if where == "its own process" else "auto: no CUDA GPU, or no layers offloaded")
+        "auto: a CUDA GPU is present" if where == "its own process" else "auto: no CUDA GPU")
     return f"{where} ({why})"
 
 

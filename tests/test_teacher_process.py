@@ -122,7 +122,7 @@ def test_where_the_teacher_runs_follows_teacher_isolate_and_the_gpu(monkeypatch:
     from models.params import TeacherParams
     from models.teacher import runs_in_own_process
 
-    for gpu, layers, isolate, expected in [(True, -1, "auto", True), (False, -1, "auto", False), (True, 0, "auto", False),
+    for gpu, layers, isolate, expected in [(True, -1, "auto", True), (False, -1, "auto", False), (True, 0, "auto", True),
                                            (False, -1, "always", True), (True, -1, "never", False)]:
         monkeypatch.setattr(models.device, "gpu_present", lambda gpu=gpu: gpu)
         assert runs_in_own_process(TeacherParams(n_gpu_layers=layers, isolate=isolate)) is expected  # type: ignore[arg-type]

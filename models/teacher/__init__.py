@@ -31,9 +31,10 @@ def open_teacher(cfg: TeacherParams, model_path: Path | None, seed: int) -> Teac
 
 
 def runs_in_own_process(cfg: TeacherParams) -> bool:
-    """Whether the llama.cpp teacher runs in its own process (auto: when its layers would go to a CUDA GPU)."""
+    """Whether the llama.cpp teacher runs in its own process (auto: on a machine with a CUDA GPU)."""
     if cfg.isolate != "auto":
         return cfg.isolate == "always"
     from models.device import gpu_present
 
-    return cfg.n_gpu_layers != 0 and gpu_present()
+    # Not only when layers are offloaded: on the H200 a load with n_gpu_layers=0 crashed the same way.
+    return gpu_present()
