@@ -85,9 +85,10 @@ def read_shape(folder: Path) -> Shape:
 def pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
     """llama.cpp's name for the pre-tokenizer a byte-level BPE tokenizer.json describes."""
     model = tokenizer_json.get("model") or {}
-    if model.get("type") != "BPE" or (tokenizer_json.get("decoder") or {}).get("type") != "ByteLevel":
+    decoder = tokenizer_json.get("decoder") or {}
+    if model.get("type") != "BPE" or not _byte_level(decoder):
         raise ModelFileError("GGUF export supports byte-level BPE tokenizers only (SmolLM2, Qwen2, Llama 3 style), "
-                             f"not a {model.get('type')} tokenizer")
+                             f"not a {model.get('type')} tokenizer with a {decoder.get('type')} decoder")
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     kinds = [s.get("type") for s in steps]
@@ -101,6 +102,20 @@ def pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
             return name
     raise ModelFileError(f"GGUF export does not know this tokenizer's pre-tokenizer ({kinds}); supported: GPT-2, SmolLM, "
                          "Qwen2 and Llama 3 style")
+
+
+# What transformers 5.17 writes around ByteLevel when it builds a tokenizer from a byte-level GGUF: none of it acts on
+# byte-level tokens but Strip, which drops one leading space of a decoded text (encoding, which the export checks
+# token by token against llama.cpp's, is the ByteLevel pre-tokenizer's alone).
+_AROUND_BYTE_LEVEL = {"ByteFallback", "Fuse", "Replace", "Strip"}
+
+
+def _byte_level(decoder: dict[str, Any]) -> bool:
+    """A ByteLevel decoder, alone or in a Sequence with only the steps transformers adds around it."""
+    if decoder.get("type") == "ByteLevel":
+        return True
+    kinds = [d.get("type") for d in decoder.get("decoders", [])] if decoder.get("type") == "Sequence" else []
+    return "ByteLevel" in kinds and set(kinds) <= _AROUND_BYTE_LEVEL | {"ByteLevel"}
 
 
 def vocabulary(folder: Path, n_vocab: int) -> tuple[list[str], list[int]]:

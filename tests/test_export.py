@@ -243,6 +243,15 @@ def test_pre_tokenizer_names_and_refusals(tmp_path: Path) -> None:
     assert pre_tokenizer(tok({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, level]})) == "smollm"
     with pytest.raises(ModelFileError, match="byte-level BPE"):
         pre_tokenizer(tok(level, model="WordPiece"))
+    # transformers 5.17 (the H200's) builds this decoder from a byte-level GGUF; the export refused it there.
+    wrapped = {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+    assert pre_tokenizer({**tok(level), "decoder": wrapped}) == "gpt-2"
+    metaspace = {"type": "Sequence", "decoders": [{"type": "Replace"}, {"type": "ByteFallback"}, {"type": "Fuse"}]}
+    with pytest.raises(ModelFileError, match="with a Sequence decoder"):
+        pre_tokenizer({**tok(level), "decoder": metaspace})
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
     with pytest.raises(ModelFileError, match="llama and qwen2"):
         read_shape(tmp_path)
