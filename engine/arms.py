@@ -52,7 +52,7 @@ ABLATIONS = {
     "no_length": ("checks.length=0", "the length range of the seeds"),
     "no_label_balance": ("checks.label_balance=0", "the per-label cap"),
     "no_siblings": ("checks.siblings=false", "dedup among one round's candidates"),
-    "no_repair": ("checks.repair_escapes=false", "undoing JSON escapes that ate LaTeX, rejecting unpaired $ math"),
+    "no_repair": ("checks.repair_escapes=false", "rejecting control characters and unpaired $ math"),
     "no_language": ("checks.language=false", "rejecting text in another language than the seeds'"),
     "no_prompt_echo": ("checks.prompt_echo=false", "rejecting text that repeats the teacher's instructions"),
 }

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from engine.checks import repair_escapes
 from engine.config import RunConfig
 from engine.example_rows import example_from_row
 from engine.tasks.base import Example, Task
@@ -88,18 +87,3 @@ def grounding(task: Task, target: dict[str, Any], seeds: list[dict[str, Any]], n
 def max_reply_tokens(schema: dict[str, Any]) -> int:
     """A generous token budget for a reply that follows `schema` (about 2 characters a token at worst, plus slack)."""
     return max_reply_chars(schema) // 2 + 16
-
-
-def repaired(ex: Example) -> Example:
-    """The example with JSON escapes that ate LaTeX backslashes undone; the count goes to meta['repaired_escapes']."""
-    text, n = repair_escapes(ex.input)
-    target, m = repair_escapes(ex.target)
-    choices = None
-    k = 0
-    if ex.choices:
-        fixed = [repair_escapes(c) for c in ex.choices]
-        choices = tuple(c for c, _ in fixed)
-        k = sum(count for _, count in fixed)
-    if n + m + k == 0:
-        return ex
-    return replace(ex, input=text, target=target, choices=choices, meta={**ex.meta, "repaired_escapes": n + m + k})

@@ -40,8 +40,6 @@ _GENERIC = (
 )
 _ANSWER_NOUN = re.compile(r"(\w+)\s*:\s*$")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
-_JSON_CONTROL = {"\t": "\\t", "\f": "\\f", "\b": "\\b", "\r": "\\r"}
-_MATH_NEWLINE = re.compile(r"\n(?=[A-Za-z])")
 
 
 class MetaText:
@@ -74,35 +72,6 @@ class MetaText:
             if m:
                 return m.group(0)
         return None
-
-
-def repair_escapes(text: str) -> tuple[str, int]:
-    """Undo JSON escapes that ate a LaTeX backslash: a tab, form feed, backspace or carriage return goes back to the
-    two characters the teacher wrote (\\t of \\tan, \\f of \\frac, ...), and a line break inside $...$ math followed by
-    a letter back to \\n (\\neq, \\nu). Returns the text and how many were repaired."""
-    repaired = 0
-    out = []
-    for ch in text:
-        if ch in _JSON_CONTROL:
-            out.append(_JSON_CONTROL[ch])
-            repaired += 1
-        else:
-            out.append(ch)
-    text = "".join(out)
-    if "$" in text and "\n" in text:
-        pieces, in_math, i = [], False, 0
-        while i < len(text):
-            ch = text[i]
-            if ch == "$":
-                in_math = not in_math
-            if ch == "\n" and in_math and i + 1 < len(text) and text[i + 1].isalpha():
-                pieces.append("\\n")
-                repaired += 1
-            else:
-                pieces.append(ch)
-            i += 1
-        text = "".join(pieces)
-    return text, repaired
 
 
 _DOLLAR = re.compile(r"(?<!\\)\$")  # a $ that is not the escaped literal \$
@@ -263,18 +232,30 @@ def shingles(text: str, n: int = ECHO_WORDS) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
+_HEAD = re.compile(r"^\s*([^:\n]{3,60}):", re.MULTILINE)
+
+
+def line_heads(text: str) -> set[str]:
+    """The casefolded heads of a prompt's "Head: ..." lines that hold at least two words ("correct label")."""
+    return {" ".join(m.group(1).casefold().split()) for m in _HEAD.finditer(text) if len(m.group(1).split()) >= 2}
+
+
 class PromptEcho:
     """The fixed text of the task's teacher prompts (system message, instructions, worked example), without the
-    example it was rendered with; a candidate repeating ECHO_WORDS words of it in a row echoes the prompt."""
+    example it was rendered with: a candidate repeating ECHO_WORDS words of it in a row, or one of its "Head:" lines
+    ("Correct label: Algebra", "The student answered: ..." too short for a run), echoes the prompt."""
 
     def __init__(self, task: Task, sample: Example) -> None:
         texts = [m["content"] for m in task.teacher_messages(sample, None, 2, is_miss=True)]
+        texts += [m["content"] for m in task.teacher_messages(sample, sample.target, 2, is_miss=True)]
         texts += [m["content"] for m in task.teacher_messages(sample, None, 1, is_miss=False)]
         if task.verifies:
             texts += [m["content"] for m in task.verify_messages(sample)]
-        own = set().union(*(shingles(t) for t in (sample.input, sample.target, *(sample.choices or ()))))
+        own_texts = (sample.input, sample.target, *(sample.choices or ()))
+        own = set().union(*(shingles(t) for t in own_texts))
         self.shingles = set().union(*(shingles(t) for t in texts)) - own
+        self.heads = set().union(*(line_heads(t) for t in texts)) - set().union(*(line_heads(t) for t in own_texts))
 
     def match(self, text: str) -> bool:
-        """Whether the text repeats a run of the prompt's words."""
-        return not self.shingles.isdisjoint(shingles(text))
+        """Whether the text repeats a run of the prompt's words or one of its line heads."""
+        return not self.shingles.isdisjoint(shingles(text)) or not self.heads.isdisjoint(line_heads(text))

@@ -74,9 +74,6 @@ class CandidateFilter:
         reason = self.task.reject_reason(ex)
         if reason is not None:
             return reason
-        repaired = int((row.get("meta") or {}).get("repaired_escapes") or 0)
-        if repaired:
-            flags["escapes_repaired"] += repaired
         if self.checks.repair_escapes and any(has_control_chars(text) for text in (ex.input, ex.target, *(ex.choices or ()))):
             return "control_chars"
         if self.paired_math and unpaired_dollars(ex.input):

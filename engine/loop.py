@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, repaired, request_seed, teacher_messages
+from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, request_seed, teacher_messages
 from engine.checkpoints import publish, save_resolved_config, staging_folder
 from engine.config import RunConfig
 from engine.example_rows import example_from_row, example_row
@@ -346,8 +346,6 @@ class Loop:
                 gen_seconds += call["seconds"] or 0.0
             parent = parents[request.key]
             for ex in self.task.parse_teacher(parsed, example_from_row(parent)):
-                if self.cfg.checks.repair_escapes:
-                    ex = repaired(ex)
                 candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
                                               parent_id=parent["id"], teacher_call=request.key))
         fault_point("augment", idx)

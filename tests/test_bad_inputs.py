@@ -309,6 +309,17 @@ def test_prompt_echo_covers_the_instructions_not_the_example() -> None:
     assert not echo.match("Tim reads 12 pages a day for 5 days. How many pages does he read?")
 
 
+def test_prompt_echo_catches_the_prompts_short_head_lines() -> None:
+    # Kept by the llm2llm arm of MATH sweep 11 (run 67, round 0): a real problem with the prompt's tail written after it.
+    task = make_task(resolve({"task": {"preset": "math_topic"}}).task)
+    echo = PromptEcho(task, Example(input="Fully factor the following expression: $2x^2-8$", target="Algebra",
+                                    answer="Algebra"))
+    problem = "Express your answer as an ordered pair $(x,y)$ of decimals."
+    assert echo.match(problem + "\n\nCorrect label: Algebra\n\nThe student answered: Algebra")
+    assert echo.match(problem + "\nThe student answered: Geometry"), "another label's words change no head"
+    assert not echo.match(problem) and not echo.match("Label the points: $A$, $B$ and $C$. Find $AB$.")
+
+
 class GarbageTeacher:
     """A teacher backend (as a server might be) whose replies are garbage of every kind; replies go through
     check_reply like every real backend's."""

@@ -16,7 +16,6 @@ from engine.checks import (
     balance_cap,
     has_control_chars,
     label_mismatch,
-    repair_escapes,
     seeds_pair_dollars,
     unpaired_dollars,
 )
@@ -27,6 +26,7 @@ from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task
 from engine.tasks.teacher_prompt import NOT_VALID
+from models.teacher.reply_json import loads_reply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -78,27 +78,37 @@ def test_meta_text_catches_the_demo_rows_and_no_real_input() -> None:
     assert custom.match("In summary, a fine film.") and not sentiment.match("In summary, a fine film.")
 
 
-def test_latex_survives_the_json_round_trip_and_control_characters_are_repaired() -> None:
-    # The teacher wrote '\tan', '\frac', '\theta' with one backslash inside a JSON string: JSON decodes \t, \f to
-    # a tab and a form feed (the store held "$y = <TAB>an (2x + <FF>rac{<TAB>heta}{2})$").
-    written = r'{"text": "$y = \tan (2x + \frac{\theta}{2})$ and $a \neq b$"}'
-    decoded = json.loads(written)["text"]
-    assert "\t" in decoded and "\f" in decoded and has_control_chars(decoded)
-    fixed, n = repair_escapes(decoded)
-    assert fixed == r"$y = \tan (2x + \frac{\theta}{2})$ and $a \neq b$" and n == 4
-    assert not has_control_chars(fixed)
-    for row in jsonl("math_topic_42.jsonl"):  # correctly escaped real problems pass through untouched, byte for byte
-        text = json.loads(json.dumps({"text": row["problem"]}, ensure_ascii=False))["text"]
-        assert repair_escapes(text) == (row["problem"], 0)
+# Written by the teacher of MATH sweep 11 (run 67, round 0) under a grammar that allowed only \" \\ \/ \n \uXXXX after a
+# backslash: wanting \triangle and \tan, it was forced into \ntriangle and \nabla (raw reply text, as stored).
+SWEEP11_RAW = r'{"texts": ["In $\ntriangle XYZ$, we have $\nangle X = 90^\not{}$", "In triangle $ABC,$ $\nabla A \nabla C$"]}'
 
 
-def test_the_grammar_forbids_the_escapes_that_make_control_characters() -> None:
-    from models.teacher.llama_cpp import schema_grammar
+def test_teacher_latex_written_with_one_backslash_is_read_as_written() -> None:
+    # '\tan', '\frac', '\theta' with one backslash inside a JSON string: plain JSON decodes \t, \f to a tab and a
+    # form feed (an earlier store held "$y = <TAB>an (2x + <FF>rac{<TAB>heta}{2})$").
+    written = r'{"text": "$y = \tan (2x + \frac{\theta}{2})$, $a \neq b$, \[\nabla f\]\nExpress $\triangle$ \u00e9"}'
+    assert has_control_chars(json.loads(written.split(", \\[")[0] + '"}')["text"])
+    text = loads_reply(written)["text"]
+    assert text == "$y = \\tan (2x + \\frac{\\theta}{2})$, $a \\neq b$, \\[\\nabla f\\]\nExpress $\\triangle$ é"
+    assert loads_reply(r'{"text": "Total:\nnot \ne 4 \\ \"ok\" \/"}')["text"] == 'Total:\nnot \ne 4 \\ "ok" /', \
+        "outside math \\n is a line break even before n-command letters; JSON's own escapes keep their meaning"
+    for row in jsonl("math_topic_42.jsonl"):
+        strict = json.dumps({"text": row["problem"]}, ensure_ascii=False)
+        assert loads_reply(strict)["text"] == row["problem"], "correctly escaped JSON reads byte for byte"
+        if "\\\\" not in row["problem"] and "\t" not in row["problem"]:  # a LaTeX \\ row break written single is \
+            assert loads_reply(strict.replace("\\\\", "\\"))["text"] == row["problem"], "one backslash reads the same"
+    assert [t.split("$")[-2][:6] for t in loads_reply(SWEEP11_RAW)["texts"]] == ["\nangle", "\\nabla"], \
+        "what a forced \\n wrote cannot be undone by reading: the grammar must let the teacher write \\triangle"
+
+
+def test_the_grammar_lets_latex_follow_a_backslash() -> None:
+    from models.teacher.llama_cpp import GRAMMAR, schema_grammar
 
     grammar = schema_grammar({"type": "object", "properties": {"text": {"type": "string", "maxLength": 50}},
                               "required": ["text"], "additionalProperties": False})
     escapes = grammar.split('"\\\\" (', 1)[1].split(" |", 1)[0]
-    assert escapes == '["\\\\/n]', "after a backslash only \" \\ / n and uXXXX"
+    assert escapes == "[!-~]", "after a backslash any printable character: \\triangle needs no forced \\n"
+    assert GRAMMAR == "latex-escapes", "a grammar change must change the teacher's cache identity"
 
 
 def test_stored_candidates_keep_latex_and_non_ascii(tmp_path: Path) -> None:
@@ -166,7 +176,7 @@ def test_filter_decisions_on_real_rows_with_counted_reasons() -> None:
         candidate(105, "A cold, dull and lifeless film with nothing to say.", "negative", requested="positive"),
         candidate(106, "word " * 500, "negative"),
         candidate(107, "A quietly devastating, beautifully acted film about grief.", "positive"),
-        candidate(108, "Clumsy, loud and far too long for its thin story.", "negative", meta={"repaired_escapes": 1}),
+        candidate(108, "Clumsy, loud and far too long for its thin story.", "negative"),
         candidate(109, "Tab\there.", "negative"),
     ]
     asked: list[int] = []
@@ -179,7 +189,7 @@ def test_filter_decisions_on_real_rows_with_counted_reasons() -> None:
     assert decisions.rejected == {100: "meta_text", 102: "sibling_duplicate", 103: "copy_of_seed", 104: "leaks_eval",
                                   105: "label_mismatch", 106: "length", 107: "label_disagrees", 109: "control_chars"}
     assert asked == [101, 107, 108], "only survivors of the cheap checks cost a teacher call"
-    assert decisions.kept == [101, 108] and decisions.flags["escapes_repaired"] == 1
+    assert decisions.kept == [101, 108]
     off = CandidateFilter(task, ChecksConfig(requested_label=False, meta_text=False, siblings=False, length=0),
                           0.9, existing, seeds).decide(pending, None, seed=0)
     assert {100, 102, 105, 106, 107} <= set(off.kept) and off.flags["label_mismatch_kept"] == 1

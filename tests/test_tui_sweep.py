@@ -69,7 +69,7 @@ def _round(store: Store, run_id: int, idx: int, plan: tuple[float, int, dict[str
     phases["eval"]["validation_answers"] = {"positive": 7, "negative": 3}
     if requests:
         phases["augment"].update(requests=requests, examples_requested=2 * requests)
-        phases["filter"].update(reasons=reasons, flags={"escapes_repaired": 1},
+        phases["filter"].update(reasons=reasons, flags={"label_mismatch_kept": 1},
                                 label_mix_after={"negative": train_size, "positive": train_size + 1})
     generated = 2 * requests if requests else None
     rejected = sum(reasons.values())
@@ -355,7 +355,7 @@ async def test_dashboard_shows_rejections_by_reason_and_label_mix(tmp_path: Path
         assert cell(table, "2", "reasons") == "-"
         detail = str(dash.query_one("#round-detail", Static).render())
         assert "round 0" in detail and "rejected 3 meta_text · 2 label_disagrees" in detail
-        assert "kept but noted 1 escapes_repaired" in detail and "trained on negative 2 / positive 2" in detail
+        assert "kept but noted 1 label_mismatch_kept" in detail and "trained on negative 2 / positive 2" in detail
         assert "next round trains on negative 4 / positive 5" in detail
         assert "student answered (validation) positive 7 / negative 3" in detail
         await pilot.press("down")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from models.teacher.reply_json import loads_reply
+
 
 @dataclass
 class TeacherRequest:
@@ -82,7 +84,7 @@ def check_reply(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | Non
     if not text.strip():
         return None, "empty reply"
     try:
-        parsed = json.loads(text)
+        parsed = loads_reply(text)
     except json.JSONDecodeError as err:
         return None, f"invalid JSON ({err.msg} at char {err.pos}; {len(text)} chars)"
     except RecursionError:

@@ -23,11 +23,12 @@ SEQUENTIAL_SAMPLING = {"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}  # sam
 # json.loads rejects such strings: models do write raw newlines there, so every such reply would be lost.
 _LOOSE_CHAR = r'char ::= [^"\\] '
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] '
-# JSON's \b \f \r \t escapes decode to control characters no training text wants, and a teacher writing LaTeX
-# single-escaped (\tan, \frac, \beta, \rho) would produce exactly those: only \" \\ \/ \n and \uXXXX stay allowed, so
-# after a backslash the model must write \\ (a literal backslash) and "\tan" survives as written.
+# A teacher writing LaTeX in a JSON string writes \tan, \frac, \[ with one backslash. JSON's grammar would force
+# another character after it (\ntriangle for \triangle, \nabla for \tan, seen in a MATH sweep), so any printable
+# character may follow a backslash and the reply is read by reply_json.loads_reply, which keeps the backslash.
 _ESCAPES = '["\\\\/bfnrt]'
-_ESCAPES_ALLOWED = '["\\\\/n]'
+_ESCAPES_ALLOWED = "[!-~]"
+GRAMMAR = "latex-escapes"  # in the cache identity: replies written under another grammar are not these
 
 
 def schema_grammar(schema: dict[str, Any]) -> str:
@@ -118,10 +119,10 @@ class LlamaCppTeacher:
 
     # Teacher protocol -----------------------------------------------------------------------------
     def identity(self) -> str:
-        """Model file sha256 + backend + n_ctx + decoding path (batched sampling differs from sequential at T>0)."""
+        """Model file sha256 + backend + n_ctx + decoding path (batched sampling differs from sequential at T>0) + grammar."""
         if self._identity is None:
             digest = file_sha256(self.model_path)
-            self._identity = f"llama_cpp:{digest}:n_ctx={self.n_ctx}:{self.mode}"
+            self._identity = f"llama_cpp:{digest}:n_ctx={self.n_ctx}:{self.mode}:{GRAMMAR}"
         return self._identity
 
     def info(self) -> dict[str, Any]:
