@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.tasks.presets import apply_preset
 from models.errors import ConfigError
-from models.params import LoraParams, TeacherParams, TrainParams
+from models.params import LoraParams, ResponseFormat, TeacherParams, TrainParams
 
 TaskKind = Literal["math", "classification", "multiple_choice", "free_text"]
 
@@ -123,7 +123,7 @@ class TeacherConfig(Section):
     backend: Literal["llama_cpp", "openai"] = Field("llama_cpp", description="llama_cpp: GGUF in-process; openai: an OpenAI-compatible server.")
     model: str = Field("qwen2.5-coder-1.5b-instruct", description="Catalog name or .gguf path (llama_cpp); model name (openai).")
     base_url: str | None = Field(None, description="Server URL for backend=openai, e.g. http://127.0.0.1:8080/v1.")
-    response_format: Literal["auto", "json_schema", "json_object"] = Field("auto", description="backend=openai: how the JSON schema is sent: json_schema (OpenAI, vLLM, llama-server), json_object with a schema (llama-cpp-python's server), or auto (json_schema, then json_object once if the server refuses it).")
+    response_format: ResponseFormat = Field("auto", description="backend=openai: how the JSON schema is sent: json_schema (OpenAI, vLLM, llama-server), json_object with a schema (llama-cpp-python's server), grammar (the in-process teacher's GBNF, which lets LaTeX follow a backslash: llama-server and llama-cpp-python's server), or auto (json_schema, then json_object once if the server refuses it).")
     timeout: float = Field(600.0, gt=0, description="backend=openai: seconds to wait for one completion.")
     n_ctx: int = Field(4096, ge=256, description="Context tokens (shared by the parallel sequences).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")

@@ -7,6 +7,9 @@ from typing import Literal
 
 from models.batching import micro_batch_count, optimizer_steps
 
+# How a server teacher is sent the reply schema (models/teacher/openai_http.py says what each form is for).
+ResponseFormat = Literal["auto", "json_schema", "json_object", "grammar"]
+
 
 @dataclass(frozen=True)
 class LoraParams:
@@ -54,6 +57,6 @@ class TeacherParams:
     parallel: int = 8
     retries: int = 2
     seed: int | None = None
-    response_format: Literal["auto", "json_schema", "json_object"] = "auto"
+    response_format: ResponseFormat = "auto"
     timeout: float = 600.0
     isolate: Literal["auto", "always", "never"] = "auto"

@@ -102,7 +102,7 @@ def test_teacher_latex_written_with_one_backslash_is_read_as_written() -> None:
 
 
 def test_the_grammar_lets_latex_follow_a_backslash() -> None:
-    from models.teacher.llama_cpp import GRAMMAR, schema_grammar
+    from models.teacher.grammar import GRAMMAR, schema_grammar
 
     grammar = schema_grammar({"type": "object", "properties": {"text": {"type": "string", "maxLength": 50}},
                               "required": ["text"], "additionalProperties": False})

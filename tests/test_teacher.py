@@ -141,7 +141,7 @@ def test_identity_and_info(batched: LlamaCppTeacher, sequential: LlamaCppTeacher
 
 
 def test_grammar_keeps_raw_control_characters_out_of_strings() -> None:
-    from models.teacher.llama_cpp import schema_grammar
+    from models.teacher.grammar import schema_grammar
 
     grammar = schema_grammar(SCHEMA)
     assert r'char ::= [^"\\\x7F\x00-\x1F]' in grammar  # JSON forbids raw newlines etc. inside strings

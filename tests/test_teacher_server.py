@@ -16,6 +16,7 @@ import pytest
 from engine.config import TeacherConfig
 from models.teacher import open_teacher
 from models.teacher.openai_http import OpenAITeacher, ServerError, server_models
+from models.teacher.reply_json import loads_reply
 
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
 from tests.test_teacher import SCHEMA, requests  # noqa: E402
@@ -73,7 +74,7 @@ def test_parallel_requests_are_schema_valid_in_order_and_streamed(teacher: OpenA
     assert [r.key for r in replies] == [q.key for q in reqs] and sorted(streamed) == sorted(q.key for q in reqs)
     for reply in replies:
         assert reply.error is None, reply.error
-        assert reply.parsed == json.loads(reply.text)
+        assert reply.parsed == loads_reply(reply.text)
         jsonschema.validate(reply.parsed, SCHEMA)
         assert reply.tokens_in > 20 and reply.tokens_out > 5 and reply.attempts >= 1
     # llama-cpp-python's server refuses OpenAI's json_schema form: auto mode switched to its json_object + schema form.
@@ -100,6 +101,16 @@ def test_info_names_the_endpoint_and_the_served_model(server: str, teacher: Open
     info = teacher.info()
     assert info["base_url"] == server and info["server_model"] == ALIAS and ALIAS in info["server_models"]
     assert teacher.identity() == f"openai:{server}:{ALIAS}"
+
+
+def test_the_grammar_form_sends_the_teachers_own_gbnf(server: str) -> None:
+    grammar = OpenAITeacher(server, ALIAS, parallel=2, retries=2, response_format="grammar")
+    replies = grammar.generate(requests(2))
+    for reply in replies:
+        assert reply.error is None, reply.error
+        jsonschema.validate(reply.parsed, SCHEMA)
+    assert grammar.info()["response_format"] == "grammar" and grammar.identity().endswith(":latex-escapes")
+    grammar.close()
 
 
 def test_factory_passes_the_response_format(server: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.teacher.base import OnReply, TeacherReply, TeacherRequest, file_sha256
+from models.teacher.grammar import GRAMMAR, schema_grammar
 from models.teacher.retry import Attempt, Attempts, with_retries
 
 Mode = Literal["auto", "batched", "sequential"]
@@ -17,30 +18,6 @@ CHATML_FALLBACK = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 SEQUENTIAL_SAMPLING = {"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}  # same chain as the batched decoder
-
-
-# llama-cpp-python's converter lets raw control characters into strings (llama.cpp's own excludes them), and
-# json.loads rejects such strings: models do write raw newlines there, so every such reply would be lost.
-_LOOSE_CHAR = r'char ::= [^"\\] '
-_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] '
-# A teacher writing LaTeX in a JSON string writes \tan, \frac, \[ with one backslash. JSON's grammar would force
-# another character after it (\ntriangle for \triangle, \nabla for \tan, seen in a MATH sweep), so any printable
-# character may follow a backslash and the reply is read by reply_json.loads_reply, which keeps the backslash.
-_ESCAPES = '["\\\\/bfnrt]'
-_ESCAPES_ALLOWED = "[!-~]"
-GRAMMAR = "latex-escapes"  # in the cache identity: replies written under another grammar are not these
-
-
-def schema_grammar(schema: dict[str, Any]) -> str:
-    """GBNF for a JSON schema (llama-cpp-python's converter, with JSON's ban on raw control characters)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    grammar = json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _STRICT_CHAR)
-    if "char ::=" not in grammar:
-        return grammar  # no free text in the reply (enums, numbers only, as a blind verdict): no escapes to restrict
-    if _ESCAPES not in grammar:
-        raise RuntimeError("llama-cpp-python's JSON grammar changed: its string escapes could not be restricted")
-    return grammar.replace(_ESCAPES, _ESCAPES_ALLOWED)
 
 
 class LlamaCppTeacher:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Literal
+from typing import Any
 
+from models.params import ResponseFormat
 from models.teacher.base import OnReply, TeacherReply, TeacherRequest
+from models.teacher.grammar import GRAMMAR, schema_grammar
 from models.teacher.retry import Attempt, with_retries
-
-ResponseFormat = Literal["auto", "json_schema", "json_object"]
 
 
 class ServerError(Exception):
@@ -72,7 +72,9 @@ class OpenAITeacher:
     """Sends up to `parallel` requests at once; replies must match the JSON schema sent as `response_format`.
 
     response_format 'json_schema' is OpenAI's form (vLLM, llama-server); 'json_object' with a `schema` is the form
-    llama-cpp-python's server understands; 'auto' starts with json_schema and switches once when the server refuses it.
+    llama-cpp-python's server understands; 'auto' starts with json_schema and switches once when the server refuses it;
+    'grammar' sends the in-process teacher's GBNF (llama-server, llama-cpp-python's server), whose strings let LaTeX
+    follow a backslash where a server's own JSON grammar forces \\n (\\ntriangle for \\triangle).
     """
 
     def __init__(self, base_url: str, model: str, *, parallel: int = 8, retries: int = 2, timeout: float = 600.0,
@@ -91,8 +93,9 @@ class OpenAITeacher:
         self._served_error: str | None = None
 
     def identity(self) -> str:
-        """The endpoint and model name (the server's weights cannot be hashed from here)."""
-        return f"openai:{self.base_url}:{self.model}"
+        """The endpoint and model name (the server's weights cannot be hashed from here), and the grammar when sent."""
+        grammar = f":{GRAMMAR}" if self.response_format == "grammar" else ""
+        return f"openai:{self.base_url}:{self.model}{grammar}"
 
     def served(self) -> list[str]:
         """The model ids the server reports (asked once; empty when it would not say)."""
@@ -158,10 +161,13 @@ class OpenAITeacher:
         return _call(self.client, "POST", "chat/completions", self._body(req, seed, "json_object"))
 
     def _body(self, req: TeacherRequest, seed: int, form: str) -> dict[str, Any]:
+        body = {"model": self.model, "messages": req.messages, "max_tokens": req.max_tokens,
+                "temperature": req.temperature, "top_p": req.top_p, "seed": seed}
+        if form == "grammar":
+            return {**body, "grammar": schema_grammar(req.schema)}
         if form == "json_schema":
             response_format: dict[str, Any] = {"type": "json_schema", "json_schema": {
                 "name": "teacher_reply", "schema": req.schema, "strict": True}}
         else:
             response_format = {"type": "json_object", "schema": req.schema}
-        return {"model": self.model, "messages": req.messages, "max_tokens": req.max_tokens,
-                "temperature": req.temperature, "top_p": req.top_p, "seed": seed, "response_format": response_format}
+        return {**body, "response_format": response_format}
