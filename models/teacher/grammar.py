@@ -11,9 +11,9 @@ _LOOSE_CHAR = r'char ::= [^"\\] '
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] '
 # A teacher writing LaTeX in a JSON string writes \tan, \frac, \[ with one backslash. JSON's grammar would force
 # another character after it (\ntriangle for \triangle, \nabla for \tan, seen in a MATH sweep), so any printable
-# character may follow a backslash and the reply is read by reply_json.loads_reply, which keeps the backslash.
+# ASCII character may follow a backslash and the reply is read by reply_json.loads_reply, which keeps the backslash.
 _ESCAPES = '["\\\\/bfnrt]'
-_ESCAPES_ALLOWED = "[!-~]"
+_ESCAPES_ALLOWED = "[ -~]"  # a space too: LaTeX's control space "\\ " is common in MATH rows
 GRAMMAR = "latex-escapes"  # in the cache identity: replies written under another grammar are not these
 
 

@@ -34,6 +34,8 @@ def latex_escapes(raw: str) -> str:
             if m.group("json") is not None or (word is not None and word[0] == "n"
                                                and not (math and word in LATEX_N_COMMANDS)):
                 out.append(m.group(0))  # JSON's own escape, or a line break before text ("\nExpress your answer")
+            elif other == "'":
+                out.append("'")  # don\'t: an apostrophe escaped out of habit (no LaTeX in the real rows writes \')
             else:
                 out.append("\\\\" + (word or other))  # \tan, \frac, \neq, \[: the backslash itself
                 if other in ("(", "["):
