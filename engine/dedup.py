@@ -10,11 +10,20 @@ from collections.abc import Hashable
 from rapidfuzz import fuzz, process
 
 _NON_WORD = re.compile(r"[\W_]+")
+_INLINE_MATH = re.compile(r"(?<!\\)\$[^$]*\$")
+# a name inside math: one to three letters not part of a command (\tan) or of a longer word
+_MATH_NAME = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{1,3}(?![A-Za-z])")
 
 
 def normalise(text: str) -> str:
     """Casefolded NFKC words separated by single spaces (punctuation and spacing differences vanish)."""
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def fold_math_names(text: str) -> str:
+    """The text with every short name inside $...$ math replaced by one letter: a problem that only renames its
+    triangle or variables ($\\triangle ABC$ for $\\triangle XYZ$, $y$ for $x$) is the same problem."""
+    return _INLINE_MATH.sub(lambda m: _MATH_NAME.sub("v", m.group(0)), text) if "$" in text else text
 
 
 def text_hash(text: str) -> str:
@@ -36,8 +45,8 @@ def _is_copy(a: str, b: str) -> bool:
 
 
 class DedupIndex:
-    """Reference texts to compare candidates against: exact (same normalised text), near (rapidfuzz
-    normalised Indel similarity ≥ threshold) and copies (a candidate that is a word-aligned piece of a
+    """Reference texts to compare candidates against, with math names folded (fold_math_names): exact (same
+    normalised text), near (rapidfuzz normalised Indel similarity ≥ threshold) and copies (a candidate that is a word-aligned piece of a
     reference, or contains one, covering at least half of the longer text: teachers often return a
     clause of the seed they were shown)."""
 
@@ -54,7 +63,7 @@ class DedupIndex:
 
     def add(self, text: str, id: Hashable) -> None:
         """Add a reference text under an id (the first id of an exact duplicate is kept)."""
-        norm = normalise(text)
+        norm = normalise(fold_math_names(text))
         key = hashlib.sha1(norm.encode()).hexdigest()
         self._exact.setdefault(key, id)
         self._texts.append(norm)
@@ -62,7 +71,7 @@ class DedupIndex:
 
     def match(self, text: str) -> tuple[str, Hashable] | None:
         """('exact_duplicate', id) or ('near_duplicate', id) of the reference it duplicates, or None."""
-        norm = normalise(text)
+        norm = normalise(fold_math_names(text))
         hit = self._exact.get(hashlib.sha1(norm.encode()).hexdigest())
         if hit is not None:
             return "exact_duplicate", hit

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.dedup import DedupIndex, normalise, text_hash
+from engine.dedup import DedupIndex, fold_math_names, normalise, text_hash
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REVIEWS = [json.loads(line)["text"] for line in (FIXTURES / "rotten_tomatoes_20.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -61,6 +61,22 @@ def test_new_texts_are_not_duplicates() -> None:
     index = index_of(REVIEWS + QUESTIONS)
     assert index.match("A quiet, patient film about a lighthouse keeper that earns every one of its tears.") is None
     assert index.match("the film") is None, "a short text inside a long one is not a duplicate of it"
+
+
+def test_a_math_problem_that_only_renames_its_names_is_a_copy() -> None:
+    # Kept by the llm2llm arm of MATH sweep 12 (run 68, round 0): three renamings of one seed, 89% similar as words.
+    seed = r"In $\triangle XYZ$, we have $\angle X = 90^\circ$ and $\tan Y = \frac34$.  If $YZ = 30$, then what is $XY$?"
+    written = [r"In $\triangle ABC$, we have $\angle A = 45^\circ$ and $\tan B = \frac{3}{4}$.  If $BC = 30$, then what is $AB$?",
+               r"In $\triangle DEF$, we have $\angle D = 45^\circ$ and $\tan E = \frac{3}{4}$.  If $EF = 30$, then what is $DE$?"]
+    assert fold_math_names(written[0]) == fold_math_names(written[1])
+    assert fold_math_names(r"It costs \$5; $\tan x$ and $AB$.") == r"It costs \$5; $\tan v$ and $v$.", \
+        "commands and text outside math keep their letters"
+    assert all(index_of([seed]).match(text) == ("near_duplicate", "ref-0") for text in written)
+    problems = [json.loads(line)["problem"] for line in (FIXTURES / "math_topic_42.jsonl").read_text(encoding="utf-8").splitlines()]
+    index = DedupIndex(0.9)
+    for i, problem in enumerate(problems):
+        assert index.match(problem) is None, f"real problem {i} is not a copy of another"
+        index.add(problem, i)
 
 
 def test_threshold_controls_near_matches() -> None:
