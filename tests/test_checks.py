@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.checks import (
     LengthRange,
@@ -99,6 +101,19 @@ def test_teacher_latex_written_with_one_backslash_is_read_as_written() -> None:
             assert loads_reply(strict.replace("\\\\", "\\"))["text"] == row["problem"], "one backslash reads the same"
     assert [t.split("$")[-2][:6] for t in loads_reply(SWEEP11_RAW)["texts"]] == ["\nangle", "\\nabla"], \
         "what a forced \\n wrote cannot be undone by reading: the grammar must let the teacher write \\triangle"
+
+
+# Any text but control characters; a newline only where no $ opens math (there \n+eq would be \neq by design).
+_JSON_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.just("\n"), max_size=60).filter(
+    lambda t: "$" not in t or "\n" not in t)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=8), _JSON_TEXT, max_size=4),
+       st.booleans())
+def test_correctly_escaped_json_reads_as_json_does(doc: dict[str, str], ascii_only: bool) -> None:
+    raw = json.dumps(doc, ensure_ascii=ascii_only)
+    assert loads_reply(raw) == json.loads(raw)
 
 
 def test_the_grammar_lets_latex_follow_a_backslash() -> None:
