@@ -46,9 +46,9 @@ def _is_copy(a: str, b: str) -> bool:
 
 class DedupIndex:
     """Reference texts to compare candidates against, with math names folded (fold_math_names): exact (same
-    normalised text), near (rapidfuzz normalised Indel similarity ≥ threshold) and copies (a candidate that is a word-aligned piece of a
-    reference, or contains one, covering at least half of the longer text: teachers often return a
-    clause of the seed they were shown)."""
+    normalised text), near (rapidfuzz normalised Indel similarity ≥ threshold) and copies (a candidate that is a
+    word-aligned piece of a reference, or contains one, covering at least half of the longer text: teachers often
+    return a clause of the seed they were shown)."""
 
     def __init__(self, threshold: float = 0.9) -> None:
         if not 0 < threshold <= 1:
