@@ -391,7 +391,7 @@ class Loop:
 
     def _verify(self, idx: int, rows: list[dict[str, Any]], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
         """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""
-        from models.teacher.base import TeacherRequest
+        from models.teacher.base import TeacherRequest, check_reply
 
         identity = self._identity(meter)
         schema = self.task.verify_schema()
@@ -410,10 +410,11 @@ class Loop:
         verdicts: dict[int, str | None] = {}
         for row in rows:
             call = self.store.teacher_call(keys[row["id"]])
-            if call is None or not call["ok"]:
+            parsed = check_reply(call["response"], schema)[0] if call is not None and call["ok"] else None
+            if parsed is None:  # a math solve's text may hold LaTeX: read as every reply is, not by json.loads
                 verdicts[row["id"]] = "verify_failed"
                 continue
-            verdicts[row["id"]] = self.task.verify_verdict(json.loads(call["response"]), example_from_row(row))
+            verdicts[row["id"]] = self.task.verify_verdict(parsed, example_from_row(row))
         stats.update(verify_calls=len(requests), verify_cache_hits=hits,
                      verify_seconds=round(time.perf_counter() - t0, 3))
         return verdicts

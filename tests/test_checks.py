@@ -28,6 +28,7 @@ from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task
 from engine.tasks.teacher_prompt import NOT_VALID
+from models.teacher.base import check_reply
 from models.teacher.reply_json import loads_reply
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -228,6 +229,13 @@ def test_blind_verifier_verdicts_and_prompts() -> None:
     problem = Example(input="Tom has 3 boxes of 12 pens and gives away 10. How many are left?", target=" #### 26", answer="26")
     assert math.verify_verdict({"solution": "36 - 10 = 26\n#### 26", "answer": 26}, problem) is None
     assert math.verify_verdict({"solution": "#### 27", "answer": 27}, problem) == "solve_disagrees"
+    # A blind solve written with one-backslash LaTeX is read as every reply is (the loop once re-read it with
+    # json.loads, which refuses \times as an invalid escape).
+    reply = r'{"solution": "$3 \times 12 - 10 = 26$ pens, \$0 spent\n#### 26", "answer": 26}'
+    parsed, error = check_reply(reply, math.verify_schema())
+    assert error is None and parsed is not None and math.verify_verdict(parsed, problem) is None
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(reply)
     mc = task_of("mmlu_stem")
     row = jsonl("mmlu_stem_12.jsonl")[0]
     q = mc.example_from_fields(row["question"], row["answer"], row["choices"])
