@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.checks import has_control_chars  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.tasks.registry import make_task  # noqa: E402
@@ -26,7 +27,6 @@ from models.teacher.llama_cpp import LlamaCppTeacher  # noqa: E402
 from models.teacher.reply_json import loads_reply  # noqa: E402
 
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _BREAK_WORD = re.compile(r"\n([A-Za-z]+)")
 
 
@@ -59,7 +59,7 @@ def tally(texts: list[str], known: set[str]) -> dict[str, object]:
     forced = [t for t in texts if forced_n(t, known)]
     return {"texts": len(texts), "with_latex": sum(bool(_COMMAND.search(t)) for t in texts),
             "command_not_in_real_rows": len(unknown), "forced_n": len(forced),
-            "control_chars": sum(bool(_CONTROL.search(t)) for t in texts), "examples": (forced or unknown)[:3]}
+            "control_chars": sum(has_control_chars(t) for t in texts), "examples": (forced or unknown)[:3]}
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 # llama-cpp-python's converter lets raw control characters into strings (llama.cpp's own excludes them), and
@@ -18,12 +19,18 @@ GRAMMAR = "latex-escapes"  # in the cache identity: replies written under anothe
 
 
 def schema_grammar(schema: dict[str, Any]) -> str:
-    """GBNF for a JSON schema: llama-cpp-python's converter, no raw control characters, any printable after a backslash."""
+    """GBNF for a JSON schema: llama-cpp-python's converter, no raw control characters, any printable after a backslash
+    (built once per schema: every request of a round carries the same one)."""
+    return _grammar_of(json.dumps(schema, sort_keys=True))
+
+
+@lru_cache(maxsize=64)
+def _grammar_of(schema_json: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    grammar = json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _STRICT_CHAR)
+    grammar = json_schema_to_gbnf(schema_json).replace(_LOOSE_CHAR, _STRICT_CHAR)
     if "char ::=" not in grammar:
-        return grammar  # no free text in the reply (enums, numbers only, as a blind verdict): no escapes to restrict
+        return grammar  # no free text in the reply (enums, numbers only, as a blind verdict): no escapes to change
     if _ESCAPES not in grammar:
-        raise RuntimeError("llama-cpp-python's JSON grammar changed: its string escapes could not be restricted")
+        raise RuntimeError("llama-cpp-python's JSON grammar changed: its string escapes could not be replaced")
     return grammar.replace(_ESCAPES, _ESCAPES_ALLOWED)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -76,7 +75,6 @@ class LlamaCppTeacher:
         )
         self.llm.chat_handler = self.formatter.to_chat_handler()  # create_chat_completion renders the same way
         self.n_ctx = self.decoder.n_ctx if self.decoder else self.llm.n_ctx()
-        self._grammars: dict[str, str] = {}
         self._identity: str | None = None
 
     def _load(self, n_ctx: int) -> Any:
@@ -147,13 +145,6 @@ class LlamaCppTeacher:
         result = self.formatter(messages=messages)  # type: ignore[arg-type]  # role/content dicts
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
-    def grammar(self, schema: dict[str, Any]) -> str:
-        """GBNF for a JSON schema, cached per schema."""
-        key = json.dumps(schema, sort_keys=True)
-        if key not in self._grammars:
-            self._grammars[key] = schema_grammar(schema)
-        return self._grammars[key]
-
     def _generate_batched(self, requests: list[TeacherRequest], on_reply: OnReply | None) -> list[TeacherReply]:
         from models.teacher.batched import Job, Outcome
 
@@ -170,7 +161,7 @@ class LlamaCppTeacher:
         for i, req in enumerate(requests):
             try:
                 tokens = self.prompt_tokens(req.messages)
-                grammar = self.grammar(req.schema)
+                grammar = schema_grammar(req.schema)
                 if not self.decoder.grammar_ok(grammar):
                     raise ValueError("llama.cpp refused the grammar built from the JSON schema")
             except Exception as err:  # a bad template or schema fails this request, not the batch
@@ -218,7 +209,7 @@ class LlamaCppTeacher:
             # The schema's grammar is passed directly (not as response_format) so both paths use the same GBNF.
             out = self.llm.create_chat_completion(
                 messages=req.messages,
-                grammar=LlamaGrammar.from_string(self.grammar(req.schema), verbose=False),
+                grammar=LlamaGrammar.from_string(schema_grammar(req.schema), verbose=False),
                 max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, seed=seed,
                 **SEQUENTIAL_SAMPLING,
             )

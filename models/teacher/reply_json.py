@@ -48,11 +48,9 @@ def latex_escapes(raw: str) -> str:
             in_string, math = not in_string, False
         elif ch == "$" and in_string:
             math = not math
-            if raw.startswith("$$", i):
-                out.append("$")
-                i += 1
+            ch = "$$" if raw.startswith("$$", i) else ch  # display math opens or closes once
         out.append(ch)
-        i += 1
+        i += len(ch)
     return "".join(out)
 
 
