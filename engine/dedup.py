@@ -10,7 +10,8 @@ from collections.abc import Hashable
 from rapidfuzz import fuzz, process
 
 _NON_WORD = re.compile(r"[\W_]+")
-_INLINE_MATH = re.compile(r"(?<!\\)\$[^$]*\$")
+# math in any of the delimiters MATH problems and teachers use: $$...$$, $...$, \(...\), \[...\]
+_MATH = re.compile(r"(?<!\\)\$\$.*?\$\$|(?<!\\)\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)
 # a name inside math: one to three letters not part of a command (\tan) or of a longer word
 _MATH_NAME = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{1,3}(?![A-Za-z])")
 
@@ -21,9 +22,9 @@ def normalise(text: str) -> str:
 
 
 def fold_math_names(text: str) -> str:
-    """The text with every short name inside $...$ math replaced by one letter: a problem that only renames its
-    triangle or variables ($\\triangle ABC$ for $\\triangle XYZ$, $y$ for $x$) is the same problem."""
-    return _INLINE_MATH.sub(lambda m: _MATH_NAME.sub("v", m.group(0)), text) if "$" in text else text
+    """The text with every short name inside math replaced by one letter: a problem that only renames its triangle
+    or variables ($\\triangle ABC$ for $\\triangle XYZ$, $y$ for $x$), or writes \\(x\\) for $x$, is the same problem."""
+    return _MATH.sub(lambda m: _MATH_NAME.sub("v", m.group(0)), text) if "$" in text or "\\" in text else text
 
 
 def text_hash(text: str) -> str:

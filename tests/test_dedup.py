@@ -79,6 +79,15 @@ def test_a_math_problem_that_only_renames_its_names_is_a_copy() -> None:
         index.add(problem, i)
 
 
+def test_a_math_problem_that_only_changes_its_math_delimiters_is_a_copy() -> None:
+    # Kept by the llm2llm arm of MATH sweep 13 (run 72, round 1): the seed (a MATH train row) with \(...\) for $...$.
+    seed = ("For what values of the constant $c$ does the graph of $f(x) = \\frac{x^2-x+c}{x^2+x-20}$ have exactly one "
+            "vertical asymptote?\n\nEnter all possible values, separated by commas.")
+    written = (r"For what values of the constant \(c\) does the graph of \(f(x) = \frac{x^2 - x + c}{x^2 + x - 20}\) have "
+               r"exactly one vertical asymptote?")
+    assert fold_math_names(r"\(c\), \[AB\], $$xy$$ and \tan") == r"\(v\), \[v\], $$v$$ and \tan"
+    assert index_of([seed]).match(written) == ("near_duplicate", "ref-0")
+
 def test_threshold_controls_near_matches() -> None:
     edited = REVIEWS[2].replace("genuine", "sincere")
     assert index_of(REVIEWS, 0.8).match(edited) is not None
