@@ -12,6 +12,7 @@ from engine.config import RunConfig
 from engine.example_rows import example_from_row
 from engine.tasks.base import Example, Task
 from engine.tasks.teacher_prompt import max_reply_chars
+from models.teacher.base import TeacherRequest, check_reply
 
 MAX_PER_CALL = 16  # examples one teacher call may be asked for (the reply schema grows with it)
 
@@ -82,6 +83,23 @@ def grounding(task: Task, target: dict[str, Any], seeds: list[dict[str, Any]], n
     same = [r for r in seeds if r["id"] != target["id"] and (task.kind != "classification" or r["answer"] == target["answer"])]
     rng = random.Random(_derive_seed(0, 0, "grounding:" + target["content_hash"]))
     return rng.sample(same, min(n, len(same)))
+
+
+def verify_request(task: Task, cfg: RunConfig, ex: Example, identity: str) -> TeacherRequest:
+    """The blind verification call for one example (greedy, seed 0), keyed for the teacher cache under identity."""
+    messages = task.verify_messages(ex)
+    schema = task.verify_schema()
+    max_tokens = min(cfg.teacher.max_tokens, max_reply_tokens(schema))
+    key = cache_key(identity, messages, schema, 0.0, 1.0, max_tokens, 0)
+    return TeacherRequest(key=key, messages=messages, schema=schema, max_tokens=max_tokens, temperature=0.0, top_p=1.0,
+                          seed=0)
+
+
+def verify_verdict(task: Task, ex: Example, reply: str | None) -> str | None:
+    """What a blind reply says of an example: None (agrees), the task's reason, or 'verify_failed' when there is no
+    readable reply (a math solve may hold LaTeX, so it is read as every reply is, not by json.loads)."""
+    parsed = check_reply(reply, task.verify_schema())[0] if reply is not None else None
+    return "verify_failed" if parsed is None else task.verify_verdict(parsed, ex)
 
 
 def max_reply_tokens(schema: dict[str, Any]) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.augment import cache_key, choose_targets, grounding, max_reply_tokens, request_seed, teacher_messages
+from engine.augment import cache_key, choose_targets, grounding, request_seed, teacher_messages, verify_request, verify_verdict
 from engine.checkpoints import publish, save_resolved_config, staging_folder
 from engine.config import RunConfig
 from engine.example_rows import example_from_row, example_row
@@ -27,6 +27,7 @@ from engine.status import RunStatus
 from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
+from models.teacher.base import TeacherRequest
 
 __all__ = ["Loop"]
 
@@ -294,7 +295,7 @@ class Loop:
 
     # augment ------------------------------------------------------------------------------------
     def _phase_augment(self, idx: int) -> None:
-        from models.teacher.base import TeacherRequest, check_reply, failure_reason
+        from models.teacher.base import check_reply, failure_reason
 
         preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
         seeds = self.store.examples(self.run_id, split="seed")
@@ -391,30 +392,20 @@ class Loop:
 
     def _verify(self, idx: int, rows: list[dict[str, Any]], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
         """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""
-        from models.teacher.base import TeacherRequest, check_reply
-
         identity = self._identity(meter)
-        schema = self.task.verify_schema()
-        max_tokens = min(self.cfg.teacher.max_tokens, max_reply_tokens(schema))
-        requests: list[TeacherRequest] = []
+        requests: dict[str, TeacherRequest] = {}
         keys: dict[int, str] = {}
         for row in rows:
-            messages = self.task.verify_messages(example_from_row(row))
-            key = cache_key(identity, messages, schema, 0.0, 1.0, max_tokens, 0)
-            keys[row["id"]] = key
-            if key not in {r.key for r in requests}:
-                requests.append(TeacherRequest(key=key, messages=messages, schema=schema, max_tokens=max_tokens,
-                                               temperature=0.0, top_p=1.0, seed=0))
+            request = verify_request(self.task, self.cfg, example_from_row(row), identity)
+            keys[row["id"]] = request.key
+            requests.setdefault(request.key, request)
         t0 = time.perf_counter()
-        hits, _ = self._call_teacher(idx, "verify", requests, meter, "verify")
+        hits, _ = self._call_teacher(idx, "verify", list(requests.values()), meter, "verify")
         verdicts: dict[int, str | None] = {}
         for row in rows:
             call = self.store.teacher_call(keys[row["id"]])
-            parsed = check_reply(call["response"], schema)[0] if call is not None and call["ok"] else None
-            if parsed is None:  # a math solve's text may hold LaTeX: read as every reply is, not by json.loads
-                verdicts[row["id"]] = "verify_failed"
-                continue
-            verdicts[row["id"]] = self.task.verify_verdict(parsed, example_from_row(row))
+            reply = call["response"] if call is not None and call["ok"] else None
+            verdicts[row["id"]] = verify_verdict(self.task, example_from_row(row), reply)
         stats.update(verify_calls=len(requests), verify_cache_hits=hits,
                      verify_seconds=round(time.perf_counter() - t0, 3))
         return verdicts

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.meter import PhaseMeter
+from models.teacher.base import Teacher
 
 
 class ModelSlots:
@@ -67,15 +68,8 @@ class ModelSlots:
         """The teacher backend (the student is freed first)."""
         self.free_student()
         if self._teacher is None:
-            from models.teacher import open_teacher
-
             t0 = time.perf_counter()
-            path = None
-            if self.cfg.teacher.backend == "llama_cpp":
-                from models.catalog import resolve_model
-
-                path = resolve_model(self.cfg.teacher.model)
-            self._teacher = open_teacher(self.cfg.teacher.params(), path, self.cfg.seed)
+            self._teacher = open_run_teacher(self.cfg)
             meter.mark("load", time.perf_counter() - t0)
             self.on_teacher(self._teacher.info())
         return self._teacher
@@ -97,6 +91,18 @@ class ModelSlots:
         """Release both."""
         self.free_student()
         self.close_teacher()
+
+
+def open_run_teacher(cfg: RunConfig) -> Teacher:
+    """The teacher backend a run config names (a llama.cpp GGUF is resolved through the catalog)."""
+    from models.teacher import open_teacher
+
+    path = None
+    if cfg.teacher.backend == "llama_cpp":
+        from models.catalog import resolve_model
+
+        path = resolve_model(cfg.teacher.model)
+    return open_teacher(cfg.teacher.params(), path, cfg.seed)
 
 
 def describe_teacher(info: dict[str, Any]) -> str:

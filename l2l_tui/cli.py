@@ -183,6 +183,36 @@ def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
 
 
 @app.command()
+def judge(
+    config: Path = typer.Argument(..., help="Run config (TOML)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set teacher.model=NAME (repeatable)."),
+    split: str = typer.Option("validation", "--split", help="Real rows to judge: seed, validation or test."),
+    limit: int = typer.Option(100, "--limit", min=1, help="Judge at most this many rows of the split."),
+) -> None:
+    """Ask CONFIG's teacher to label real rows blind, as it verifies candidates, and print how often it is right.
+
+    Writes nothing: run it before a long run to see whether the teacher is a better judge than the majority label."""
+    from engine.config import load_config
+    from engine.judge import judge as judge_rows
+    from engine.model_slots import open_run_teacher
+    from engine.runs import prepare
+
+    if split not in ("seed", "validation", "test"):
+        raise ConfigError(f"--split: {split!r} is not one of seed, validation, test")
+    cfg = load_config(config, set_)
+    prepared = prepare(cfg)
+    examples = getattr(prepared.splits, split)[:limit]
+    console.print(f"judging {len(examples)} {split} rows with {cfg.teacher.model} …")
+    teacher = open_run_teacher(cfg)
+    try:
+        report = judge_rows(prepared.task, cfg, examples, teacher, split)
+    finally:
+        teacher.close()
+    for line in report.lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def status(run_id: int | None = typer.Argument(None, help="Run id; all runs when omitted."), store: Path | None = StoreOpt) -> None:
     """Show all runs, or one run's rounds."""
     from engine.report import run_summary, runs_table
