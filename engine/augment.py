@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config import RunConfig
 from engine.example_rows import example_from_row
 from engine.tasks.base import Example, Task
+from engine.tasks.classification import ClassificationTask
 from engine.tasks.teacher_prompt import max_reply_chars
 from models.teacher.base import TeacherRequest, check_reply
 
@@ -85,9 +87,18 @@ def grounding(task: Task, target: dict[str, Any], seeds: list[dict[str, Any]], n
     return rng.sample(same, min(n, len(same)))
 
 
-def verify_request(task: Task, cfg: RunConfig, ex: Example, identity: str) -> TeacherRequest:
+def verify_shots(task: Task, seeds: Sequence[Example], per_label: int) -> list[Example]:
+    """checks.verify_shots: up to per_label real seed examples of each label, in label order, drawn by a hash of their
+    text (stable across runs of the same seeds); none for kinds whose labels need no explaining."""
+    if not isinstance(task, ClassificationTask) or per_label <= 0:
+        return []
+    ordered = sorted(seeds, key=lambda ex: hashlib.sha256(ex.input.encode()).digest())
+    return [ex for label in task.labels for ex in [s for s in ordered if s.answer == label][:per_label]]
+
+
+def verify_request(task: Task, cfg: RunConfig, ex: Example, identity: str, shots: Sequence[Example] = ()) -> TeacherRequest:
     """The blind verification call for one example (greedy, seed 0), keyed for the teacher cache under identity."""
-    messages = task.verify_messages(ex)
+    messages = task.verify_messages(ex, shots)
     schema = task.verify_schema()
     max_tokens = min(cfg.teacher.max_tokens, max_reply_tokens(schema))
     key = cache_key(identity, messages, schema, 0.0, 1.0, max_tokens, 0)

@@ -164,6 +164,7 @@ class ChecksConfig(Section):
     """What every teacher-written candidate must pass before it is kept; each rejection is stored with its reason."""
 
     verify: bool = Field(True, description="The teacher labels each candidate blind in a separate cached call (classification, multiple choice) or solves it (math); disagreement is rejected as label_disagrees / solve_disagrees, and 'not a valid input' as not_a_task.")
+    verify_shots: int = Field(0, ge=0, le=4, description="Classification: real seed examples of each label shown to the blind labeller, so it learns what the label names mean on this task (0: none). `l2l judge` measures what they change.")
     meta_text: bool = Field(True, description="Reject text about an example instead of an example (meta_text); patterns come from the task's labels and description.")
     meta_patterns: list[str] = Field(default_factory=list, description="Extra regular expressions (case-insensitive) that mark a candidate as meta_text.")
     requested_label: bool = Field(True, description="Reject a candidate whose label is not the label of the example it was written for (label_mismatch); off: counted, kept.")

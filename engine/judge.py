@@ -6,8 +6,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import comb
 
-from engine.augment import verify_request, verify_verdict
+from engine.augment import verify_request, verify_shots, verify_verdict
 from engine.config import RunConfig
 from engine.tasks.base import Example, Task
 from models.errors import ConfigError
@@ -16,28 +17,32 @@ from models.teacher.base import Teacher
 
 @dataclass(frozen=True)
 class JudgeReport:
-    """The teacher's blind verdicts on real rows whose answers are known."""
+    """The teacher's blind verdict on each real row of a split, whose true answers are known."""
 
     split: str
-    verdicts: Counter[str]  # 'agrees' or the reason a candidate with this text would be rejected
-    wrong_by_answer: Counter[str]
-    rows_by_answer: Counter[str]
+    answers: tuple[str, ...]  # each row's true answer
+    verdicts: tuple[str, ...]  # each row's verdict: 'agrees', or the reason a candidate with its text would be rejected
     seconds: float
 
     @property
     def rows(self) -> int:
         """How many rows were judged."""
-        return sum(self.verdicts.values())
+        return len(self.verdicts)
+
+    @property
+    def right(self) -> tuple[bool, ...]:
+        """Per row: did the teacher give the true answer."""
+        return tuple(v == "agrees" for v in self.verdicts)
 
     @property
     def agreement(self) -> float:
         """Share of rows the teacher gives their true answer: its accuracy as a judge."""
-        return self.verdicts["agrees"] / self.rows if self.rows else 0.0
+        return sum(self.right) / self.rows if self.rows else 0.0
 
     @property
     def majority(self) -> tuple[str, float]:
         """The most frequent true answer and its share: what always answering it would score."""
-        answer, count = self.rows_by_answer.most_common(1)[0]
+        answer, count = Counter(self.answers).most_common(1)[0]
         return answer, count / self.rows
 
     def warning(self) -> str | None:
@@ -52,31 +57,41 @@ class JudgeReport:
     def lines(self) -> list[str]:
         """The report as plain lines for the terminal."""
         answer, share = self.majority
-        per_answer = ", ".join(f"{a} {self.rows_by_answer[a] - self.wrong_by_answer[a]}/{self.rows_by_answer[a]}"
-                               for a, _ in self.rows_by_answer.most_common())
+        rows, right = Counter(self.answers), Counter(a for a, ok in zip(self.answers, self.right, strict=True) if ok)
         out = [f"{self.rows} real {self.split} rows judged blind in {self.seconds:.0f} s",
-               f"the teacher agrees with the true answer on {self.verdicts['agrees']} ({self.agreement:.1%}); "
+               f"the teacher agrees with the true answer on {sum(self.right)} ({self.agreement:.1%}); "
                f"always answering {answer!r} would score {share:.1%}",
-               "verdicts: " + ", ".join(f"{k} {v}" for k, v in self.verdicts.most_common()),
-               f"right per true answer: {per_answer}"]
+               "verdicts: " + ", ".join(f"{k} {v}" for k, v in Counter(self.verdicts).most_common()),
+               "right per true answer: " + ", ".join(f"{a} {right[a]}/{n}" for a, n in rows.most_common())]
         warning = self.warning()
         return out + ([f"warning: {warning}"] if warning else [])
 
 
-def judge(task: Task, cfg: RunConfig, examples: Sequence[Example], teacher: Teacher, split: str) -> JudgeReport:
-    """Ask the teacher to verify each real example blind, with the run's own verification call, and count."""
+def paired(base: JudgeReport, other: JudgeReport) -> str:
+    """other against base on the same rows: the difference in points, the rows only one gets right, and the exact
+    two-sided McNemar p (a binomial test on those rows)."""
+    if base.answers != other.answers:
+        raise ValueError("paired judge reports must cover the same rows")
+    gained = sum(o and not b for b, o in zip(base.right, other.right, strict=True))
+    lost = sum(b and not o for b, o in zip(base.right, other.right, strict=True))
+    n = gained + lost
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(min(gained, lost) + 1)) / 2**n) if n else 1.0
+    return (f"paired on the same {base.rows} rows: {100 * (other.agreement - base.agreement):+.1f} points; "
+            f"right only with the comparison {gained}, only without it {lost}; exact McNemar p = {p:.3f}")
+
+
+def judge(task: Task, cfg: RunConfig, examples: Sequence[Example], teacher: Teacher, split: str,
+          seeds: Sequence[Example] = ()) -> JudgeReport:
+    """Ask the teacher to verify each real example blind, with the run's own verification call (its shots drawn from
+    seeds as the loop draws them, never the judged row itself), and count."""
     if not task.verifies:
         raise ConfigError("l2l judge: this task has no blind verification (classification, multiple choice and math "
                           "do); there is nothing to judge")
-    requests = [verify_request(task, cfg, ex, identity="judge") for ex in examples]
+    shots = verify_shots(task, seeds, cfg.checks.verify_shots)
+    requests = [verify_request(task, cfg, ex, "judge", [s for s in shots if s.input != ex.input]) for ex in examples]
     t0 = time.perf_counter()
     replies = teacher.generate(requests)
     seconds = time.perf_counter() - t0
-    verdicts: Counter[str] = Counter()
-    wrong: Counter[str] = Counter()
-    for ex, reply in zip(examples, replies, strict=True):
-        verdict = verify_verdict(task, ex, reply.text if reply.error is None else None) or "agrees"
-        verdicts[verdict] += 1
-        wrong[str(ex.answer)] += verdict != "agrees"
-    return JudgeReport(split=split, verdicts=verdicts, wrong_by_answer=wrong,
-                       rows_by_answer=Counter(str(ex.answer) for ex in examples), seconds=seconds)
+    verdicts = tuple(verify_verdict(task, ex, reply.text if reply.error is None else None) or "agrees"
+                     for ex, reply in zip(examples, replies, strict=True))
+    return JudgeReport(split=split, answers=tuple(str(ex.answer) for ex in examples), verdicts=verdicts, seconds=seconds)

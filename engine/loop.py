@@ -10,7 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.augment import cache_key, choose_targets, grounding, request_seed, teacher_messages, verify_request, verify_verdict
+from engine.augment import (
+    cache_key,
+    choose_targets,
+    grounding,
+    request_seed,
+    teacher_messages,
+    verify_request,
+    verify_shots,
+    verify_verdict,
+)
 from engine.checkpoints import publish, save_resolved_config, staging_folder
 from engine.config import RunConfig
 from engine.example_rows import example_from_row, example_row
@@ -393,10 +402,12 @@ class Loop:
     def _verify(self, idx: int, rows: list[dict[str, Any]], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
         """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""
         identity = self._identity(meter)
+        seeds = self.store.examples(self.run_id, split="seed") if self.cfg.checks.verify_shots else []
+        shots = verify_shots(self.task, [example_from_row(r) for r in seeds], self.cfg.checks.verify_shots)
         requests: dict[str, TeacherRequest] = {}
         keys: dict[int, str] = {}
         for row in rows:
-            request = verify_request(self.task, self.cfg, example_from_row(row), identity)
+            request = verify_request(self.task, self.cfg, example_from_row(row), identity, shots)
             keys[row["id"]] = request.key
             requests.setdefault(request.key, request)
         t0 = time.perf_counter()

@@ -1,10 +1,11 @@
-"""The `l2l` command line, the one place that wires the engine and the app together: run, resume, sweep, report, status, stop, export, demo, models, doctor; no arguments opens the app."""
+"""The `l2l` command line, the one place that wires the engine and the app together: run, resume, sweep, report, judge, status, stop, export, demo, models, doctor; no arguments opens the app."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -23,6 +24,10 @@ from rich.text import Text
 
 from engine.status import LIVE, RunStatus
 from models.errors import ConfigError, L2LError
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+    from engine.judge import JudgeReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
                   help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")
@@ -186,30 +191,47 @@ def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
 def judge(
     config: Path = typer.Argument(..., help="Run config (TOML)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set teacher.model=NAME (repeatable)."),
+    compare: list[str] = typer.Option([], "--compare", help="Also judge with this override (repeatable) and pair the two on the same rows, e.g. --compare checks.verify_shots=1."),
     split: str = typer.Option("validation", "--split", help="Real rows to judge: seed, validation or test."),
     limit: int = typer.Option(100, "--limit", min=1, help="Judge at most this many rows of the split."),
 ) -> None:
     """Ask CONFIG's teacher to label real rows blind, as it verifies candidates, and print how often it is right.
 
-    Writes nothing: run it before a long run to see whether the teacher is a better judge than the majority label."""
+    Writes nothing: run it before a long run to see whether the teacher is a better judge than the majority label,
+    or with --compare to see whether another teacher or setting judges better on the same rows."""
     from engine.config import load_config
+    from engine.judge import paired
+
+    if split not in ("seed", "validation", "test"):
+        raise ConfigError(f"--split: {split!r} is not one of seed, validation, test")
+    base = _judge_with(load_config(config, set_), split, limit)
+    if not compare:
+        return
+    other = _judge_with(load_config(config, [*set_, *compare]), split, limit, label=", ".join(compare))
+    if other.answers != base.answers:
+        raise ConfigError(f"--compare {' '.join(compare)}: changes the judged rows; compare teacher or checks settings, not data")
+    out.print(paired(base, other), highlight=False, markup=False, soft_wrap=True)
+
+
+def _judge_with(cfg: RunConfig, split: str, limit: int, label: str = "") -> JudgeReport:
+    """Judge one config's split and print its report."""
     from engine.judge import judge as judge_rows
     from engine.model_slots import open_run_teacher
     from engine.runs import prepare
 
-    if split not in ("seed", "validation", "test"):
-        raise ConfigError(f"--split: {split!r} is not one of seed, validation, test")
-    cfg = load_config(config, set_)
     prepared = prepare(cfg)
     examples = getattr(prepared.splits, split)[:limit]
-    console.print(f"judging {len(examples)} {split} rows with {cfg.teacher.model} …")
+    console.print(f"judging {len(examples)} {split} rows with {cfg.teacher.model}{f' ({label})' if label else ''} …")
     teacher = open_run_teacher(cfg)
     try:
-        report = judge_rows(prepared.task, cfg, examples, teacher, split)
+        report = judge_rows(prepared.task, cfg, examples, teacher, split, prepared.splits.seed)
     finally:
         teacher.close()
+    if label:
+        out.print(f"with {label}:", highlight=False, markup=False)
     for line in report.lines():
         out.print(line, highlight=False, markup=False, soft_wrap=True)
+    return report
 
 
 @app.command()

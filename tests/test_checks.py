@@ -284,3 +284,27 @@ def test_unpaired_math_is_rejected_where_the_seeds_pair_their_dollars() -> None:
     assert on.reasons == Counter({"unbalanced_math": 3})
     off = CandidateFilter(task, ChecksConfig(verify=False, repair_escapes=False), 0.9, existing, existing)
     assert "unbalanced_math" not in off.decide(pending, None, seed=0).reasons
+
+
+def test_verify_shots_show_each_label_on_real_seeds_and_leave_the_default_prompt_as_it_was() -> None:
+    from engine.augment import verify_shots
+
+    topic = task_of("math_topic")
+    rows = jsonl("math_topic_42.jsonl")
+    seeds = [Example(input=r["problem"], target=" " + r["type"], answer=r["type"]) for r in rows]
+    shots = verify_shots(topic, seeds, 1)
+    assert [s.answer for s in shots] == [label for label in topic.labels if any(e.answer == label for e in seeds)]
+    assert verify_shots(topic, list(reversed(seeds)), 1) == shots, "drawn by content, not by order"
+    assert len(verify_shots(topic, seeds, 2)) == sum(min(2, sum(e.answer == label for e in seeds)) for label in topic.labels)
+    assert verify_shots(topic, seeds, 0) == [] and verify_shots(task_of("gsm8k"), seeds, 2) == []
+    candidate = Example(input="What is $2+3$?", target=" Prealgebra", answer="Prealgebra")
+    shown = topic.verify_messages(candidate, shots)[-1]["content"]
+    assert f"- {shots[0].answer}: {shots[0].input[:40]}" in shown and shown.endswith("Problem:\nWhat is $2+3$?")
+    assert "Correct label" not in shown and "Prealgebra: What is" not in shown, "the candidate's own label stays hidden"
+    # Without shots the prompt is byte for byte the one every stored verification call was made with (cache keys hold).
+    sentiment = task_of("rotten_tomatoes")
+    assert sentiment.verify_messages(Example(input="A fine film.", target=" positive", answer="positive"))[-1]["content"] == (
+        "Task: Sentiment of a Rotten Tomatoes review snippet: negative or positive.\nLabels: negative, positive.\n"
+        "Read the review below and give its correct label, judging only the review itself. If it is not a valid input "
+        "for this task (for example a description of or a comment about a review instead of a review, an answer or a "
+        "solution instead of a review, or text of another kind), answer \"not a valid input\".\n\nReview:\nA fine film.")

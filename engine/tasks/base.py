@@ -97,8 +97,9 @@ class Task(ABC):
         return m.group(1).casefold() if m else "input"
 
     # blind verification by the teacher (checks.verify); kinds without one return None
-    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
-        """Chat messages asking the teacher to answer a candidate blind, without its label or answer."""
+    def verify_messages(self, ex: Example, shots: Sequence[Example] = ()) -> list[dict[str, str]]:
+        """Chat messages asking the teacher to answer a candidate blind, without its label or answer; shots are real
+        labelled examples that show what each label means (used where labels are names: classification)."""
         raise NotImplementedError(f"{self.kind} has no blind verification")
 
     def verify_schema(self) -> dict[str, Any]:

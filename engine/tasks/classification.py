@@ -122,12 +122,13 @@ class ClassificationTask(Task):
                                meta={"requested_label": parent.answer, "what_made_it_hard": hard}))
         return out
 
-    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
-        """The text alone, the label set, and the way out for text that is not an input of the task."""
+    def verify_messages(self, ex: Example, shots: Sequence[Example] = ()) -> list[dict[str, str]]:
+        """The text alone, the label set, real labelled examples (shots) and the way out for text that is not an input."""
         labels = ", ".join(self.labels)
         return verify_chat(load_template("verify_classification").render(
             task=self.cfg.description or f"Classify each text as one of: {labels}.", labels=self.labels,
-            noun=self.input_noun, text=clip(ex.input, 3 * self.text_chars), not_valid=NOT_VALID))
+            noun=self.input_noun, text=clip(ex.input, 3 * self.text_chars), not_valid=NOT_VALID,
+            shots=[(s.answer, clip(s.input, self.text_chars)) for s in shots]))
 
     def verify_schema(self) -> dict[str, Any]:
         """{'label': one of the labels or 'not a valid input'}."""

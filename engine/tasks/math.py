@@ -263,8 +263,8 @@ class MathTask(Task):
                                meta={"solution": solution, "teacher_answer": item.get("answer")}))
         return out
 
-    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
-        """The problem alone, to be solved independently."""
+    def verify_messages(self, ex: Example, shots: Sequence[Example] = ()) -> list[dict[str, str]]:
+        """The problem alone, to be solved independently (no shots: a solve needs no label names explained)."""
         return verify_chat(load_template("verify_math").render(task=self.cfg.description or DEFAULT_DESCRIPTION,
                                                                problem=clip(ex.input, 2 * self.question_chars)))
 

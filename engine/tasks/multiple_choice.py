@@ -150,8 +150,8 @@ class MultipleChoiceTask(Task):
                                choices=options, meta={"what_made_it_hard": hard}))
         return out
 
-    def verify_messages(self, ex: Example) -> list[dict[str, str]]:
-        """The question and its lettered options, without the answer."""
+    def verify_messages(self, ex: Example, shots: Sequence[Example] = ()) -> list[dict[str, str]]:
+        """The question and its lettered options, without the answer (no shots: each question brings its options)."""
         n = len(self.letters)
         question = clip(f"{ex.input}\n{self.options_block(ex.choices)}", 2 * self.context_chars + n * self.option_chars)
         return verify_chat(load_template("verify_multiple_choice").render(
