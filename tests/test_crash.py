@@ -42,12 +42,12 @@ socket.getaddrinfo = _refuse
 
 
 def crash_config(tiny_gguf: Path, store: Path, parallel: int = 1, isolate: str = "auto") -> Any:
-    """The tiny 2-round run with verification on and the requested-label check off, so that some candidates survive
-    the filter and round 1 trains on synthetic examples. The teacher decodes one request at a time: llama.cpp's batched
+    """The tiny 2-round run with verification on (shown one seed per label) and the requested-label check off, so that
+    some candidates survive the filter and round 1 trains on synthetic examples. The teacher decodes one request at a time: llama.cpp's batched
     decoding is not batch-invariant (a sequence's logits move by ~1e-3 with its batch-mates' KV cells), so only the
     sequential decoder makes a reply regenerated after a crash equal to the one the uninterrupted run sampled."""
     doc = tiny_config_doc(tiny_gguf, store)
-    doc["checks"] = {"requested_label": False, "label_balance": 0}
+    doc["checks"] = {"requested_label": False, "label_balance": 0, "verify_shots": 1}
     doc["teacher"]["parallel"] = parallel
     doc["teacher"]["isolate"] = isolate
     doc["loop"]["examples_per_miss"] = 1
@@ -158,6 +158,9 @@ def test_reference_run_is_worth_comparing(reference: dict[str, Any]) -> None:
     fp = reference["fingerprint"]
     assert reference["exit"] == 0 and fp["status"] == "finished"
     assert fp["teacher_calls"]["write"] >= 3 and fp["teacher_calls"]["verify"] >= 2
+    prompts = [json.loads(r["prompt"])[-1]["content"] for r in reference["store"].db.query(
+        "SELECT prompt FROM teacher_calls WHERE run_id = ? AND purpose = 'verify'", [reference["run_id"]])]
+    assert all("Real examples with their correct labels:\n- negative: " in p for p in prompts), "verify_shots reach the call"
     r0, r1 = fp["rounds"]
     assert r0[5] > 0 and r1[2] == r0[2] + r0[5], "round 1 trains on round 0's kept examples"
 
