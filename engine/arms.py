@@ -70,7 +70,7 @@ BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
                                      "reference arm's chosen round", matched="steps"),
     *(Arm(name, (override,), f"llm2llm without {what}") for name, (override, what) in ABLATIONS.items()),
     Arm("verify_shots", ("checks.verify_shots=1",), "llm2llm with the blind labeller shown one real seed example per "
-                                                    "label (l2l judge: sentiment 82 -> 88 of 100 right)"),
+                                                    "label"),
 )}
 
 

@@ -404,19 +404,20 @@ class Loop:
         identity = self._identity(meter)
         seeds = self.store.examples(self.run_id, split="seed") if self.cfg.checks.verify_shots else []
         shots = verify_shots(self.task, [example_from_row(r) for r in seeds], self.cfg.checks.verify_shots)
+        examples = {row["id"]: example_from_row(row) for row in rows}
         requests: dict[str, TeacherRequest] = {}
         keys: dict[int, str] = {}
-        for row in rows:
-            request = verify_request(self.task, self.cfg, example_from_row(row), identity, shots)
-            keys[row["id"]] = request.key
+        for row_id, ex in examples.items():
+            request = verify_request(self.task, self.cfg, ex, identity, shots)
+            keys[row_id] = request.key
             requests.setdefault(request.key, request)
         t0 = time.perf_counter()
         hits, _ = self._call_teacher(idx, "verify", list(requests.values()), meter, "verify")
         verdicts: dict[int, str | None] = {}
-        for row in rows:
-            call = self.store.teacher_call(keys[row["id"]])
+        for row_id, ex in examples.items():
+            call = self.store.teacher_call(keys[row_id])
             reply = call["response"] if call is not None and call["ok"] else None
-            verdicts[row["id"]] = verify_verdict(self.task, example_from_row(row), reply)
+            verdicts[row_id] = verify_verdict(self.task, ex, reply)
         stats.update(verify_calls=len(requests), verify_cache_hits=hits,
                      verify_seconds=round(time.perf_counter() - t0, 3))
         return verdicts
