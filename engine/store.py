@@ -299,20 +299,20 @@ class Store:
         sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
         return [_decode(row, ("choices", "meta")) for row in self.db.query(sql, args)]
 
-    def training_set(self, run_id: int) -> list[dict[str, Any]]:
-        """The run's final training set: seed rows then kept synthetic rows, each in id order, with lineage columns."""
+    def training_set(self, run_id: int) -> Iterator[dict[str, Any]]:
+        """The run's final training set, streamed: seed rows then kept synthetic rows, each in id order, with lineage
+        columns (read inside one snapshot, so a worker writing meanwhile cannot split it)."""
         columns = "id, split, input, target, answer, choices, origin_round, parent_id, teacher_call"
-        rows = []
-        for where in ("split = 'seed'", "split = 'synthetic' AND status = 'kept'"):  # two index walks, no sort
-            cursor = self.db.conn.execute(f"SELECT {columns} FROM examples WHERE run_id = ? AND {where} ORDER BY id",
-                                          [run_id])
-            names = [d[0] for d in cursor.description]
-            for values in cursor:
-                row = _decode(dict(zip(names, values, strict=True)), ("choices",))
-                if not row["choices"]:
-                    del row["choices"]  # the key only where the task has options
-                rows.append(row)
-        return rows
+        with self.snapshot():
+            for where in ("split = 'seed'", "split = 'synthetic' AND status = 'kept'"):  # two index walks, no sort
+                cursor = self.db.conn.execute(f"SELECT {columns} FROM examples WHERE run_id = ? AND {where} "
+                                              "ORDER BY id", [run_id])
+                names = [d[0] for d in cursor.description]
+                for values in cursor:
+                    row = _decode(dict(zip(names, values, strict=True)), ("choices",))
+                    if not row["choices"]:
+                        del row["choices"]  # the key only where the task has options
+                    yield row
 
     def set_example_status(self, example_id: int, status: str, reason: str | None = None) -> None:
         """Mark an example kept or rejected (with its reason), inside the caller's transaction."""
