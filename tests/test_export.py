@@ -353,3 +353,41 @@ def test_data_export_of_a_multiple_choice_run_keeps_text_byte_for_byte(tmp_path:
     plain = [json.loads(line) for line in (out / f"run-{run_id}-train.prompt-completion.jsonl").open(encoding="utf-8")]
     assert plain[0]["prompt"] == task.render_prompt(seed) and "¼" in plain[0]["prompt"]
     assert read_manifest(out, run_id)["prompt_input"] == "prompt"  # lettered options: no input-only frame
+
+
+def _sentiment_store(path: Path, n_synthetic: int) -> tuple[Store, int]:
+    """A finished sentiment run holding one seed and `n_synthetic` kept teacher rows."""
+    from engine.config import resolve
+    from engine.example_rows import example_row
+    from engine.tasks.base import Example
+
+    store = Store(path)
+    cfg = resolve({"name": "big", "task": {"preset": "rotten_tomatoes"},
+                   "data": {"seed": str(Path(__file__).parent / "fixtures" / "rotten_tomatoes_20.jsonl")}})
+    with store.transaction():
+        run_id = store.create_run("big", cfg.to_json(), cfg.digest(), 0, {}, {}, {})
+        [seed_id] = store.insert_examples([example_row(run_id, "seed", Example(input="A warm, funny film.",
+                                                                               target=" positive", answer="positive"))])
+        store.insert_examples([example_row(run_id, "synthetic", Example(input=f"Review number {i}: dull and slow.",
+                                                                        target=" negative", answer="negative"),
+                                           status="kept", origin_round=0, parent_id=seed_id, teacher_call="k")
+                               for i in range(n_synthetic)])
+        store.upsert_round(run_id, 0, phase="done")
+        store.update_run(run_id, status="finished", best_round=0)
+    return store, run_id
+
+
+def test_the_data_export_streams_rows_instead_of_holding_the_training_set(tmp_path: Path) -> None:
+    """Peak Python memory of a data export does not grow with the training set: 20 times the rows, about the same peak
+    (holding them, as the export did before it streamed, took 28.8 MB against 2.7 MB here)."""
+    import tracemalloc
+
+    peaks = []
+    for n in (500, 10_000):
+        store, run_id = _sentiment_store(tmp_path / f"{n}.db", n)
+        tracemalloc.start()
+        export_run(store, run_id, tmp_path / f"out{n}", ("data",))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert sum(1 for _ in (tmp_path / f"out{n}" / f"run-{run_id}-train.chat.jsonl").open()) == n + 1
+    assert peaks[1] < peaks[0] + 2_000_000, peaks  # rows held: about 2.7 kB each
