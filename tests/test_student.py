@@ -224,7 +224,10 @@ def test_qlora_nf4_trains_and_reloads_on_the_cpu(tiny_folder: Path, tmp_path: Pa
     labels = [" positive", " negative"]
     prompts = [p for p, _ in PAIRS]
     scores = s.score_options(prompts, [labels] * 4, batch_size=4)
-    assert s._score_pairs(prompts, [labels] * 4, batch_size=4) == [pytest.approx(r, abs=1e-4) for r in scores]
+    # 4-bit kernels round differently for different input shapes, and how much depends on the CPU's vector unit: on
+    # an AMD EPYC host the cached and per-pair paths differ by 2.7e-4 at a log-probability of -9.11 (3e-5 of it).
+    # So NF4 is held to 1e-4 relative; the fp32 tests below hold the two paths to 1e-4 absolute.
+    assert s._score_pairs(prompts, [labels] * 4, batch_size=4) == [pytest.approx(r, rel=1e-4, abs=1e-4) for r in scores]
     again = Student.load(tiny_folder, plan, lora, MAX_LEN, adapter=tmp_path / "q")
     assert again.score_options(prompts, [labels] * 4, batch_size=4) == scores
 
