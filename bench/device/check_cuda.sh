@@ -27,3 +27,6 @@ timeout 200 python3 -m l2l_tui.cli export 1 --store /tmp/scr-tiny/run/l2l.db --o
 echo "export --check (tiny run): exit $?" >> "$OUT/summary.txt"
 cat "$OUT/summary.txt"; grep -h "LLM2LLM run" "$OUT/run.txt" "$OUT/run-tiny.txt"; grep -v "^llama_\|^load\|^print_info" "$OUT"/*-process.txt | tail -12
 head -12 "$OUT/export.txt"; grep -v "^llama_\|^load\|^print_info" "$OUT/export.err" | tail -5
+# The device tool returns at most 8 files from $OUT: keep the summary and the export's stderr, bundle the rest.
+( cd "$OUT" && tar czf logs.tgz --exclude=logs.tgz --exclude=summary.txt --exclude=export.err . \
+  && find . -maxdepth 1 -type f ! -name logs.tgz ! -name summary.txt ! -name export.err -delete )
