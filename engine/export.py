@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,8 @@ def _training_set_files(store: Store, run_id: int, task: Task, stem: Path, *, wr
     with ExitStack() as files:
         rows_file, pc_file, chat_file = (files.enter_context(_jsonl_file(p)) for p in paths.values()) if write else (
             _skip, _skip, _skip)
-        for n, row in enumerate(store.training_set(run_id)):
+        rows = files.enter_context(closing(store.training_set(run_id)))  # its snapshot ends here, error or not
+        for n, row in enumerate(rows):
             ex = example_from_row(row)
             prompt, completion = task.render_prompt(ex), task.render_response(ex)
             if frame is not None and prompt != frame[0] + ex.input + frame[1]:

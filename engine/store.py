@@ -7,7 +7,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -299,7 +299,7 @@ class Store:
         sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
         return [_decode(row, ("choices", "meta")) for row in self.db.query(sql, args)]
 
-    def training_set(self, run_id: int) -> Iterator[dict[str, Any]]:
+    def training_set(self, run_id: int) -> Generator[dict[str, Any], None, None]:
         """The run's final training set, streamed: seed rows then kept synthetic rows, each in id order, with lineage
         columns (read inside one snapshot, so a worker writing meanwhile cannot split it)."""
         columns = "id, split, input, target, answer, choices, origin_round, parent_id, teacher_call"
