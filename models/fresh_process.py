@@ -9,6 +9,7 @@ has its own long-lived process instead (models/teacher/own_process.py).
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,8 +20,30 @@ from models.errors import FreshProcessError
 T = TypeVar("T")
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once per process) with a real stderr to hand its child.
+
+    Inside a Textual app sys.stderr is a print capture whose fileno() is -1, and the tracker passes that to its child
+    as is: the first spawn there failed with "bad value(s) in fds_to_keep" (the app's model-files export did).
+    """
+    from multiprocessing import resource_tracker
+
+    captured = sys.stderr
+    try:
+        usable = captured is not None and captured.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        usable = False
+    if not usable:
+        sys.stderr = sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
+
+
 def in_fresh_process(doing: str, fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in a spawned interpreter; its exceptions are raised here, its death is one FreshProcessError."""
+    _start_resource_tracker()
     # spawn, not fork: a forked child would inherit the parent's CUDA state, the very thing to stay away from.
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:

@@ -58,3 +58,21 @@ def test_doctor_and_export_leave_llama_cpp_out_of_this_process(call: str, tiny_g
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-1] == "False"
+
+
+def test_a_job_starts_from_inside_a_textual_app_whose_stderr_has_no_file() -> None:
+    """Textual replaces sys.stderr by a capture whose fileno() is -1; the first spawn of a process (the resource tracker
+    starts then) once failed there with "bad value(s) in fds_to_keep", and so did the app's model-files export."""
+    script = (
+        "import os, sys\n"
+        "class Capture:\n"
+        "    def write(self, text): return len(text)\n"
+        "    def flush(self): pass\n"
+        "    def fileno(self): return -1  # what textual.app._PrintCapture returns\n"
+        "sys.stderr = Capture()\n"
+        "from models.fresh_process import in_fresh_process\n"
+        "print(in_fresh_process('testing', os.getpid) != os.getpid(), type(sys.stderr).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "Capture"]  # the job ran, and the app's capture is back in place
