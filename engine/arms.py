@@ -40,7 +40,7 @@ PAPER = (
     "loop.targets=misses", "loop.examples_per_miss=1", "loop.miss_source=seed", "loop.confidence_threshold=0",
     "teacher.show_student_answer=false", "checks.verify=false", "checks.meta_text=false",
     "checks.requested_label=false", "checks.grounding=0", "checks.length=0", "checks.label_balance=0",
-    "checks.language=false", "checks.prompt_echo=false",
+    "checks.language=false", "checks.prompt_echo=false", "checks.questions=false",
 )
 
 # One ablation per check of the product's recipe: llm2llm with that check alone switched off.
@@ -53,6 +53,7 @@ ABLATIONS = {
     "no_label_balance": ("checks.label_balance=0", "the per-label cap"),
     "no_siblings": ("checks.siblings=false", "dedup among one round's candidates"),
     "no_repair": ("checks.repair_escapes=false", "rejecting control characters and unpaired $ math"),
+    "no_questions": ("checks.questions=false", "rejecting statements and answers where the seeds are questions"),
     "no_language": ("checks.language=false", "rejecting text in another language than the seeds'"),
     "no_prompt_echo": ("checks.prompt_echo=false", "rejecting text that repeats the teacher's instructions"),
 }

@@ -90,6 +90,30 @@ def seeds_pair_dollars(inputs: Iterable[str]) -> bool:
     return bool(texts) and 2 * len(with_math) >= len(texts) and not any(unpaired_dollars(t) for t in with_math)
 
 
+# A request at the start of a clause ("Find $x$.", "..., then compute", "\\end{align*}compute") or a question word there
+# ("How many", "For what"), or a question mark anywhere. Measured on the shared datasets (stop 22): MATH 99.5% / 99.9%
+# of train / test problems ask, GSM8K 99.97% / 99.92%, MAWPS 100%, MMLU-STEM 72% (cloze stems), reviews 8%.
+_ASKS = re.compile(
+    r"\?|(?:^|[.!:;]\s+|[,}\]$]\s*|\n\s*|\b(?:then|and|for|of|in|wondering)\s+)(?:\w+ly\s+)?"
+    r"(?:what|how|which|who|whose|when|where|why|find|compute|determine|evaluate|solve|simplify|express|calculate|"
+    r"show|prove|give|write|enter|list|rationalize|factor|expand|convert|round|estimate|name|identify|graph|sketch|"
+    r"plot|use|choose|select|approximate|state|describe|explain|rewrite|complete|fill|put|arrange|order|match|"
+    r"classify|check|verify|decide)\b", re.IGNORECASE)
+ASKING_SEEDS = 0.95  # the check is on for a task when at least this share of its seeds ask something
+
+
+def asks(text: str) -> bool:
+    """Whether the text asks something: a question mark, or a request or question word opening a clause."""
+    return _ASKS.search(text) is not None
+
+
+def seeds_ask(inputs: Iterable[str]) -> bool:
+    """Whether the task's inputs are questions: nearly every seed asks something (math problems do, reviews and
+    multiple-choice stems completed by their options do not)."""
+    texts = list(inputs)
+    return bool(texts) and sum(map(asks, texts)) >= ASKING_SEEDS * len(texts)
+
+
 def has_control_chars(text: str) -> bool:
     """Whether any control character other than a line break is left."""
     return _CONTROL.search(text) is not None

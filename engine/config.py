@@ -173,6 +173,7 @@ class ChecksConfig(Section):
     label_balance: float = Field(0.1, ge=0, lt=1, description="Cap what a round adds per label so each label's share of the training set stays within this of its seed share (0: off).")
     siblings: bool = Field(True, description="Candidates of the same round count against each other as near-duplicates (sibling_duplicate).")
     repair_escapes: bool = Field(True, description="LaTeX fidelity: reject any control character left in a candidate (control_chars; the teacher's replies are read with LaTeX backslashes kept, so \\tan is never a tab) and, where the seeds write math between paired $, reject text whose $ do not pair (unbalanced_math).")
+    questions: bool = Field(True, description="Where nearly every seed asks something (math problems), reject a candidate that asks nothing: a statement or an answer instead of a problem (not_a_question).")
     language: bool = Field(True, description="Reject a candidate confidently in another language than the seeds' majority and its parent example (wrong_language); unsure guesses pass.")
     prompt_echo: bool = Field(True, description="Reject a candidate that repeats a run of the teacher prompt's instructions (prompt_echo).")
 

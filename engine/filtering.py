@@ -13,9 +13,11 @@ from engine.checks import (
     LengthRange,
     MetaText,
     PromptEcho,
+    asks,
     balance_cap,
     has_control_chars,
     label_mismatch,
+    seeds_ask,
     seeds_pair_dollars,
     unpaired_dollars,
 )
@@ -56,6 +58,7 @@ class CandidateFilter:
         self.length = LengthRange.of_seeds((r["input"] for r in seeds), checks.length)
         self.language = LanguageCheck(r["input"] for r in seeds) if checks.language else None
         self.paired_math = checks.repair_escapes and seeds_pair_dollars(r["input"] for r in seeds)
+        self.questions = checks.questions and seeds_ask(r["input"] for r in seeds)
         self.echo = PromptEcho(task, example_from_row(seeds[0])) if checks.prompt_echo and seeds else None
         self.input_of = {r["id"]: r["input"] for r in existing}
         self.reference = DedupIndex(near_duplicate)
@@ -82,6 +85,8 @@ class CandidateFilter:
             return "prompt_echo"
         if self.meta is not None and self.meta.match(ex.input):
             return "meta_text"
+        if self.questions and not asks(ex.input):
+            return "not_a_question"
         if self.language is not None and not self.language.allows(ex.input, self.input_of.get(row.get("parent_id"))):
             return "wrong_language"
         if self.length is not None and not self.length.allows(ex.input):

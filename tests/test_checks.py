@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.checks import (
+    asks,
     LengthRange,
     MetaText,
     balance_cap,
     has_control_chars,
     label_mismatch,
+    seeds_ask,
     seeds_pair_dollars,
     unpaired_dollars,
 )
@@ -308,3 +310,35 @@ def test_verify_shots_show_each_label_on_real_seeds_and_leave_the_default_prompt
         "Read the review below and give its correct label, judging only the review itself. If it is not a valid input "
         "for this task (for example a description of or a comment about a review instead of a review, an answer or a "
         "solution instead of a review, or text of another kind), answer \"not a valid input\".\n\nReview:\nA fine film.")
+
+
+# Statements and answers the 1.5B teacher wrote for MATH problems: the example, and two that a sweep cell of
+# stop 22 kept as Number Theory (sweep 1 of that stop's store, run 2, round 1), since the blind verifier passed them.
+MATH_STATEMENTS = [
+    "The probability of getting exactly two heads in six coin tosses is 1/15.",
+    "To find the minimum positive difference between two composite numbers such that their sum is equal to $87$, we "
+    "can use the fact that $87 = 3 \\times 29$. One possible pair",
+    "The number of prime numbers greater than $n!+1$ and less than $n!+n$ is equal to $n-1$. This is because the prime "
+    "numbers between $n!+1$ and $n!+n$ are all of the form",
+]
+
+
+def test_statements_are_rejected_where_the_seeds_are_questions() -> None:
+    math_rows = [r["problem"] for r in jsonl("math_topic_42.jsonl")]
+    assert all(asks(t) for t in math_rows) and seeds_ask(math_rows)
+    assert seeds_ask(r["question"] for r in jsonl("gsm8k_10.jsonl")) and seeds_ask(r["input"] for r in jsonl("mawps_10.jsonl"))
+    assert not seeds_ask(r["text"] for r in jsonl("rotten_tomatoes_20.jsonl"))  # reviews: the check stays off
+    assert not any(asks(t) for t in MATH_STATEMENTS)
+    # the forms real problems take: a request opening a clause, after math, after "then", or a question word
+    assert all(asks(t) for t in ("Find the area of a circle with diameter 12 cm", "If $x=2$, then find $y$.",
+                                 "If \\begin{align*} x&=1 \\end{align*}compute $x$.", "For how many $n$ is $n^2<9$",
+                                 "Completely factor the expression: $$x^8-256$$", "Is 7 prime?"))
+    task = task_of("math_topic")
+    existing = [{**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), "id": i}
+                for i, r in enumerate(jsonl("math_topic_42.jsonl"))]
+    problem = "Find the smallest prime whose digits sum to 23."  # kept beside them in that round, and a problem
+    pending = [candidate(100 + i, text, "Number Theory") for i, text in enumerate([*MATH_STATEMENTS, problem])]
+    on = CandidateFilter(task, ChecksConfig(verify=False), 0.9, existing, existing).decide(pending, None, seed=0)
+    assert on.reasons == Counter({"not_a_question": 3}) and on.kept == [103]
+    off = CandidateFilter(task, ChecksConfig(verify=False, questions=False), 0.9, existing, existing)
+    assert "not_a_question" not in off.decide(pending, None, seed=0).reasons
