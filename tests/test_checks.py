@@ -319,7 +319,8 @@ MATH_STATEMENTS = [
     "To find the minimum positive difference between two composite numbers such that their sum is equal to $87$, we "
     "can use the fact that $87 = 3 \\times 29$. One possible pair",
     "The number of prime numbers greater than $n!+1$ and less than $n!+n$ is equal to $n-1$. This is because the prime "
-    "numbers between $n!+1$ and $n!+n$ are all of the form",
+    "numbers between $n!+1$ and $n!+n$ are all of the form $n+1, n+2, \\ldots, n+1$, which means there are $n-1$ such "
+    "numbers.",
 ]
 
 
@@ -332,7 +333,9 @@ def test_statements_are_rejected_where_the_seeds_are_questions() -> None:
     # the forms real problems take: a request opening a clause, after math, after "then", or a question word
     assert all(asks(t) for t in ("Find the area of a circle with diameter 12 cm", "If $x=2$, then find $y$.",
                                  "If \\begin{align*} x&=1 \\end{align*}compute $x$.", "For how many $n$ is $n^2<9$",
-                                 "Completely factor the expression: $$x^8-256$$", "Is 7 prime?"))
+                                 "Completely factor the expression: $$x^8-256$$", "Is 7 prime?",
+                                 "If $x + y = 5$, what is the value of $x^2 + y^2$",
+                                 "Let \\(a\\) be a root of \\(x^3 + px + q = 0.\\)  Express \\(a^3\\) in terms of $p$."))
     task = task_of("math_topic")
     existing = [{**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), "id": i}
                 for i, r in enumerate(jsonl("math_topic_42.jsonl"))]
