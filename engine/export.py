@@ -39,7 +39,7 @@ def best_round(store: Store, run_id: int) -> int:
 
 def prompt_frame(task: Task) -> tuple[str, str] | None:
     """(text before, text after) the input in the task's prompt template, when it holds the input once; whether every
-    rendered prompt really is that frame around its input is checked row by row (`_Frame`)."""
+    rendered prompt really is that frame around its input is checked row by row (`_training_set_files`)."""
     template = task.prompt_template
     if template.count("{input}") != 1:
         return None
