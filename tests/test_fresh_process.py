@@ -76,3 +76,10 @@ def test_a_job_starts_from_inside_a_textual_app_whose_stderr_has_no_file() -> No
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["True", "Capture"]  # the job ran, and the app's capture is back in place
+
+
+def test_the_gguf_answer_jobs_import_no_numpy_before_llama_cpp() -> None:
+    # What a spawned answer job imports before its GgufStudent loads llama_cpp: the CLI as __mp_main__, the job's module.
+    code = "import sys, l2l_tui.cli, models.fresh_process, models.export_predict; print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
