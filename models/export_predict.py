@@ -2,9 +2,6 @@
 
 It offers the student's two evaluation calls (score_options, generate) so an export is checked the way the run
 predicted: options by summed log-probability after the prompt, everything else by greedy generation.
-
-numpy is imported only after llama_cpp: on an H200, every full GGUF load in a CUDA build of llama-cpp-python 0.3.36
-died (SIGSEGV) in processes that had imported numpy first, and lived in those that had not (bench/RESULTS.md, "GPU").
 """
 
 from __future__ import annotations
@@ -13,6 +10,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 class GgufStudent:
@@ -33,8 +32,6 @@ class GgufStudent:
     def score_options(self, prompts: list[str], options: list[list[str]], batch_size: int = 1,
                       on_progress: Callable[[int, int], None] | None = None) -> list[list[float]]:
         """Sum of the log-probs of each option's tokens after its prompt (the prompt runs once per prompt)."""
-        import numpy as np
-
         out: list[list[float]] = []
         for k, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
             ids = self._tokens(prompt, True)

@@ -78,8 +78,11 @@ def test_a_job_starts_from_inside_a_textual_app_whose_stderr_has_no_file() -> No
     assert proc.stdout.split() == ["True", "Capture"]  # the job ran, and the app's capture is back in place
 
 
-def test_the_gguf_answer_jobs_import_no_numpy_before_llama_cpp() -> None:
-    # What a spawned answer job imports before its GgufStudent loads llama_cpp: the CLI as __mp_main__, the job's module.
-    code = "import sys, l2l_tui.cli, models.fresh_process, models.export_predict; print(sorted({'numpy', 'torch'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+def native_import_order() -> list[str]:
+    """Which of llama.cpp's bindings and numpy the job's interpreter imported, in import order."""
+    return [name for name in sys.modules if name in ("llama_cpp.llama_cpp", "numpy")]
+
+
+def test_a_job_loads_llama_cpp_before_numpy() -> None:
+    pytest.importorskip("llama_cpp")
+    assert in_fresh_process("testing", native_import_order) == ["llama_cpp.llama_cpp", "numpy"]
