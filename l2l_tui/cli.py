@@ -26,6 +26,8 @@ from engine.status import LIVE, RunStatus
 from models.errors import ConfigError, L2LError
 
 if TYPE_CHECKING:
+    from typer._click.exceptions import ClickException
+
     from engine.config import RunConfig
     from engine.judge import JudgeReport
 
@@ -352,13 +354,19 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         console.print("interrupted")
         sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
+    except Exception as err:
+        if isinstance(err, _click_exception()):
+            from typer.rich_utils import rich_format_error
 
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
+            # what typer prints in standalone mode: the usage line, the --help hint and the error, no traceback
+            rich_format_error(err)
             sys.exit(err.exit_code)
         raise
+
+
+def _click_exception() -> type[ClickException]:
+    """The ClickException class typer raises: its own copy of click from typer 0.2x, click's before (not `import click`)."""
+    return next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
 if __name__ == "__main__":
