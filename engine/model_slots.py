@@ -24,10 +24,12 @@ class ModelSlots:
         self._student: Any = None
         self._adapter: str | None = None
         self._teacher: Any = None
+        self.torch_threads: Any = None  # models.threads.TorchThreads of the student's current phase (CPU only)
 
     def student(self, meter: PhaseMeter, adapter: str | None) -> Any:
         """The student with `adapter` attached (None: the bare base, ready to train); loaded at most once per phase."""
         if self._student is not None and (adapter is None or adapter == self._adapter):
+            self._fit_threads()
             return self._student
         from models.catalog import resolve_model
         from models.convert import resolve_student_folder
@@ -42,7 +44,14 @@ class ModelSlots:
         plan = plan_training(self.cfg.student.quantization)
         processes = self.cfg.train.processes
         reason = plan.reason + (f" Trained by {processes} processes (DDP through accelerate)." if processes > 1 else "")
-        self.on_plan({"mode": plan.mode, "device": plan.device, "reason": reason})
+        self.torch_threads = None
+        if plan.device == "cpu" and processes == 1:
+            from models.threads import TorchThreads
+
+            self.torch_threads = TorchThreads(self.cfg.student.threads)
+            reason += f" Threads: {self.torch_threads.describe()}."
+        self.on_plan({"mode": plan.mode, "device": plan.device, "reason": reason,
+                      **({"threads": str(self.torch_threads.reading.threads)} if self.torch_threads else {})})
         if processes > 1:
             from models.distributed import LaunchedStudent
 
@@ -53,9 +62,22 @@ class ModelSlots:
             self._student = Student.load(folder, plan, self.cfg.lora.params(), self.cfg.student.max_length,
                                          gradient_checkpointing=self.cfg.student.gradient_checkpointing,
                                          adapter=Path(adapter) if adapter else None)
+            self._student.threads = self.torch_threads
         self._adapter = adapter
         meter.mark("load", time.perf_counter() - t0)
         return self._student
+
+    def _fit_threads(self) -> None:
+        """A new phase with the resident student: look at the free cores again before it starts."""
+        if self.torch_threads is not None:
+            from models.threads import TorchThreads
+
+            self.torch_threads = TorchThreads(self.cfg.student.threads)
+            self._student.threads = self.torch_threads
+
+    def threads_used(self) -> list[int]:
+        """Torch thread counts the student's current phase has used so far (empty off the CPU)."""
+        return sorted(self.torch_threads.monitor.seen) if self.torch_threads is not None else []
 
     def trained(self, adapter: str) -> None:
         """The resident student now carries the adapter it just saved (a launched student reads it from there)."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import llama_cpp
 import numpy as np
 
+from models.threads import CoreMonitor
+
 TOP_K = 40
 MIN_P = 0.05
 MIN_SHARED_PREFIX = 8  # below this many tokens, sharing a prefix is not worth a sequence copy
@@ -82,8 +84,11 @@ class BatchedDecoder:
         n_threads: int | None = None,
         n_batch: int = 512,
         grammar_first: bool = False,
+        monitor: CoreMonitor | None = None,
     ) -> None:
         self.model = model
+        self.monitor = monitor  # between decode steps the thread count follows the cores other processes leave free
+        self.threads = n_threads
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.parallel = parallel
@@ -154,6 +159,7 @@ class BatchedDecoder:
                     continue
                 if ret != 0:
                     raise RuntimeError(f"llama_decode returned {ret}")
+                self._follow_free_cores()
                 t0 = time.perf_counter()
                 for slot in slots:
                     if slot.job is not None and slot.logit_index >= 0:
@@ -163,6 +169,16 @@ class BatchedDecoder:
             for slot in slots:
                 self._free_samplers(slot)
             llama_cpp.llama_memory_clear(self.mem, True)
+
+    def _follow_free_cores(self) -> None:
+        """Fit the decode threads to the free cores when it is time to look again (a spinning thread whose core another
+        process holds stalls every step)."""
+        if self.monitor is None or not self.monitor.due():
+            return
+        n = self.monitor.look().threads
+        if n != self.threads:
+            llama_cpp.llama_set_n_threads(self.ctx, n, n)
+            self.threads = n
 
     def grammar_ok(self, grammar: str) -> bool:
         """Whether llama.cpp accepts a GBNF grammar (it returns no sampler for a bad one)."""

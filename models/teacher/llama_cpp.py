@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +39,12 @@ class LlamaCppTeacher:
         self.model_path = Path(model_path)
         self.retries = retries
         self.parallel = parallel
-        self.n_threads = n_threads or os.cpu_count() or 1
+        from models.threads import CoreMonitor, describe
+
+        self.monitor = CoreMonitor(n_threads)  # a config value wins; else the free cores, looked at again as it decodes
+        start = self.monitor.first()
+        self.n_threads = start.threads
+        self.threads_chosen = describe(start, n_threads, self.monitor.n_cores)
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
         self.fallback: str | None = None
@@ -57,7 +61,8 @@ class LlamaCppTeacher:
                 from models.teacher.batched import BatchedDecoder
 
                 self.decoder = BatchedDecoder(self.llm._model.model, n_ctx=n_ctx, parallel=parallel,
-                                              n_threads=self.n_threads, grammar_first=grammar_first)
+                                              n_threads=self.n_threads, grammar_first=grammar_first,
+                                              monitor=self.monitor)
             except RuntimeError as err:
                 self.fallback = f"sequential decoding: {err}"
                 self.mode = "sequential"
@@ -114,6 +119,7 @@ class LlamaCppTeacher:
             "n_ctx": self.n_ctx,
             "parallel": self.parallel if self.mode == "batched" else 1,
             "n_threads": self.n_threads,
+            "threads_chosen": self.threads_chosen,
             "gpu_offload_supported": offload,
             "n_gpu_layers_requested": self.n_gpu_layers,
             # llama.cpp offloads min(asked, layers + output layer) when the build has a GPU backend, else none.
