@@ -9,7 +9,7 @@ from engine.config import SweepConfig, parse_override
 from engine.store import Store
 from models.errors import ConfigError
 
-Matched = Literal["steps", "budget"]
+Matched = Literal["steps", "budget", "kept"]
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class Arm:
     name: str
     overrides: tuple[str, ...]
     about: str
-    matched: Matched | None = None  # steps: the reference's optimizer steps; budget: its teacher examples
+    matched: Matched | None = None  # steps: the reference's optimizer steps; budget: its teacher examples; kept: its kept
+    # examples per round
     reference: str | None = None  # the arm a matched arm takes them from (None: not in the sweep, nothing matched)
 
     def as_row(self) -> dict[str, Any]:
@@ -42,6 +43,9 @@ PAPER = (
     "checks.requested_label=false", "checks.grounding=0", "checks.length=0", "checks.label_balance=0",
     "checks.language=false", "checks.prompt_echo=false", "checks.questions=false",
 )
+
+# Checks that judge a teacher's writing: off for sources without a teacher (their dedup and balance checks stay on).
+NO_MODEL_CHECKS = ("checks.verify=false", "checks.meta_text=false", "checks.prompt_echo=false")
 
 # One ablation per check of the product's recipe: llm2llm with that check alone switched off.
 ABLATIONS = {
@@ -69,6 +73,14 @@ BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
         matched="budget"),
     Arm("plain", ("loop.rounds=1",), "plain fine-tuning on the seeds alone, with as many optimizer steps as the "
                                      "reference arm's chosen round", matched="steps"),
+    Arm("plain_tuned", ("loop.rounds=1",), "plain fine-tuning on the seeds alone, trained to its own best length on "
+                                           "validation (train.eval_every; without it, the config's epochs)"),
+    Arm("eda", ("loop.source=eda", *NO_MODEL_CHECKS), "word-level edits of each miss (swap, delete, insert, replace "
+                                                      "from the seed vocabulary), as many kept a round as the "
+                                                      "reference arm kept: the cheap augmenter", matched="kept"),
+    Arm("oracle", ("loop.source=oracle", *NO_MODEL_CHECKS), "real unused rows of the data file nearest each miss, "
+                                                            "with their true labels, as many kept a round as the "
+                                                            "reference arm kept: the ceiling", matched="kept"),
     *(Arm(name, (override,), f"llm2llm without {what}") for name, (override, what) in ABLATIONS.items()),
     Arm("verify_shots", ("checks.verify_shots=1",), "llm2llm with the blind labeller shown one real seed example per "
                                                     "label"),
@@ -105,6 +117,9 @@ def matched_overrides(arm: Arm, store: Store, reference_run: int | None) -> list
     if arm.matched == "steps":
         best = store.run(reference_run)["best_round"] or 0
         steps = ((rounds[best]["phases"] or {}).get("train") or {}).get("steps")
-        return [f"train.steps={steps}"] if steps else []
+        return [f"train.steps={steps}", "train.eval_every=0"] if steps else []
+    if arm.matched == "kept":
+        kept = [int(r["kept"] or 0) for r in rounds if r["phase"] == "done" and r["kept"] is not None]
+        return [f"loop.keep_limits={kept}", f"loop.rounds={len(kept) + 1}"] if kept else ["loop.rounds=1"]
     budget = sum(int(((r["phases"] or {}).get("augment") or {}).get("examples_requested") or 0) for r in rounds)
     return [f"loop.teacher_examples={budget}"] if budget else ["loop.rounds=1"]

@@ -32,7 +32,7 @@ def choose_targets(cfg: RunConfig, pool: list[dict[str, Any]], misses: list[dict
     """loop.targets: the misses; as many random pool rows as there are misses; or every pool row. Then the per-target
     counts: examples_per_miss each, or loop.teacher_examples spread evenly (extras to a seeded random few)."""
     missed = {r["id"] for r in misses}
-    rng = random.Random(_derive_seed(cfg.seed, round_idx, "targets"))
+    rng = random.Random(derive_seed(cfg.seed, round_idx, "targets"))
     if cfg.loop.targets == "misses":
         rows = misses
     elif cfg.loop.targets == "random":
@@ -62,7 +62,7 @@ def request_seed(cfg: RunConfig, round_idx: int, target: Target) -> int:
     """The sampling seed of a target's call: from content, not row ids, so the same miss in another run of the same
     seed set hits the teacher cache."""
     base = cfg.teacher.seed if cfg.teacher.seed is not None else cfg.seed
-    return _derive_seed(base, round_idx, target.row["content_hash"])
+    return derive_seed(base, round_idx, target.row["content_hash"])
 
 
 def cache_key(identity: str, messages: list[dict[str, str]], schema: dict[str, Any], temperature: float,
@@ -72,7 +72,8 @@ def cache_key(identity: str, messages: list[dict[str, str]], schema: dict[str, A
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _derive_seed(base: int, round_idx: int, salt: str) -> int:
+def derive_seed(base: int, round_idx: int, salt: str) -> int:
+    """A 31-bit seed from a base seed, a round and a salt (stable across processes and runs)."""
     digest = hashlib.sha256(f"{base}:{round_idx}:{salt}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
@@ -83,7 +84,7 @@ def grounding(task: Task, target: dict[str, Any], seeds: list[dict[str, Any]], n
     if n <= 0:
         return []
     same = [r for r in seeds if r["id"] != target["id"] and (task.kind != "classification" or r["answer"] == target["answer"])]
-    rng = random.Random(_derive_seed(0, 0, "grounding:" + target["content_hash"]))
+    rng = random.Random(derive_seed(0, 0, "grounding:" + target["content_hash"]))
     return rng.sample(same, min(n, len(same)))
 
 

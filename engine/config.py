@@ -62,6 +62,7 @@ class StudentConfig(Section):
     quantization: Literal["auto", "nf4", "none"] = Field("auto", description="auto: QLoRA (NF4) with CUDA + bitsandbytes, else LoRA in fp32.")
     max_length: int = Field(512, ge=16, description="Longest prompt+response in tokens; longer examples are truncated from the left.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory during training.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for training and evaluation (default: the cores other processes leave free, measured as each phase runs).")
 
 
 class LoraConfig(Section):
@@ -92,6 +93,8 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     steps: int | None = Field(None, ge=1, description="Optimizer steps per training; replaces epochs when set (step-matched baselines use it).")
+    eval_every: int = Field(0, ge=0, description="Choose the training length on validation: score the adapter every this many optimizer steps and at the end, keep the best, stop after `patience` looks without a gain; epochs/steps become the cap (0: off, train the planned steps). A constant scheduler with no warmup makes the chosen length exactly reproducible by a step-matched run.")
+    patience: int = Field(3, ge=1, description="With eval_every: looks without a gain in validation accuracy before training stops.")
     processes: int = Field(1, ge=1, le=64, description="Processes that train the student together (DDP through accelerate: one per GPU, or CPU shares with gloo); each optimizer step is the one-process step. 1: train in the run's own process.")
 
     def params(self) -> TrainParams:
@@ -127,7 +130,7 @@ class TeacherConfig(Section):
     timeout: float = Field(600.0, gt=0, description="backend=openai: seconds to wait for one completion.")
     n_ctx: int = Field(4096, ge=256, description="Context tokens (shared by the parallel sequences).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU (-1: all that the build supports).")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores other processes leave free, measured as the teacher runs).")
     parallel: int = Field(8, ge=1, le=64, description="Sequences decoded together in one context.")
     isolate: Literal["auto", "always", "never"] = Field("auto", description="backend=llama_cpp: run the teacher in a process of its own: always, never, or auto (when a CUDA GPU is present: llama.cpp built with CUDA crashed loading a model in a process where torch had used CUDA, offloading or not).")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
@@ -157,6 +160,8 @@ class LoopConfig(Section):
     targets: Literal["misses", "random", "all"] = Field("misses", description="Which seed examples the teacher writes from: the misses (LLM2LLM), as many randomly drawn seed examples as there are misses (the 'random' baseline), or every seed example (the 'one_shot' baseline).")
     teacher_examples: int | None = Field(None, ge=1, description="New examples asked for per round in all, spread evenly over the targets (a fixed teacher budget); default: examples_per_miss for each target.")
     near_duplicate: float = Field(0.9, gt=0, le=1, description="Similarity (0-1) at or above which a new example is a near-duplicate.")
+    source: Literal["teacher", "eda", "oracle"] = Field("teacher", description="Where a round's new examples come from: the teacher writes them (LLM2LLM); `eda` makes word-level edits of each target (swap, delete, insert, replace from the seed vocabulary: the cheap baseline, no model); `oracle` takes real labelled rows of the data file that the run does not use, nearest each target and of its label (the ceiling of any augmentation).")
+    keep_limits: list[int] | None = Field(None, description="Most new examples kept in round i (the i-th value; later rounds take the last). Matched arms (eda, oracle) take the reference arm's kept counts so they add as many examples.")
     score_test_every_round: bool = Field(False, description="Score the test split every round (reported as such); otherwise only the round validation picks is scored on test.")
 
 
@@ -279,7 +284,8 @@ class SweepConfig(Section):
                             description="Arms to run: built-in (plain, one_shot, random, paper, llm2llm) or defined below.")
     seed_sets: int = Field(3, ge=1, le=50, description="Seed sets: different seed-example draws and training seeds; validation and test stay fixed.")
     define: dict[str, list[str]] = Field(default_factory=dict, description="Your own arms: name = [\"key=value\", ...] overrides, e.g. ablations.")
-    match: str = Field("llm2llm", description="The arm whose optimizer steps `plain` matches and whose teacher budget `one_shot` spends.")
+    match: str = Field("llm2llm", description="The arm whose optimizer steps `plain` matches, whose teacher budget `one_shot` spends and whose kept examples per round `eda` and `oracle` add.")
+    seed_sizes: list[int] | None = Field(None, min_length=1, description="Seed sizes to run each arm at (data.seed_size for each; a larger size of a seed set holds the smaller one), for a data-efficiency curve. Default: the config's data.seed_size alone.")
 
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> RunConfig:

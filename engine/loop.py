@@ -36,6 +36,7 @@ from engine.status import RunStatus
 from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
+from models.params import Selection
 from models.teacher.base import TeacherRequest
 
 __all__ = ["Loop"]
@@ -183,7 +184,7 @@ class Loop:
             with torn_adapter_save(idx):
                 stats = student.train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
                                       on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
-                                      init_adapter=Path(init) if init else None)
+                                      init_adapter=Path(init) if init else None, selection=self._selection(student))
             meter.mark("compute", stats.seconds)
             publish(staging, adapter_dir)
             self.models.trained(str(adapter_dir))
@@ -192,11 +193,30 @@ class Loop:
         with self.store.transaction():
             self._finish_phase(idx, "train", meter, "eval", train_size=len(pairs), adapter_path=str(adapter_dir),
                                train_loss=stats.mean_loss,
-                               details={"steps": stats.steps, "tokens": stats.tokens,
+                               details={"steps": stats.steps, "steps_run": stats.steps_run,
+                                        "selection": [[s, round(v, 4)] for s, v in stats.selection],
+                                        "threads": self.models.threads_used(), "tokens": stats.tokens,
                                         "tokens_per_s": round(stats.tokens_per_s, 1), "final_loss": stats.final_loss,
                                         "trainable_params": stats.trainable_params,
                                         "label_mix": self._label_mix(rows)})
-        self.log(f"round {idx}: trained {stats.steps} steps in {meter.seconds:.1f}s, loss {stats.mean_loss:.4f}", kind="phase")
+        chosen = f" (of {stats.steps_run} run; chosen on validation)" if stats.selection else ""
+        self.log(f"round {idx}: trained {stats.steps} steps{chosen} in {meter.seconds:.1f}s, loss {stats.mean_loss:.4f}",
+                 kind="phase")
+
+    def _selection(self, student: Any) -> Selection | None:
+        """How the training length is chosen on validation (train.eval_every), or None to train the planned steps."""
+        if not self.cfg.train.eval_every:
+            return None
+        rows = self._limited("validation", self.cfg.eval.validation_limit)
+        if not rows:
+            return None
+
+        def score() -> float:
+            preds = predict(self.task, student, rows, batch_size=self.cfg.eval.batch_size,
+                            max_new_tokens=self.cfg.eval.max_new_tokens)
+            return accuracy(preds) or 0.0
+
+        return Selection(score=score, every=self.cfg.train.eval_every, patience=self.cfg.train.patience)
 
     def _label_mix(self, rows: list[dict[str, Any]]) -> dict[str, int] | None:
         """Training examples per label (classification and multiple choice)."""
@@ -312,6 +332,9 @@ class Loop:
         pool = [dict(r, prediction=preds[r["id"]]) for r in pool if r["id"] in preds]
         misses = [r for r in pool if is_miss(r["prediction"], self.cfg.loop.confidence_threshold)]
         targets = choose_targets(self.cfg, pool, misses, idx)
+        if self.cfg.loop.source != "teacher":
+            self._augment_without_teacher(idx, targets, seeds)
+            return
         tcfg = self.cfg.teacher
         requests: list[TeacherRequest] = []
         parents: dict[str, dict[str, Any]] = {}
@@ -369,6 +392,54 @@ class Loop:
                                         "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets)})
         self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable, {meter.seconds:.1f}s)", kind="phase")
 
+    def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[dict[str, Any]]) -> None:
+        """loop.source = eda (edits of each target) or oracle (unused real rows nearest each target, true labels)."""
+        import random
+
+        from engine.augment import derive_seed
+        from engine.eda import edits, vocabulary
+        from engine.real_rows import nearest, unused_rows
+        from engine.tasks.base import Example
+
+        candidates: list[dict[str, Any]] = []
+        source = self.cfg.loop.source
+        with PhaseMeter() as meter:
+            if source == "eda":
+                vocab = vocabulary(r["input"] for r in seeds)
+                for target in targets:
+                    parent = example_from_row(target.row)
+                    rng = random.Random(derive_seed(self.cfg.seed, idx, "eda:" + target.row["content_hash"]))
+                    for text in edits(parent.input, target.k, vocab, rng):
+                        ex = Example(input=text, target=parent.target, answer=parent.answer, choices=parent.choices,
+                                     meta={"origin": "eda"})
+                        candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
+                                                      parent_id=target.row["id"]))
+            else:
+                used = [r["input"] for r in self.store.examples(self.run_id)]
+                rows = unused_rows(self.cfg, self.task, used)
+                taken: set[int] = set()
+                for target in targets:
+                    same = self.task.kind != "classification"
+                    pick = [i for i, ex in enumerate(rows) if same or ex.answer == target.row["answer"]]
+                    chosen = nearest(target.row["input"], [rows[i] for i in pick], target.k,
+                                     {j for j, i in enumerate(pick) if i in taken})
+                    for j in chosen:
+                        taken.add(pick[j])
+                        ex = rows[pick[j]]
+                        ex = Example(input=ex.input, target=ex.target, answer=ex.answer, choices=ex.choices,
+                                     meta={**(ex.meta or {}), "origin": "oracle"})
+                        candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
+                                                      parent_id=target.row["id"]))
+        asked = sum(t.k for t in targets)
+        fault_point("augment", idx)
+        with self.store.transaction():
+            self.store.insert_examples(candidates)
+            self._finish_phase(idx, "augment", meter, "filter", generated=len(candidates),
+                               details={"source": source, "requests": 0, "examples_requested": asked,
+                                        "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets)})
+        self.log(f"round {idx}: {source} made {len(candidates)} candidates for {len(targets)} "
+                 f"{_targets_noun(self.cfg.loop.targets)} ({meter.seconds:.1f}s)", kind="phase")
+
     # filter -------------------------------------------------------------------------------------
     def _phase_filter(self, idx: int) -> None:
         rows = self.store.examples(self.run_id)
@@ -382,6 +453,7 @@ class Loop:
             if self.cfg.checks.verify and self.task.verifies:
                 verify = lambda survivors: self._verify(idx, survivors, meter, verify_stats)  # noqa: E731
             decisions = screen.decide(pending, verify, seed=self.cfg.seed + idx)
+            self._keep_limit(idx, decisions)
         reasons = decisions.reasons
         kept = len(decisions.kept)
         mix = Counter(r["answer"] for r in training) + Counter(r["answer"] for r in pending if r["id"] in set(decisions.kept))
@@ -398,6 +470,22 @@ class Loop:
             self.store.upsert_round(self.run_id, idx + 1, phase="train")
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "none rejected"
         self.log(f"round {idx}: kept {kept} of {len(pending)} new examples ({detail})", kind="phase")
+
+    def _keep_limit(self, idx: int, decisions: Any) -> None:
+        """loop.keep_limits: past the round's limit, kept candidates are rejected as over_budget (a seeded draw)."""
+        limits = self.cfg.loop.keep_limits
+        if not limits:
+            return
+        limit = limits[min(idx, len(limits) - 1)]
+        if len(decisions.kept) <= limit:
+            return
+        import random
+
+        keep = set(random.Random(self.cfg.seed + idx).sample(decisions.kept, limit))
+        for example_id in decisions.kept:
+            if example_id not in keep:
+                decisions.rejected[example_id] = "over_budget"
+        decisions.kept = [i for i in decisions.kept if i in keep]
 
     def _verify(self, idx: int, rows: list[dict[str, Any]], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
         """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""

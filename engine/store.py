@@ -34,10 +34,11 @@ def _without(*optional: str) -> Iterator[None]:
 with _without("pandas", "numpy"):  # sqlite_utils' optional type tables for them cost every `l2l` command half a second
     import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 PHASES = ("train", "eval", "augment", "filter", "done")
 RUN_STATUSES = tuple(RunStatus)
+SWEEP_JSON = ("doc", "arms", "seed_sizes", "judge")  # sweep columns holding JSON
 RUN_JSON = ("config", "versions", "device", "plan", "splits", "teacher")  # run columns holding JSON
 
 
@@ -130,7 +131,15 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
     db.table("teacher_calls").create_index(["run_id", "round"])
 
 
-MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3}
+def _migrate_v4(db: sqlite_utils.Database) -> None:
+    # a sweep's cells are arm x seed size x seed set: seed_size 0 is the config's own size (every sweep before v4)
+    db.table("sweeps").add_column("seed_sizes", str)
+    db.table("sweeps").add_column("judge", str)  # the teacher's blind accuracy on validation, measured once (JSON)
+    db.table("sweep_runs").add_column("seed_size", int, not_null_default=0)
+    db.table("sweep_runs").transform(pk=("sweep_id", "arm", "seed_size", "seed_set"))
+
+
+MIGRATIONS = {1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3, 4: _migrate_v4}
 
 
 class Store:
@@ -356,13 +365,13 @@ class Store:
 
     # sweeps -----------------------------------------------------------------------------------
     def create_sweep(self, name: str, doc: dict[str, Any], arms: list[dict[str, Any]], seed_sets: int, digest: str,
-                     source: str) -> int:
+                     source: str, seed_sizes: list[int] | None = None) -> int:
         """Insert a sweep (its runs are added as they are created) and return its id."""
         ts = now()
         table = self.db.table("sweeps")
         table.insert({"name": name, "created": ts, "updated": ts, "status": RunStatus.CREATED, "doc": json.dumps(doc),
                       "arms": json.dumps(arms), "seed_sets": seed_sets, "digest": digest, "source": source,
-                      "host": os.uname().nodename})
+                      "host": os.uname().nodename, "seed_sizes": json.dumps(seed_sizes) if seed_sizes else None})
         return int(table.last_pk or 0)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:
@@ -371,16 +380,16 @@ class Store:
             row = self.db.table("sweeps").get(sweep_id)
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no sweep {sweep_id}") from None
-        return _decode(row, ("doc", "arms"))
+        return _decode(row, SWEEP_JSON)
 
     def sweeps(self) -> list[dict[str, Any]]:
         """All sweeps, newest first."""
-        return [_decode(row, ("doc", "arms")) for row in self.db.query("SELECT * FROM sweeps ORDER BY id DESC")]
+        return [_decode(row, SWEEP_JSON) for row in self.db.query("SELECT * FROM sweeps ORDER BY id DESC")]
 
     def sweep_by_digest(self, digest: str) -> dict[str, Any] | None:
         """The newest sweep with this plan digest, or None."""
         for row in self.db.query("SELECT * FROM sweeps WHERE digest = ? ORDER BY id DESC LIMIT 1", [digest]):
-            return _decode(row, ("doc", "arms"))
+            return _decode(row, SWEEP_JSON)
         return None
 
     def update_sweep(self, sweep_id: int, **fields: Any) -> None:
@@ -388,14 +397,15 @@ class Store:
         self.db.table("sweeps").update(sweep_id, {**fields, "updated": now()})
 
     def sweep_runs(self, sweep_id: int) -> list[dict[str, Any]]:
-        """The runs of a sweep: arm, seed set, run id and the overrides that made it."""
-        rows = self.db.query("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY seed_set, rowid", [sweep_id])
+        """The runs of a sweep: arm, seed size (0: the config's), seed set, run id and the overrides that made it."""
+        rows = self.db.query("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY seed_set, seed_size, rowid", [sweep_id])
         return [_decode(row, ("overrides",)) for row in rows]
 
-    def add_sweep_run(self, sweep_id: int, arm: str, seed_set: int, run_id: int, overrides: list[str]) -> None:
-        """Record that a run is the (arm, seed set) cell of a sweep (inside the caller's transaction)."""
+    def add_sweep_run(self, sweep_id: int, arm: str, seed_set: int, run_id: int, overrides: list[str],
+                      seed_size: int = 0) -> None:
+        """Record that a run is the (arm, seed size, seed set) cell of a sweep (inside the caller's transaction)."""
         self.db.table("sweep_runs").insert({"sweep_id": sweep_id, "arm": arm, "seed_set": seed_set, "run_id": run_id,
-                                      "overrides": json.dumps(overrides)})
+                                      "overrides": json.dumps(overrides), "seed_size": seed_size})
 
     # events and progress ----------------------------------------------------------------------
     def log(self, run_id: int, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:

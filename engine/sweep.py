@@ -32,11 +32,15 @@ class SweepPlan:
     seed_sets: int
     source: str
     warnings: tuple[str, ...] = ()
+    seed_sizes: tuple[int, ...] = ()  # empty: the config's own seed size
 
     @property
     def digest(self) -> str:
-        """What makes two sweeps the same sweep (config, arms, seed sets)."""
-        payload = json.dumps([self.doc, [a.as_row() for a in self.arms], self.seed_sets], sort_keys=True, default=str)
+        """What makes two sweeps the same sweep (config, arms, seed sets, seed sizes)."""
+        parts: list[Any] = [self.doc, [a.as_row() for a in self.arms], self.seed_sets]
+        if self.seed_sizes:  # sweeps without sizes keep the digest they had before sizes existed
+            parts.append(list(self.seed_sizes))
+        payload = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -47,17 +51,22 @@ def seed_set_overrides(seed_set: int, base_seed: int) -> list[str]:
     return [f"data.seed_draw={seed_set}", f"seed={base_seed + seed_set}"]
 
 
-def run_config(doc: dict[str, Any], source: str, arm: Arm, seed_set: int, extra: list[str]) -> tuple[RunConfig, list[str]]:
-    """The resolved config of one (arm, seed set) run and the overrides that made it from the sweep's base."""
-    overrides = [*seed_set_overrides(seed_set, int(doc.get("seed", 0))), *arm.overrides, *extra]
+def run_config(doc: dict[str, Any], source: str, arm: Arm, seed_set: int, extra: list[str],
+               seed_size: int = 0) -> tuple[RunConfig, list[str]]:
+    """The resolved config of one (arm, seed size, seed set) run and the overrides that made it from the sweep's base
+    (seed_size 0: the config's own)."""
+    sized = [f"data.seed_size={seed_size}"] if seed_size else []
+    overrides = [*sized, *seed_set_overrides(seed_set, int(doc.get("seed", 0))), *arm.overrides, *extra]
     run_doc = json.loads(json.dumps(doc))
     apply_overrides(run_doc, overrides)
-    run_doc["name"] = f"{doc.get('name', 'run')} · {arm.name} · set {seed_set}"
-    return resolve(run_doc, f"{source} (arm {arm.name}, seed set {seed_set})"), overrides
+    size = f" · n{seed_size}" if seed_size else ""
+    run_doc["name"] = f"{doc.get('name', 'run')} · {arm.name}{size} · set {seed_set}"
+    where = f"arm {arm.name}, seed size {seed_size}, seed set {seed_set}" if seed_size else f"arm {arm.name}, seed set {seed_set}"
+    return resolve(run_doc, f"{source} ({where})"), overrides
 
 
 def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_sets: int | None,
-               store: Path | None) -> SweepPlan:
+               store: Path | None, seed_sizes: list[int] | None = None) -> SweepPlan:
     """Read the config and its [sweep] table and check every (arm, seed set) config and its data before anything runs."""
     doc, source, base_dir = read_document(config, overrides)
     sweep_cfg = _sweep_table(doc.pop("sweep", {}), source)
@@ -74,20 +83,24 @@ def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_
         doc["store"] = str(base.store)
     arm_list = resolve_arms(sweep_cfg, arms)
     n_sets = seed_sets or sweep_cfg.seed_sets
+    sizes = tuple(sorted(set(seed_sizes or sweep_cfg.seed_sizes or [])))
+    if any(n < 1 for n in sizes):
+        raise ConfigError(f"{source}: sweep.seed_sizes: every size must be at least 1 (got {list(sizes)})")
     checked: set[str] = set()
     seeds_of: dict[int, list[str]] = {}
-    for seed_set in range(n_sets):
-        for arm in arm_list:
-            cfg, _ = run_config(doc, source, arm, seed_set, [])
-            inputs = json.dumps([cfg.task.model_dump(mode="json"), cfg.data.model_dump(mode="json")], sort_keys=True)
-            if inputs not in checked:  # data is read once per distinct task + data settings
-                prepared = prepare(cfg, check_models=not checked)
+    for seed_set, size, arm in ((s, n, a) for s in range(n_sets) for n in (sizes or (0,)) for a in arm_list):
+        cfg, _ = run_config(doc, source, arm, seed_set, [], size)
+        inputs = json.dumps([cfg.task.model_dump(mode="json"), cfg.data.model_dump(mode="json")], sort_keys=True)
+        if inputs not in checked:  # data is read once per distinct task + data settings
+            prepared = prepare(cfg, check_models=not checked)
+            if size == (sizes[0] if sizes else 0):
                 seeds_of.setdefault(seed_set, sorted(ex.input for ex in prepared.splits.seed))
-                checked.add(inputs)
+            checked.add(inputs)
     same = [s for s in range(1, n_sets) if seeds_of.get(s) == seeds_of.get(0)]
     warnings = (f"seed sets {', '.join(map(str, same))} draw the same seed examples as set 0 (the data has no other "
                 "rows to draw; set data.seed_size, or give a larger pool): only the training seed differs",) if same else ()
-    return SweepPlan(name=base.name, doc=doc, arms=arm_list, seed_sets=n_sets, source=source, warnings=warnings)
+    return SweepPlan(name=base.name, doc=doc, arms=arm_list, seed_sets=n_sets, source=source, warnings=warnings,
+                     seed_sizes=sizes)
 
 
 def _sweep_table(raw: Any, source: str) -> SweepConfig:
@@ -107,7 +120,7 @@ def open_sweep(store: Store, plan: SweepPlan) -> tuple[int, bool]:
     if existing is not None and existing["status"] != RunStatus.FINISHED:
         return int(existing["id"]), True
     sweep_id = store.create_sweep(plan.name, plan.doc, [a.as_row() for a in plan.arms], plan.seed_sets, plan.digest,
-                                  plan.source)
+                                  plan.source, list(plan.seed_sizes) or None)
     return sweep_id, False
 
 
@@ -124,7 +137,9 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     claim(store, "sweeps", sweep_id, "sweep")  # one process per sweep, atomically
     sweep = store.sweep(sweep_id)
     arms = [Arm.from_row(a) for a in sweep["arms"]]
-    cells = [(s, arm) for s in range(sweep["seed_sets"]) for arm in arms]
+    sizes = sweep.get("seed_sizes") or [0]
+    # seed set by seed set (a stopped sweep leaves whole sets), smallest size first, reference arm before matched ones
+    cells = [(s, n, arm) for s in range(sweep["seed_sets"]) for n in sizes for arm in arms]
     # Between runs no run's handler is installed: without this one, SIGINT in a process started in the background
     # (where shells start it ignored) was lost there, and SIGTERM ended the sweep without a word.
     signals = Signals()
@@ -136,11 +151,13 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
         return "stopped"
 
     try:
-        for number, (seed_set, arm) in enumerate(cells, 1):
+        if sweep.get("judge") is None and any(_uses_teacher(sweep, arm) for arm in arms):
+            _judge_once(store, sweep, arms[0], on_line)
+        for number, (seed_set, size, arm) in enumerate(cells, 1):
             if signals.received:
                 return stopped(f"{signals.received} between runs: stopped")
-            run_id = _cell_run(store, sweep, seed_set, arm)
-            label = f"[{number}/{len(cells)}] set {seed_set} · {arm.name}"
+            run_id = _cell_run(store, sweep, seed_set, arm, size)
+            label = f"[{number}/{len(cells)}] set {seed_set}{f' · n{size}' if size else ''} · {arm.name}"
             status = effective_status(store.run(run_id))
             if status != RunStatus.FINISHED:
                 started = time.perf_counter()
@@ -165,18 +182,50 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     return "finished"
 
 
-def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm) -> int:
-    """The run of an (arm, seed set) cell, created (with its matched settings) the first time it is reached."""
-    cells = {(r["arm"], r["seed_set"]): r["run_id"] for r in store.sweep_runs(sweep["id"])}
-    if (arm.name, seed_set) in cells:
-        return int(cells[(arm.name, seed_set)])
-    ref_run = cells.get((arm.reference, seed_set)) if arm.reference else None
+def _uses_teacher(sweep: dict[str, Any], arm: Arm) -> bool:
+    """Whether an arm's runs ask the teacher anything (more than one round, with the teacher as source)."""
+    cfg, _ = run_config(sweep["doc"], sweep["source"] or "sweep", arm, 0, [])
+    return cfg.loop.rounds > 1 and cfg.loop.source == "teacher"
+
+
+def _judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, limit: int = 100) -> None:
+    """The teacher's blind accuracy on (up to `limit`) validation rows, as `l2l judge` measures it, stored on the sweep
+    once, so the report sets it beside the round-0 student's."""
+    from engine.judge import judge
+    from engine.model_slots import open_run_teacher
+
+    cfg, _ = run_config(sweep["doc"], sweep["source"] or "sweep", arm, 0, [])
+    prepared = prepare(cfg)
+    if not prepared.task.verifies:
+        return
+    rows = prepared.splits.validation[:limit]
+    on_line(f"judging the teacher on {len(rows)} validation rows (once per sweep) …")
+    teacher = open_run_teacher(cfg)
+    try:
+        found = judge(prepared.task, cfg, rows, teacher, "validation", prepared.splits.seed)
+    finally:
+        teacher.close()
+    answer, share = found.majority
+    record = {"split": "validation", "rows": found.rows, "right": sum(found.right), "agreement": found.agreement,
+              "majority": answer, "majority_share": share, "seconds": round(found.seconds, 1), "model": cfg.teacher.model}
+    store.update_sweep(sweep["id"], judge=json.dumps(record))
+    sweep["judge"] = record
+    on_line(f"teacher {cfg.teacher.model}: {record['right']} of {found.rows} validation rows right blind "
+            f"({found.agreement:.0%}; always {answer!r}: {share:.0%})")
+
+
+def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm, seed_size: int = 0) -> int:
+    """The run of an (arm, seed size, seed set) cell, created (with its matched settings) the first time it is reached."""
+    cells = {(r["arm"], r["seed_size"] or 0, r["seed_set"]): r["run_id"] for r in store.sweep_runs(sweep["id"])}
+    if (arm.name, seed_size, seed_set) in cells:
+        return int(cells[(arm.name, seed_size, seed_set)])
+    ref_run = cells.get((arm.reference, seed_size, seed_set)) if arm.reference else None
     extra = matched_overrides(arm, store, ref_run)
-    cfg, overrides = run_config(sweep["doc"], sweep["source"] or "sweep", arm, seed_set, extra)
+    cfg, overrides = run_config(sweep["doc"], sweep["source"] or "sweep", arm, seed_set, extra, seed_size)
     prepared = prepare(cfg)
     with store.transaction():
         run_id = finished_twin(store, prepared) or create_run(store, prepared)
-        store.add_sweep_run(sweep["id"], arm.name, seed_set, run_id, overrides)
+        store.add_sweep_run(sweep["id"], arm.name, seed_set, run_id, overrides, seed_size)
     return run_id
 
 

@@ -19,7 +19,8 @@ from engine.report import per_set_deltas
 from engine.status import RunStatus
 from engine.store import Store, private_dir
 
-BASELINES = ("plain", "paper")  # what every arm is paired with; `l2l report --against ARM` adds others
+# what every arm is paired with where the sweep has it; `l2l report --against ARM` adds others
+BASELINES = ("plain", "plain_tuned", "paper", "eda")
 RESAMPLES = 4000
 
 
@@ -41,6 +42,8 @@ class RunFacts:
     minutes: float
     val_by_round: list[float | None]
     test_correct: dict[str, int] = field(default_factory=dict)  # content hash -> 1/0 at the chosen round
+    seed_size: int = 0  # the cell's seed size (0: the config's own, in a sweep without seed sizes)
+    steps: int | None = None  # optimizer steps of the chosen round
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,16 @@ class SweepReport:
     runs: list[RunFacts]
     arms: list[str]
 
-    def of_arm(self, arm: str) -> list[RunFacts]:
-        """The finished runs of one arm, by seed set."""
-        return sorted((r for r in self.runs if r.arm == arm and r.status == RunStatus.FINISHED), key=lambda r: r.seed_set)
+    @property
+    def sizes(self) -> list[int]:
+        """The sweep's seed sizes, smallest first ([0]: the config's own size alone)."""
+        return sorted(self.sweep.get("seed_sizes") or [0])
+
+    def of_arm(self, arm: str, size: int | None = None) -> list[RunFacts]:
+        """The finished runs of one arm (at one seed size, or the first), by seed set."""
+        size = self.sizes[0] if size is None else size
+        return sorted((r for r in self.runs if r.arm == arm and r.seed_size == size and r.status == RunStatus.FINISHED),
+                      key=lambda r: r.seed_set)
 
 
 def gather(store: Store, sweep_id: int) -> SweepReport:
@@ -124,17 +134,20 @@ def gather(store: Store, sweep_id: int) -> SweepReport:
             best_round=best, val_acc=chosen.get("val_acc"), test_acc=chosen.get("test_acc"), teacher_calls=calls,
             examples_requested=requested, kept=store.count("examples", run_id=run_id, split="synthetic", status="kept"),
             rejected=rejected, minutes=seconds / 60, val_by_round=[r["val_acc"] for r in rounds],
-            test_correct=correct_by_text(store, run_id, best, "test") if best is not None else {}))
+            test_correct=correct_by_text(store, run_id, best, "test") if best is not None else {},
+            seed_size=int(cell.get("seed_size") or 0),
+            steps=((chosen.get("phases") or {}).get("train") or {}).get("steps") if chosen else None))
     arms = [a["name"] for a in sweep["arms"]]
     return SweepReport(sweep=sweep, runs=facts, arms=arms)
 
 
-def paired(report: SweepReport, arm: str, against: str, resamples: int = RESAMPLES, seed: int = 0) -> Paired | None:
-    """Pool the per-example test differences over the seed sets both arms finished; the 95% interval comes from a
-    two-level bootstrap (seed sets with replacement, then test examples within each), so it carries the spread
-    between seed draws as well as the test sample's."""
-    ours = {r.seed_set: r for r in report.of_arm(arm)}
-    theirs = {r.seed_set: r for r in report.of_arm(against)}
+def paired(report: SweepReport, arm: str, against: str, resamples: int = RESAMPLES, seed: int = 0,
+           size: int | None = None) -> Paired | None:
+    """Pool the per-example test differences over the seed sets both arms finished (at one seed size); the 95%
+    interval comes from a two-level bootstrap (seed sets with replacement, then test examples within each), so it
+    carries the spread between seed draws as well as the test sample's."""
+    ours = {r.seed_set: r for r in report.of_arm(arm, size)}
+    theirs = {r.seed_set: r for r in report.of_arm(against, size)}
     sets = sorted(set(ours) & set(theirs))
     diffs: list[np.ndarray] = []
     per_set: dict[int, float] = {}
@@ -163,20 +176,23 @@ def paired(report: SweepReport, arm: str, against: str, resamples: int = RESAMPL
                   n_examples=sum(len(d) for d in diffs))
 
 
-def arm_rows(report: SweepReport, baselines: tuple[str, ...] = BASELINES) -> list[dict[str, Any]]:
-    """One row per arm: spreads of accuracy and cost, rejection counts, and the paired deltas against `baselines`."""
+def arm_rows(report: SweepReport, baselines: tuple[str, ...] = BASELINES, size: int | None = None) -> list[dict[str, Any]]:
+    """One row per arm (at one seed size, or the first): spreads of accuracy and cost, rejection counts, and the
+    paired deltas against `baselines`."""
     rows = []
+    size = report.sizes[0] if size is None else size
     for arm in report.arms:
-        runs = report.of_arm(arm)
+        runs = report.of_arm(arm, size)
         row: dict[str, Any] = {
-            "arm": arm, "runs": len(runs), "planned": report.sweep["seed_sets"],
+            "arm": arm, "seed_size": size, "runs": len(runs), "planned": report.sweep["seed_sets"],
             "val": Spread.of([r.val_acc for r in runs]), "test": Spread.of([r.test_acc for r in runs]),
             "teacher_calls": Spread.of([float(r.teacher_calls) for r in runs]),
             "kept": Spread.of([float(r.kept) for r in runs]), "minutes": Spread.of([r.minutes for r in runs]),
             "rejected": sum((r.rejected for r in runs), Counter()),
+            "steps": Spread.of([float(r.steps) for r in runs if r.steps is not None]),
         }
         for base in baselines:
-            row[f"vs_{base}"] = paired(report, arm, base) if arm != base else None
+            row[f"vs_{base}"] = paired(report, arm, base, size=size) if arm != base and base in report.arms else None
         rows.append(row)
     return rows
 
@@ -193,48 +209,98 @@ def _per_set(p: Paired | None) -> str:
 
 
 def _baselines(rows: list[dict[str, Any]]) -> list[str]:
-    """The arms the rows were paired with (arm_rows' `baselines`)."""
-    return [key[3:] for key in rows[0] if key.startswith("vs_")] if rows else list(BASELINES)
+    """The arms the rows were paired with (arm_rows' `baselines`) that are arms of the sweep."""
+    arms = {row["arm"] for row in rows}
+    return [key[3:] for key in rows[0] if key.startswith("vs_") and key[3:] in arms] if rows else list(BASELINES)
 
 
 def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Path] | None = None) -> Group:
-    """The report as rich tables."""
+    """The report as rich tables: per seed size, the arms and their paired differences; then the curve."""
     baselines = _baselines(rows)
     sweep = report.sweep
+    sizes = sorted({row.get("seed_size", 0) for row in rows})
+    sized = f" · seed sizes {', '.join(map(str, sizes))}" if sizes != [0] else ""
     head = Text.assemble((f"sweep {sweep['id']} ", "bold"),
-                         f"{sweep['name']} · {sweep['status']} · {sweep['seed_sets']} seed sets · "
+                         f"{sweep['name']} · {sweep['status']} · {sweep['seed_sets']} seed sets{sized} · "
                          f"{len(report.arms)} arms · test accuracy at the round validation chose")
-    table = Table(title="per arm (mean ± sd over seed sets)", title_justify="left")
-    for name, justify in (("arm", "left"), ("runs", "right"), ("val %", "right"), ("test %", "right"),
-                          ("calls", "right"), ("kept", "right"), ("min", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(row["arm"], f"{row['runs']}/{row['planned']}", row["val"].show(100), row["test"].show(100),
-                      row["teacher_calls"].show(digits=0), row["kept"].show(digits=0), row["minutes"].show(digits=1))
-    deltas = Table(title="paired test difference, points [95% CI, two-level bootstrap]; * = zero outside the CI",
-                   title_justify="left")
-    deltas.add_column("arm")
-    for base in baselines:
-        deltas.add_column(f"vs {base}", justify="right")
-        deltas.add_column(f"per set vs {base}", justify="left")
-    for row in rows:
-        cells = []
+    parts: list[Any] = [head, *_strength(report, sizes)]
+    for size in sizes:
+        at = [row for row in rows if row.get("seed_size", 0) == size]
+        where = f" at {size} seeds" if size else ""
+        table = Table(title=f"per arm{where} (mean ± sd over seed sets)", title_justify="left")
+        for name, justify in (("arm", "left"), ("runs", "right"), ("val %", "right"), ("test %", "right"),
+                              ("steps", "right"), ("calls", "right"), ("kept", "right"), ("min", "right")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for row in at:
+            steps = row.get("steps")
+            table.add_row(row["arm"], f"{row['runs']}/{row['planned']}", row["val"].show(100), row["test"].show(100),
+                          steps.show(digits=0) if steps else "-", row["teacher_calls"].show(digits=0),
+                          row["kept"].show(digits=0), row["minutes"].show(digits=1))
+        deltas = Table(title=f"paired test difference{where}, points [95% CI, two-level bootstrap]; * = zero outside "
+                             "the CI", title_justify="left")
+        deltas.add_column("arm")
         for base in baselines:
-            cells += [_delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])]
-        deltas.add_row(row["arm"], *cells)
-    parts: list[Any] = [head, table, deltas]
+            deltas.add_column(f"vs {base}", justify="right")
+            deltas.add_column(f"per set vs {base}", justify="left")
+        for row in at:
+            cells = []
+            for base in baselines:
+                cells += [_delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])]
+            deltas.add_row(row["arm"], *cells)
+        parts += [table, deltas]
+    if len(sizes) > 1:
+        parts += _curve_parts(report)
     reasons = sorted({reason for row in rows for reason in row["rejected"]})
     if reasons:
-        rejected = Table(title="teacher examples rejected, by reason (all seed sets)", title_justify="left")
+        rejected = Table(title="examples rejected, by reason (all seed sets and sizes)", title_justify="left")
         rejected.add_column("arm")
         for reason in reasons:
             rejected.add_column(reason.replace("_", " "), justify="right")
+        totals: dict[str, Counter[str]] = {}
         for row in rows:
-            rejected.add_row(row["arm"], *(str(row["rejected"].get(reason, 0)) for reason in reasons))
+            totals.setdefault(row["arm"], Counter()).update(row["rejected"])
+        for arm, counts in totals.items():
+            rejected.add_row(arm, *(str(counts.get(reason, 0)) for reason in reasons))
         parts.append(rejected)
     for name, path in (files or {}).items():
         parts.append(Text(f"{name}: {path}", style="dim"))
     return Group(*parts)
+
+
+def _strength(report: SweepReport, sizes: list[int]) -> list[Text]:
+    """The teacher's blind validation accuracy (measured once per sweep) beside the round-0 student's, per seed size."""
+    judge = report.sweep.get("judge")
+    if not judge:
+        return []
+    students = []
+    for size in sizes:
+        firsts = [r.val_by_round[0] for arm in report.arms for r in report.of_arm(arm, size) if r.val_by_round
+                  and r.val_by_round[0] is not None]
+        if firsts:
+            where = f"n={size}: " if size else ""
+            students.append(f"{where}{100 * statistics.fmean(firsts):.1f}%")
+    line = (f"teacher, judging {judge['rows']} validation rows blind: {100 * judge['agreement']:.1f}% "
+            f"(always {judge['majority']!r}: {100 * judge['majority_share']:.1f}%); round-0 student on validation: "
+            f"{', '.join(students) or '-'}")
+    return [Text(line)]
+
+
+def _curve_parts(report: SweepReport) -> list[Any]:
+    """The data-efficiency curve (test % per arm and seed size; oracle marked as the ceiling) and the labels saved."""
+    from engine.curve import curve, labels_saved
+
+    table = Table(title="data-efficiency curve: test % (mean ± sd over seed sets) by seed size", title_justify="left")
+    table.add_column("arm")
+    for n in report.sizes:
+        table.add_column(f"n={n}", justify="right")
+    for arm, points in curve(report).items():
+        name = f"{arm} (ceiling)" if arm == "oracle" else arm
+        table.add_row(name, *(points[n].show(100) + (f" ({points[n].n})" if points[n].n else "") for n in report.sizes))
+    lines = [Text("labels saved: the seeds the plain curve needs to match the best augmenting arm (interpolated in log "
+                  "size; 95% CI from resampling seed sets)", style="bold")]
+    lines += [Text("  " + saved.show()) for saved in labels_saved(report)] or [Text("  - (needs plain or plain_tuned at "
+                                                                                   "every size)")]
+    return [table, *lines]
 
 
 def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
@@ -244,10 +310,12 @@ def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -
     arms_csv, runs_csv, png = folder / "arms.csv", folder / "runs.csv", folder / "report.png"
     with open(arms_csv, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["arm", "runs", "val_mean", "val_sd", "test_mean", "test_sd", "teacher_calls_mean", "kept_mean",
-                    "minutes_mean", *(f"{k}_{b}" for b in baselines for k in ("delta", "ci_low", "ci_high")), "rejected"])
+        w.writerow(["arm", "seed_size", "runs", "val_mean", "val_sd", "test_mean", "test_sd", "teacher_calls_mean",
+                    "kept_mean", "minutes_mean", *(f"{k}_{b}" for b in baselines for k in ("delta", "ci_low", "ci_high")),
+                    "rejected"])
         for row in rows:
-            cells: list[Any] = [row["arm"], row["runs"], row["val"].mean, row["val"].sd, row["test"].mean, row["test"].sd,
+            cells: list[Any] = [row["arm"], row.get("seed_size", 0), row["runs"], row["val"].mean, row["val"].sd,
+                                row["test"].mean, row["test"].sd,
                                 row["teacher_calls"].mean, row["kept"].mean, row["minutes"].mean]
             for base in baselines:
                 p = row[f"vs_{base}"]
@@ -256,14 +324,51 @@ def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -
             w.writerow(cells)
     with open(runs_csv, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["arm", "seed_set", "run_id", "status", "best_round", "val_acc", "test_acc", "teacher_calls",
-                    "examples_requested", "kept", "minutes", "val_by_round"])
-        for r in sorted(report.runs, key=lambda r: (r.arm, r.seed_set)):
-            w.writerow([r.arm, r.seed_set, r.run_id, r.status, r.best_round, r.val_acc, r.test_acc, r.teacher_calls,
-                        r.examples_requested, r.kept, round(r.minutes, 2),
+        w.writerow(["arm", "seed_size", "seed_set", "run_id", "status", "best_round", "steps", "val_acc", "test_acc",
+                    "teacher_calls", "examples_requested", "kept", "minutes", "val_by_round"])
+        for r in sorted(report.runs, key=lambda r: (r.arm, r.seed_size, r.seed_set)):
+            w.writerow([r.arm, r.seed_size, r.seed_set, r.run_id, r.status, r.best_round, r.steps, r.val_acc, r.test_acc,
+                        r.teacher_calls, r.examples_requested, r.kept, round(r.minutes, 2),
                         " ".join("" if v is None else f"{v:.4f}" for v in r.val_by_round)])
-    plot_png(report, png)
+    if len(report.sizes) > 1:
+        plot_curve_png(report, png)
+    else:
+        plot_png(report, png)
     return {"arms.csv": arms_csv, "runs.csv": runs_csv, "plot": png}
+
+
+def plot_curve_png(report: SweepReport, path: Path) -> None:
+    """Test accuracy against seed size per arm (mean, band: min-max over seed sets; log-2 size axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, arm in enumerate(report.arms):
+        xs, means, lows, highs = [], [], [], []
+        for n in report.sizes:
+            values = [100 * r.test_acc for r in report.of_arm(arm, n) if r.test_acc is not None]
+            if values:
+                xs.append(n)
+                means.append(statistics.fmean(values))
+                lows.append(min(values))
+                highs.append(max(values))
+        if not xs:
+            continue
+        style = "--" if arm == "oracle" else "-"
+        ax.plot(xs, means, style, marker="o", color=f"C{i % 10}", label=f"{arm}{' (ceiling)' if arm == 'oracle' else ''}")
+        ax.fill_between(xs, lows, highs, color=f"C{i % 10}", alpha=0.12)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(report.sizes, [str(n) for n in report.sizes])
+    ax.set_xlabel("seed examples (labelled)")
+    ax.set_ylabel("test % at the round validation chose (band: min-max of seed sets)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"sweep {report.sweep['id']}: {report.sweep['name']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_png(report: SweepReport, path: Path) -> None:

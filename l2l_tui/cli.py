@@ -141,6 +141,7 @@ def sweep(
     config: Path | None = typer.Argument(None, help="Run config (TOML), optionally with a \\[sweep] table."),
     arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms, e.g. plain,paper,llm2llm (default: the config's \\[sweep] arms)."),
     seed_sets: int | None = typer.Option(None, "--seed-sets", help="Seed sets per arm (default: the config's, else 3)."),
+    seed_sizes: str | None = typer.Option(None, "--seed-sizes", help="Comma-separated seed sizes, e.g. 8,16,32: every arm at each, nested draws (default: the config's \\[sweep] seed_sizes, else its data.seed_size)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key of the config for every run (repeatable)."),
     store: Path | None = StoreOpt,
     resume: int | None = typer.Option(None, "--resume", help="Continue sweep N (instead of CONFIG)."),
@@ -156,18 +157,28 @@ def sweep(
         if config is None:
             raise L2LError("l2l sweep: give a CONFIG file, or --resume N")
         names = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
-        plan = plan_sweep(config, set_, names, seed_sets, store)
+        sizes = _int_list("--seed-sizes", seed_sizes) if seed_sizes else None
+        plan = plan_sweep(config, set_, names, seed_sets, store, sizes)
         st = _open_store(sweep_store_path(plan.doc.get("store")), create=True)
         for warning in plan.warnings:
             console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False)
         sweep_id, continued = open_sweep(st, plan)
         verb = "continues" if continued else "created"
-        console.print(f"[bold]sweep {sweep_id}[/] {verb} in {st.path}: {', '.join(a.name for a in plan.arms)} × "
+        sized = f" × seed sizes {', '.join(map(str, plan.seed_sizes))}" if plan.seed_sizes else ""
+        console.print(f"[bold]sweep {sweep_id}[/] {verb} in {st.path}: {', '.join(a.name for a in plan.arms)}{sized} × "
                       f"{plan.seed_sets} seed sets")
     with CliProgress(console) as progress:
         status = run_sweep(st, sweep_id, on_line=lambda line: progress.log(line), on_progress=progress.update)
     if status == RunStatus.FINISHED:
         _print_report(st, sweep_id)
+
+
+def _int_list(option: str, text: str) -> list[int]:
+    """'8,16,32' as integers, or one clear error naming the option."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated whole numbers, e.g. 8,16,32") from None
 
 
 @app.command()
@@ -184,7 +195,8 @@ def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
     unknown = [a for a in against or [] if a not in report_.arms]
     if unknown:
         raise ConfigError(f"--against: sweep {sweep_id} has no arm {', '.join(unknown)}; its arms: {', '.join(report_.arms)}")
-    rows = arm_rows(report_, (*BASELINES, *(a for a in against or [] if a not in BASELINES)))
+    baselines = (*BASELINES, *(a for a in against or [] if a not in BASELINES))
+    rows = [row for size in report_.sizes for row in arm_rows(report_, baselines, size)]
     files = write_files(report_, rows, report_folder(st, sweep_id))
     out.print(render(report_, rows, files))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +35,8 @@ class TrainParams:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     steps: int | None = None
+    eval_every: int = 0  # > 0: the planned steps are a cap, the length is chosen on validation (Student.train)
+    patience: int = 3
 
     def micro_batches(self, n_examples: int) -> int:
         """Micro-batches a training on n_examples takes."""
@@ -42,6 +45,16 @@ class TrainParams:
     def optimizer_steps(self, n_examples: int) -> int:
         """Optimizer steps a training on n_examples takes (training, dry run and step-matched baselines all ask this)."""
         return optimizer_steps(n_examples, self.batch_size, self.grad_accum, self.epochs, self.steps)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Training length chosen on validation: score the adapter every `every` steps, keep the best, stop after `patience`
+    looks without a gain (ties keep the earlier, shorter training)."""
+
+    score: Callable[[], float]  # the validation score of the adapter as it stands
+    every: int
+    patience: int
 
 
 @dataclass(frozen=True)

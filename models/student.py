@@ -33,7 +33,8 @@ from models.batching import (
 from models.device import TrainingPlan, peak_rss_mb, reset_peak_rss
 from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.memory import release_heap
-from models.params import LoraParams, TrainParams
+from models.params import LoraParams, Selection, TrainParams
+from models.threads import TorchThreads
 
 # Architectures whose logits are exactly lm_head(decoder hidden state) (Gemma's soft-capping is applied by hand):
 # for these the head runs only on the positions that matter (response tokens, option tokens).
@@ -57,6 +58,8 @@ class TrainStats:
     adapter_dir: Path
     losses: list[float] = field(default_factory=list)  # per optimizer step
     padded_tokens: int = 0  # tokens including padding, to show the padding waste
+    steps_run: int = 0  # optimizer steps taken; with a selection, `steps` is the chosen (best) step and the adapter its
+    selection: list[tuple[int, float]] = field(default_factory=list)  # (step, validation score) at each look
 
 
 class _StopOnStrings:
@@ -96,6 +99,7 @@ class Student:
         self.device = torch.device("cuda", _local_rank()) if plan.device == "cuda" else torch.device("cpu")
         self._peft: Any = None
         self._merged = False  # adapter folded into the base weights for inference
+        self._training = False  # inside train(): a validation look must not fold the adapter into the base
         self._gradient_checkpointing = False
         self._kbit_ready = plan.mode != "qlora-nf4"
         self._fast_head = getattr(base.config, "model_type", "") in _PLAIN_HEAD
@@ -110,6 +114,12 @@ class Student:
         self.eos_id = eos if eos is not None else min(ids)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_id
+        self.threads: TorchThreads | None = None  # on a CPU: torch's threads follow the free cores between steps
+
+    def _between_batches(self) -> None:
+        """Between two optimizer steps or evaluation batches: let the thread count follow the free cores."""
+        if self.threads is not None:
+            self.threads.step()
 
     # ---------------------------------------------------------------- loading
 
@@ -211,6 +221,9 @@ class Student:
 
         A 4-bit base cannot take the merge without rounding, so QLoRA keeps the adapter separate.
         """
+        if self._training:
+            self._peft.eval()
+            return
         if self._peft is not None and not self._merged and self.plan.mode != "qlora-nf4":
             self._peft.eval()
             self._peft.merge_adapter()
@@ -295,6 +308,7 @@ class Student:
         init_adapter: Path | None = None,
         padding: Literal["grouped", "longest", "max_length"] = "grouped",
         accelerator: Any = None,
+        selection: Selection | None = None,
     ) -> TrainStats:
         """Train a fresh adapter (or continue `init_adapter`) on (prompt, response) pairs and save it to out_dir.
 
@@ -305,6 +319,9 @@ class Student:
         With an `accelerator` (models/distributed.py launches one process per GPU, or per CPU share) each process takes
         its share of every micro-batch and DDP sums the gradients, so every optimizer step is the single-process step;
         only the main process saves the adapter and reports steps.
+
+        With a `selection` the planned steps are a cap: the adapter is scored on validation every `selection.every` steps
+        and at the end, the best one is saved, and training stops after `selection.patience` looks without a gain.
         """
         from transformers import set_seed
 
@@ -312,6 +329,8 @@ class Student:
             raise ValueError(f"padding must be 'grouped', 'longest' or 'max_length', not {padding!r}")
         if not pairs:
             raise DataError("training set is empty: no (prompt, response) pairs to train on")
+        if selection is not None and accelerator is not None:
+            raise ConfigError("train.eval_every: choosing the training length on validation needs train.processes = 1")
         self._prepare_kbit()
         set_seed(seed)
         encoded = [encode_pair(self.tokenizer, p, r, self.max_length, self.eos_id) for p, r in pairs]
@@ -336,6 +355,8 @@ class Student:
         reset_peak_rss()
         losses: list[float] = []
         tokens = padded = 0
+        looks: list[tuple[int, float]] = []
+        best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, 0, None)
         self._peft.train()
         started = time.perf_counter()
         for step, group in enumerate(groups, 1):
@@ -362,8 +383,22 @@ class Student:
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(step_loss)
+            self._between_batches()
             if on_step is not None and rank == 0:
                 on_step(step, total, step_loss)
+            if selection is not None and (step % selection.every == 0 or step == total):
+                score = self._look(selection)
+                looks.append((step, score))
+                if score > best[0]:
+                    best = (score, step, self._adapter_state())
+                elif sum(1 for s, _ in looks if s > best[1]) >= selection.patience:
+                    break
+        steps_run = len(losses)
+        chosen = steps_run
+        if selection is not None and best[2] is not None:
+            chosen = best[1]
+            if chosen != steps_run:
+                self._load_adapter_state(best[2])
         seconds = time.perf_counter() - started
         del optimizer, schedule, params, ddp
         release_heap()  # activations and optimizer state are gone: give their pages back before evaluation
@@ -377,7 +412,7 @@ class Student:
             accelerator.wait_for_everyone()
         vram = round(torch.cuda.max_memory_allocated() / 2**20, 1) if self.device.type == "cuda" else None
         return TrainStats(
-            steps=total,
+            steps=chosen,
             epochs=cfg.epochs,
             final_loss=losses[-1],
             mean_loss=sum(losses) / len(losses),
@@ -390,7 +425,31 @@ class Student:
             adapter_dir=out_dir,
             losses=losses,
             padded_tokens=padded,
+            steps_run=steps_run,
+            selection=looks,
         )
+
+    def _look(self, selection: Selection) -> float:
+        """Score the adapter as it stands on validation, in eval mode and unmerged, then go back to training."""
+        self._training = True
+        try:
+            self._peft.eval()
+            score = float(selection.score())
+        finally:
+            self._training = False
+            self._peft.train()
+        return score
+
+    def _adapter_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the trainable adapter weights (the best look so far)."""
+        return {name: p.detach().clone() for name, p in self._peft.named_parameters() if p.requires_grad}
+
+    def _load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put a copied adapter state back."""
+        with torch.no_grad():
+            for name, p in self._peft.named_parameters():
+                if name in state:
+                    p.copy_(state[name])
 
     def _shared_micro_batch(self, ddp: Any, accelerator: Any, encoded: list[Encoded], mb: list[int], n_labels: int,
                             pad_to: int | None, sync: bool, counts: list[int]) -> float:
@@ -451,6 +510,7 @@ class Student:
                 new = out[row, width:].tolist()
                 outputs[i] = _cut(self._continuation(encoded[i], new), stop)
             done += len(chunk)
+            self._between_batches()
             if on_progress is not None:
                 on_progress(done, len(prompts))
         return outputs
@@ -570,6 +630,7 @@ class Student:
                 i = items[k][1][0][2]
                 remaining[i] -= 1
                 finished += remaining[i] == 0
+            self._between_batches()
             tick(finished)
 
     def _score_groups(self, groups: list[_Group], scores: list[list[float]], batch_size: int, tick: Callable[[int], None]) -> None:
@@ -588,6 +649,7 @@ class Student:
                     for (_, i, j, _), lps in zip(part, picked, strict=True):
                         scores[i][j] += sum(lps)
             del cache
+            self._between_batches()
             tick(len(batch))
 
     def _prompt_pass(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
