@@ -6,21 +6,42 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from models.params import ResponseFormat
 from models.teacher.base import OnReply, TeacherReply, TeacherRequest
 from models.teacher.grammar import GRAMMAR, schema_grammar
-from models.teacher.retry import Attempt, with_retries
+from models.teacher.retry import Attempt, Backoff, with_retries
 
 
 class ServerError(Exception):
     """An endpoint that did not answer with a completion; `retryable` when another try may go better."""
 
-    def __init__(self, message: str, *, retryable: bool, about_format: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool, about_format: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.about_format = about_format  # the server refused the response_format it was sent
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After), when it said
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header as seconds from now: delay-seconds or an HTTP date (RFC 9110); None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; a zone-less one is read as such
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _client(base_url: str, timeout: float, connections: int, api_key: str | None) -> Any:
@@ -43,7 +64,8 @@ def _call(client: Any, method: str, path: str, body: dict[str, Any] | None = Non
     if resp.status_code >= 400:
         detail = resp.text[:300]
         raise ServerError(f"HTTP {resp.status_code}: {detail}", retryable=resp.status_code >= 500 or resp.status_code in (408, 429),
-                          about_format="response_format" in detail or "json_schema" in detail)
+                          about_format="response_format" in detail or "json_schema" in detail,
+                          retry_after=retry_after_seconds(resp.headers.get("retry-after")))
     try:
         data = resp.json()
     except ValueError:
@@ -75,15 +97,17 @@ class OpenAITeacher:
     llama-cpp-python's server understands; 'auto' starts with json_schema and switches once when the server refuses it;
     'grammar' sends the in-process teacher's GBNF (llama-server, llama-cpp-python's server), whose strings let LaTeX
     follow a backslash where a server's own JSON grammar forces \\n (\\ntriangle for \\triangle).
+    A busy or failing server (429, 5xx, a dropped connection) is retried after a backoff that honours Retry-After.
     """
 
     def __init__(self, base_url: str, model: str, *, parallel: int = 8, retries: int = 2, timeout: float = 600.0,
-                 api_key: str | None = None, response_format: ResponseFormat = "auto") -> None:
+                 api_key: str | None = None, response_format: ResponseFormat = "auto", backoff: Backoff | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.parallel = parallel
         self.retries = retries
         self.timeout = timeout
+        self.backoff = backoff or Backoff()
         self.api_key = api_key if api_key is not None else api_key_from_env()
         self.auto = response_format == "auto"
         self.response_format: str = "json_schema" if self.auto else response_format
@@ -132,7 +156,7 @@ class OpenAITeacher:
         self.client.close()
 
     def _complete(self, req: TeacherRequest) -> TeacherReply:
-        return with_retries(req, self.retries, lambda seed: self._attempt(req, seed))
+        return with_retries(req, self.retries, lambda seed: self._attempt(req, seed), self.backoff)
 
     def _attempt(self, req: TeacherRequest, seed: int) -> Attempt:
         """One chat completion: the reply text and usage, or the failure."""
@@ -144,7 +168,7 @@ class OpenAITeacher:
             return Attempt(text=text, tokens_in=int(usage.get("prompt_tokens") or 0),
                            tokens_out=int(usage.get("completion_tokens") or 0), cut=choice.get("finish_reason") == "length")
         except ServerError as err:
-            return Attempt(failure=f"{self.base_url}: {err}", retryable=err.retryable)
+            return Attempt(failure=f"{self.base_url}: {err}", retryable=err.retryable, retry_after=err.retry_after)
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
             return Attempt(failure=f"{self.base_url}: malformed completion ({type(err).__name__}: {err})", retryable=True)
 
