@@ -31,6 +31,7 @@ class DashboardScreen(WatchedScreen):
         Binding("r", "resume", "start/resume"),
         Binding("s", "stop", "stop"),
         Binding("e", "export", "export"),
+        Binding("p", "full('#accuracy-plot')", "plot full"),
         Binding("t", "full('#teacher')", "teacher full"),
         Binding("l", "full('#log')", "log full"),
     ]

@@ -10,6 +10,8 @@ from textual_plotext import PlotextPlot
 class AccuracyPlot(PlotextPlot):
     """A plotext line plot of validation and test accuracy by round."""
 
+    ALLOW_MAXIMIZE = True  # the dashboard's p shows it full screen (it cannot take focus, so Textual would refuse)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rows: list[dict[str, Any]] = []
