@@ -1,4 +1,4 @@
-"""Snapshots (pytest-textual-snapshot, 120x40) of every screen on stores written from fixed rows (tests/fixed_run.py, and
+"""Snapshots (pytest-textual-snapshot, 120x40; the dashboard and the example browser also at 80x24) of every screen on stores written from fixed rows (tests/fixed_run.py, and
 tests/test_tui_sweep.py for the sweep screen), so a numeric change in torch or llama.cpp cannot rewrite them; frozen
 mode hides wall-clock values.
 
@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.worker import WorkerCancelled, WorkerFailed
 from textual.widgets import Select
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from l2l_tui.app import L2LApp
 
 SIZE = (120, 40)
+SMALL = (80, 24)  # the smallest common terminal: the screens switch to their -short layout
 
 
 def frozen_app(path: Path) -> L2LApp:
@@ -76,6 +77,21 @@ def test_dashboard(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None
 
 def test_examples(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
     assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps("x"))
+
+
+def test_dashboard_80x24(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    """Header and detail lines cut, not wrapped, so the accuracy plot keeps its rows."""
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SMALL, run_before=steps("enter"))
+
+
+def test_dashboard_plot_full_80x24(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    """p shows the accuracy plot full screen."""
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SMALL, run_before=steps("enter", "p"))
+
+
+def test_examples_80x24(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
+    """A shorter example pane, so the list shows several rows."""
+    assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SMALL, run_before=steps("x"))
 
 
 async def _synthetic_then_lineage(pilot: Pilot[Any]) -> None:

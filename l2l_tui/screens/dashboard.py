@@ -21,9 +21,13 @@ from l2l_tui.widgets.round_table import RoundTable, round_detail
 from l2l_tui.widgets.run_header import RunHeader
 from l2l_tui.widgets.teacher_stream import TeacherStream
 
+SHORT_HEIGHT = 32  # below this many rows the screen gets the -short class (app.tcss): fewer lines above the plot
+
 
 class DashboardScreen(WatchedScreen):
     """One run, live: everything on it comes from the store watcher's messages."""
+
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_HEIGHT, "-tall")]
 
     BINDINGS = [
         Binding("escape", "back", "back"),

@@ -46,8 +46,13 @@ class DetailLoaded(Message):
         self.example = example
 
 
+SHORT_HEIGHT = 32  # below this many rows the screen gets the -short class (app.tcss): a shorter example pane
+
+
 class ExamplesScreen(AppScreen):
-    """Table of examples on the left, the highlighted one in full on the right."""
+    """Table of examples on top, the highlighted one in full below."""
+
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_HEIGHT, "-tall")]
 
     BINDINGS = [
         Binding("escape", "back", "back"),
