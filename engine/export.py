@@ -1,6 +1,7 @@
-"""Export a run: the final training set (raw rows, prompt/completion, chat messages), the best round's adapter, that
-adapter merged into a 16-bit base, GGUFs (f16 and llama.cpp quantizations) and an Ollama Modelfile reproducing the
-training prompt; each file listed with its size and sha256 in run-<id>-manifest.json, everything owner-only."""
+"""Export a run: the final training set (raw rows, prompt/completion, chat messages, and a `datasets` folder with a
+dataset card), the best round's adapter, that adapter merged into a 16-bit base, GGUFs (f16 and llama.cpp
+quantizations) and an Ollama Modelfile reproducing the training prompt; each file listed with its size and sha256 in
+run-<id>-manifest.json, everything owner-only."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from engine.config import RunConfig
+from engine.dataset_card import TrainingDataset, training_dataset
 from engine.example_rows import example_from_row
 from engine.faults import fault_point
 from engine.store import Store, private_dir
@@ -117,7 +119,7 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
     _clear_leftovers(out_dir)
     stem = f"run-{run_id}"
     written: dict[str, Path] = {}
-    data, frame, probes = _training_set_files(store, run_id, task, out_dir / stem, write="data" in parts)
+    data, frame, probes = _training_set_files(store, run_id, cfg, task, out_dir / stem, write="data" in parts)
     written.update(data)
     if data:
         fault_point("export", run_id, "data")
@@ -150,18 +152,22 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
 TRAINING_FILES = (("training set (rows)", "train.jsonl"),
                   ("training set (prompt/completion)", "train.prompt-completion.jsonl"),
                   ("training set (chat messages)", "train.chat.jsonl"))
+DATASET = ("training set (datasets)", "dataset")  # a folder: datasets.load_from_disk, with its card
 
 
-def _training_set_files(store: Store, run_id: int, task: Task, stem: Path, *, write: bool
+def _training_set_files(store: Store, run_id: int, cfg: RunConfig, task: Task, stem: Path, *, write: bool
                         ) -> tuple[dict[str, Path], tuple[str, str] | None, list[tuple[str, str]]]:
-    """Stream the final training set once, each row rendered once: its three JSONL files (when asked), its prompt
-    frame and its first 8 rows rendered (the GGUF's probes). No row outlives its own lines."""
-    paths = {label: stem.with_name(f"{stem.name}-{suffix}") for label, suffix in TRAINING_FILES}
+    """Stream the final training set once, each row rendered once: its three JSONL files and its `datasets` folder
+    (when asked), its prompt frame and its first 8 rows rendered (the GGUF's probes). No row outlives its own lines
+    (and the Arrow writer's batch)."""
+    paths = {label: stem.with_name(f"{stem.name}-{suffix}") for label, suffix in (*TRAINING_FILES, DATASET)}
     frame = prompt_frame(task)
     probes: list[tuple[str, str]] = []
     with ExitStack() as files:
-        rows_file, pc_file, chat_file = (files.enter_context(_jsonl_file(p)) for p in paths.values()) if write else (
-            _skip, _skip, _skip)
+        rows_file, pc_file, chat_file = (files.enter_context(_jsonl_file(paths[label])) for label, _ in TRAINING_FILES
+                                         ) if write else (_skip, _skip, _skip)
+        dataset: TrainingDataset | None = files.enter_context(
+            training_dataset(store, run_id, cfg, task, paths[DATASET[0]])) if write else None
         rows = files.enter_context(closing(store.training_set(run_id)))  # its snapshot ends here, error or not
         for n, row in enumerate(rows):
             ex = example_from_row(row)
@@ -173,6 +179,8 @@ def _training_set_files(store: Store, run_id: int, task: Task, stem: Path, *, wr
             rows_file(row)
             pc_file(prompt_completion_record(row, prompt, completion))
             chat_file(chat_record(row, prompt, completion))
+            if dataset is not None:
+                dataset.add(row, prompt, completion)
             if n == 1 and write:
                 fault_point("export", 0, "writing")  # a kill mid-file leaves only the temporary files
     return (paths if write else {}), frame, probes
