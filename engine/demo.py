@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import plotext
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.progress import Progress, TaskID
 from rich.table import Table
 from rich.text import Text
@@ -95,27 +95,37 @@ def control_config(store: Store, run_id: int) -> RunConfig | None:
     return RunConfig.model_validate(doc)
 
 
-def comparison(store: Store, run_id: int, control_id: int | None = None) -> Group:
+def result_table(store: Store, run_id: int, control_id: int | None = None, width: int = 160) -> Table:
+    """Plain fine-tuning, LLM2LLM's chosen round and the control side by side, every number whole in `width` characters."""
+    from engine.report import fitted_table, pct
+
+    run = store.run(run_id)
+    best = run["best_round"] if run["best_round"] is not None else 0
+    shown = [("plain fine-tuning (round 0)", store.existing_round(run_id, 0)),
+             (f"LLM2LLM (round {best}, chosen on validation)", store.existing_round(run_id, best))]
+    control = store.round(control_id, 0) if control_id is not None else None
+    if control is not None:
+        shown.append((f"plain fine-tuning, same steps (run {control_id})", control))
+    rows = [["validation accuracy %", *(pct(r["val_acc"]) for _, r in shown)],
+            ["test accuracy %", *(pct(r["test_acc"]) for _, r in shown)],
+            ["training examples", *(str(r["train_size"]) for _, r in shown)],
+            ["optimizer steps", *(str((r["phases"].get("train") or {}).get("steps", "-")) for _, r in shown)]]
+    right: JustifyMethod = "right"
+    return fitted_table(["", *(name for name, _ in shown)], rows, width, ["left", *[right] * len(shown)], "demo result")
+
+
+def comparison(store: Store, run_id: int, control_id: int | None = None, width: int = 160) -> Group:
     """Baseline (round 0) vs LLM2LLM (best round on validation), per round and paired on test; plus the control run."""
     from engine.compare import paired_delta
-    from engine.report import pct, round_details, rounds_table
+    from engine.report import round_details, rounds_table
 
     run = store.run(run_id)
     rounds = store.rounds(run_id)
     best = run["best_round"] if run["best_round"] is not None else 0
-    base, chosen = rounds[0], store.existing_round(run_id, best)
-    added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
-    shown = [("plain fine-tuning (round 0)", base), (f"LLM2LLM (round {best}, chosen on validation)", chosen)]
     control = store.round(control_id, 0) if control_id is not None else None
-    if control is not None:
-        shown.append((f"plain fine-tuning, same steps (run {control_id})", control))
-    table = Table("", *(name for name, _ in shown), title="demo result")
-    table.add_row("validation accuracy %", *(pct(r["val_acc"]) for _, r in shown))
-    table.add_row("test accuracy %", *(pct(r["test_acc"]) for _, r in shown))
-    table.add_row("training examples", *(str(r["train_size"]) for _, r in shown))
-    table.add_row("optimizer steps", *(str((r["phases"].get("train") or {}).get("steps", "-")) for _, r in shown))
-    parts: list = [rounds_table(store, run_id, title="rounds"), *round_details(store, run_id), table,
-                   Text(f"teacher-written examples kept over the run: {added}")]
+    added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
+    parts: list = [rounds_table(store, run_id, title="rounds", width=width), *round_details(store, run_id),
+                   result_table(store, run_id, control_id, width), Text(f"teacher-written examples kept over the run: {added}")]
     if best == 0:
         parts.append(Text("validation picked round 0: on this run LLM2LLM did not beat plain fine-tuning.", style="bold"))
     else:
@@ -148,7 +158,7 @@ def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Co
     with CliProgress(console) as progress:
         status = Loop(store, run_id, on_progress=progress.update, on_log=progress.log).run()
     if status != RunStatus.FINISHED:
-        out.print(comparison(store, run_id))
+        out.print(comparison(store, run_id, width=out.width))
         console.print(f"demo run {status}; continue with `l2l resume {run_id}`")
         return run_id
     control_id = None
@@ -158,5 +168,5 @@ def run_demo(store_path: Path, overrides: list[str], *, quick: bool, console: Co
         control_id = create_run(store, prepare(control))
         with CliProgress(console) as progress:
             Loop(store, control_id, on_progress=progress.update, on_log=progress.log).run()
-    out.print(comparison(store, run_id, control_id))
+    out.print(comparison(store, run_id, control_id, out.width))
     return run_id

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from rich.console import Group
+from rich.cells import cell_len
+from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -70,23 +72,99 @@ def round_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
 WITH_TASK, WITH_MODELS = 110, 160
 
 
-def rounds_table(store: Store, run_id: int, title: str | None = None, width: int = WITH_TASK) -> Table:
-    """The round table of a run; below 110 columns the phases' times fold into one (nothing is cut short)."""
-    best = store.run(run_id).get("best_round")
+def _table_room(columns: int, width: int) -> int:
+    """Characters left for cell text once a default rich box draws `columns` columns in `width`."""
+    return width - (3 * columns + 1)  # a border and one space of padding either side of each column, the left edge
+
+
+def _natural(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    """Each column's width with no header or cell wrapped."""
+    return [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+
+def _lines(text: str, width: int) -> int:
+    """Lines that `text` takes wrapped at spaces in `width` characters, as rich wraps it (no word is wider)."""
+    lines, used = 1, 0
+    for word in text.split():
+        if used and used + 1 + cell_len(word) > width:
+            lines, used = lines + 1, cell_len(word)
+        else:
+            used += (1 if used else 0) + cell_len(word)
+    return lines
+
+
+def _fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list[int] | None:
+    """Text widths of the columns in a table of `width` characters: each column's natural width when they all fit;
+    else headers wrapped at spaces, then cells too (no word or number is ever cut), the spare room going to the
+    columns that wrap onto the most lines; None when even that is too wide."""
+    room = _table_room(len(headers), width)
+    natural = _natural(headers, rows)
+    if sum(natural) <= room:
+        return natural
+    words = [max(cell_len(word) for word in [*h.split(), ""]) for h in headers]
+    whole_cells = [max(words[i], *(cell_len(r[i]) for r in rows)) for i in range(len(headers))]
+    cell_words = [max(words[i], *(cell_len(word) for r in rows for word in [*r[i].split(), ""])) for i in range(len(headers))]
+    widths = next((list(w) for w in (whole_cells, cell_words) if sum(w) <= room), None)
+    if widths is None:
+        return None
+
+    def height(i: int, w: int) -> int:
+        return _lines(headers[i], w) + sum(_lines(r[i], w) - 1 for r in rows)
+
+    while True:
+        # widen the column on the most lines by the fewest characters that save it one, while the room lasts
+        spare, pick = room - sum(widths), None
+        for i, w in enumerate(widths):
+            lines = height(i, w)
+            wider = next((v for v in range(w + 1, min(natural[i], w + spare) + 1) if height(i, v) < lines), None)
+            if wider is not None and (pick is None or (lines, w - wider) > pick[:2]):
+                pick = (lines, w - wider, i)
+        if pick is None:
+            return widths
+        widths[pick[2]] -= pick[1]
+
+
+def fitted_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, justify: Sequence[JustifyMethod],
+                 title: str | None = None, drop: Sequence[str] = ()) -> Table:
+    """A table that shows every cell whole in `width` characters (as when stdout is a pipe or a file: 80): headers
+    wrap at spaces first, then the columns named in `drop` go, in that order, until it fits."""
+    keep = list(range(len(headers)))
+    widths = _fit_widths(headers, rows, width)
+    for name in drop:
+        if widths is not None:
+            break
+        keep.remove(list(headers).index(name))
+        widths = _fit_widths([headers[i] for i in keep], [[r[i] for i in keep] for r in rows], width)
     table = Table(title=title, title_justify="left")
-    per_phase = width >= WITH_TASK
-    for name in ("round", "train", "misses", "new kept/rej", "seed %", "val %", "test %",
-                 *(tuple("teacher" if p == "augment" else p for p in PHASE_NAMES) if per_phase else ("time",))):
-        table.add_column(name, justify="right")
+    for j, i in enumerate(keep):
+        # with no widths that fit (a very narrow terminal), rich squeezes the columns itself
+        table.add_column(headers[i], justify=justify[i], width=widths[j] if widths is not None else None)
+    for r in rows:
+        table.add_row(*(r[i] for i in keep))
+    return table
+
+
+def rounds_table(store: Store, run_id: int, title: str | None = None, width: int = WITH_TASK) -> Table:
+    """The round table of a run in `width` characters: the phases' times each get a column when they fit without
+    wrapping a header (about 100), else they fold into one 'time' column; no number is ever cut short."""
+    best = store.run(run_id).get("best_round")
+    head = ["round", "train", "misses", "new kept/rej", "seed %", "val %", "test %"]
+    per_phase, folded = [], []
     for r in round_rows(store, run_id):
         mark = "*" if r["round"] == best else ""
         new = "-" if r["generated"] is None else f"{r['kept'] if r['kept'] is not None else '?'}/{r['rejected'] if r['rejected'] is not None else '?'}"
         times = [r[f"{p}_s"] for p in PHASE_NAMES]
         total = sum(t for t in times if t is not None) if any(t is not None for t in times) else None
-        table.add_row(f"{r['round']}{mark}", str(r["train_size"] or "-"), str(r["misses"] if r["misses"] is not None else "-"),
-                      new, pct(r["seed_acc"]), pct(r["val_acc"]), pct(r["test_acc"]),
-                      *([seconds(t) for t in times] if per_phase else [seconds(total)]))
-    return table
+        cells = [f"{r['round']}{mark}", str(r["train_size"] or "-"), str(r["misses"] if r["misses"] is not None else "-"),
+                 new, pct(r["seed_acc"]), pct(r["val_acc"]), pct(r["test_acc"])]
+        per_phase.append([*cells, *(seconds(t) for t in times)])
+        folded.append([*cells, seconds(total)])
+    phase_head = [*head, *("teacher" if p == "augment" else p for p in PHASE_NAMES)]
+    if sum(_natural(phase_head, per_phase)) <= _table_room(len(phase_head), width):
+        return fitted_table(phase_head, per_phase, width, ["right"] * len(phase_head), title)
+    # narrower than about 60 characters: the seed score goes first (the set trained on), the time last
+    return fitted_table([*head, "time"], folded, width, ["right"] * (len(head) + 1), title,
+                        drop=("seed %", "misses", "train", "time"))
 
 
 def round_details(store: Store, run_id: int) -> list[Text]:
