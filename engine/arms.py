@@ -81,6 +81,11 @@ BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
     Arm("oracle", ("loop.source=oracle", *NO_MODEL_CHECKS), "real unused rows of the data file nearest each miss, "
                                                             "with their true labels, as many kept a round as the "
                                                             "reference arm kept: the ceiling", matched="kept"),
+    Arm("pool", ("loop.source=pool",), "real unlabeled rows (data.unlabeled) nearest each miss, labelled blind by the "
+                                       "teacher and kept where that label is the miss's"),
+    Arm("pool_random", ("loop.source=pool", "loop.pool_pick=random"), "as many unlabeled rows drawn at random instead "
+                                                                      "of near misses, labelled the same way: "
+                                                                      "self-training"),
     *(Arm(name, (override,), f"llm2llm without {what}") for name, (override, what) in ABLATIONS.items()),
     Arm("verify_shots", ("checks.verify_shots=1",), "llm2llm with the blind labeller shown one real seed example per "
                                                     "label"),

@@ -44,6 +44,7 @@ class DataConfig(Section):
     validation: Path | None = Field(None, description="Validation examples (pick the best round). Split from `pool` when absent.")
     test: Path | None = Field(None, description="Test examples (scored, never used for decisions). Split from `pool` when absent.")
     pool: Path | None = Field(None, description="A larger file to draw seed/validation/test from when they are not given.")
+    unlabeled: Path | None = Field(None, description="Real inputs without labels (same formats and input field as the other files), the source of loop.source = 'pool': rows nearest each miss, labelled blind by the teacher. Rows equal to a seed, validation or test text are dropped and counted.")
     seed_size: int | None = Field(None, ge=1, description="Take this many seed examples (balanced by label for classification).")
     validation_size: int = Field(200, ge=1, description="Rows drawn for validation from the pool.")
     test_size: int = Field(500, ge=1, description="Rows drawn for test from the pool.")
@@ -160,7 +161,8 @@ class LoopConfig(Section):
     targets: Literal["misses", "random", "all"] = Field("misses", description="Which seed examples the teacher writes from: the misses (LLM2LLM), as many randomly drawn seed examples as there are misses (the 'random' baseline), or every seed example (the 'one_shot' baseline).")
     teacher_examples: int | None = Field(None, ge=1, description="New examples asked for per round in all, spread evenly over the targets (a fixed teacher budget); default: examples_per_miss for each target.")
     near_duplicate: float = Field(0.9, gt=0, le=1, description="Similarity (0-1) at or above which a new example is a near-duplicate.")
-    source: Literal["teacher", "eda", "oracle"] = Field("teacher", description="Where a round's new examples come from: the teacher writes them (LLM2LLM); `eda` makes word-level edits of each target (swap, delete, insert, replace from the seed vocabulary: the cheap baseline, no model); `oracle` takes real labelled rows of the data file that the run does not use, nearest each target and of its label (the ceiling of any augmentation).")
+    source: Literal["teacher", "eda", "oracle", "pool"] = Field("teacher", description="Where a round's new examples come from: the teacher writes them (LLM2LLM); `eda` makes word-level edits of each target (swap, delete, insert, replace from the seed vocabulary: the cheap baseline, no model); `oracle` takes real labelled rows of the data file that the run does not use, nearest each target (BM25) and of its label (the ceiling of any augmentation); `pool` takes real unlabeled rows of data.unlabeled nearest each target (BM25), labelled blind by the teacher's verification call and kept when that label is the target's.")
+    pool_pick: Literal["nearest", "random"] = Field("nearest", description="loop.source = 'pool' or 'oracle': the rows nearest each target (BM25), or as many drawn at random (the self-training baseline).")
     keep_limits: list[int] | None = Field(None, description="Most new examples kept in round i (the i-th value; later rounds take the last). Matched arms (eda, oracle) take the reference arm's kept counts so they add as many examples.")
     score_test_every_round: bool = Field(False, description="Score the test split every round (reported as such); otherwise only the round validation picks is scored on test.")
 
@@ -264,7 +266,7 @@ def resolve(doc: dict[str, Any], source: str = "config", base_dir: Path | None =
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
     if base_dir is not None:
-        for name in ("seed", "validation", "test", "pool"):
+        for name in ("seed", "validation", "test", "pool", "unlabeled"):
             path = getattr(cfg.data, name)
             if path is not None and not path.is_absolute():
                 setattr(cfg.data, name, (base_dir / path).resolve())

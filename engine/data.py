@@ -79,7 +79,7 @@ def _choices(row: dict[str, Any], spec: str, hint: str | None) -> list[str]:
     return [_text(row, name, hint) for name in names]
 
 
-def _input_text(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bool) -> str:
+def input_text(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bool) -> str:
     """The example's input: data.input_field's value, or the fields the prompt names composed as the prompt shows them."""
     composed, _ = split_template(task.template)
     if composed is None:
@@ -89,7 +89,7 @@ def _input_text(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bo
 
 
 def _example(row: dict[str, Any], task: Task, data_cfg: DataConfig, first: bool) -> Example:
-    text = _input_text(row, task, data_cfg, first)
+    text = input_text(row, task, data_cfg, first)
     target: Any = _value(row, data_cfg.target_field, "data.target_field names the answer field" if first else None)
     if isinstance(target, str):
         target = target.strip()

@@ -393,52 +393,53 @@ class Loop:
         self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable, {meter.seconds:.1f}s)", kind="phase")
 
     def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[dict[str, Any]]) -> None:
-        """loop.source = eda (edits of each target) or oracle (unused real rows nearest each target, true labels)."""
-        import random
+        """loop.source = eda (edits of each target), oracle (unused labelled rows nearest it) or pool (unlabeled rows
+        nearest it, each verified blind by the teacher in the filter phase: its call is the row's teacher_call)."""
+        from engine.sources import eda_candidates, oracle_candidates, pool_candidates
 
-        from engine.augment import derive_seed
-        from engine.eda import edits, vocabulary
-        from engine.real_rows import nearest, unused_rows
-        from engine.tasks.base import Example
-
-        candidates: list[dict[str, Any]] = []
         source = self.cfg.loop.source
+        asked = sum(t.k for t in targets)
+        details: dict[str, Any] = {}
         with PhaseMeter() as meter:
             if source == "eda":
-                vocab = vocabulary(r["input"] for r in seeds)
-                for target in targets:
-                    parent = example_from_row(target.row)
-                    rng = random.Random(derive_seed(self.cfg.seed, idx, "eda:" + target.row["content_hash"]))
-                    for text in edits(parent.input, target.k, vocab, rng):
-                        ex = Example(input=text, target=parent.target, answer=parent.answer, choices=parent.choices,
-                                     meta={"origin": "eda"})
-                        candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
-                                                      parent_id=target.row["id"]))
+                made = eda_candidates(self.cfg, idx, targets, seeds)
+            elif source == "oracle":
+                made = oracle_candidates(self.cfg, self.task, idx, targets, [r["input"] for r in self.store.examples(self.run_id)])
             else:
-                used = [r["input"] for r in self.store.examples(self.run_id)]
-                rows = unused_rows(self.cfg, self.task, used)
-                taken: set[int] = set()
-                for target in targets:
-                    same = self.task.kind != "classification"
-                    pick = [i for i, ex in enumerate(rows) if same or ex.answer == target.row["answer"]]
-                    chosen = nearest(target.row["input"], [rows[i] for i in pick], target.k,
-                                     {j for j, i in enumerate(pick) if i in taken})
-                    for j in chosen:
-                        taken.add(pick[j])
-                        ex = rows[pick[j]]
-                        ex = Example(input=ex.input, target=ex.target, answer=ex.answer, choices=ex.choices,
-                                     meta={**(ex.meta or {}), "origin": "oracle"})
-                        candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
-                                                      parent_id=target.row["id"]))
-        asked = sum(t.k for t in targets)
+                pool = self._unlabeled()
+                taken = {int(r["meta"]["pool_row"]) for r in self.store.examples(self.run_id, split="synthetic")
+                         if (r["meta"] or {}).get("origin") == "pool"}
+                made, asked = pool_candidates(self.cfg, idx, targets, pool.texts, pool.rows, taken, str(pool.path))
+                if len(made) < asked:
+                    self.log(f"round {idx}: the unlabeled pool had {len(made)} unused rows for {asked} asked; using what "
+                             "there is", kind="phase", level="warning")
+                details = {"pool_rows": len(pool.texts), "pool_taken_before": len(taken)}
+            identity = self._identity(meter) if source == "pool" else None
+            shots = verify_shots(self.task, [example_from_row(r) for r in seeds], self.cfg.checks.verify_shots)
+            candidates = [example_row(self.run_id, "synthetic", c.example, status="pending", origin_round=idx,
+                                      parent_id=c.parent["id"],
+                                      teacher_call=verify_request(self.task, self.cfg, c.example, identity, shots).key
+                                      if identity is not None else None)
+                          for c in made]
         fault_point("augment", idx)
         with self.store.transaction():
             self.store.insert_examples(candidates)
             self._finish_phase(idx, "augment", meter, "filter", generated=len(candidates),
-                               details={"source": source, "requests": 0, "examples_requested": asked,
+                               details={"source": source, "requests": 0, "examples_requested": asked, **details,
                                         "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets)})
-        self.log(f"round {idx}: {source} made {len(candidates)} candidates for {len(targets)} "
+        self.log(f"round {idx}: {source} gave {len(candidates)} candidates for {len(targets)} "
                  f"{_targets_noun(self.cfg.loop.targets)} ({meter.seconds:.1f}s)", kind="phase")
+
+    def _unlabeled(self) -> Any:
+        """The run's unlabeled pool (data.unlabeled), minus its own texts; its notes logged once per load."""
+        from engine.unlabeled import load_unlabeled
+
+        rows = self.store.examples(self.run_id)
+        pool = load_unlabeled(self.cfg, self.task, [r["input"] for r in rows if r["split"] != "synthetic"],
+                              [r["input"] for r in rows if r["split"] == "seed"])
+        for note in pool.notes:
+            self.log(note, kind="info", level="warning")
+        return pool
 
     # filter -------------------------------------------------------------------------------------
     def _phase_filter(self, idx: int) -> None:

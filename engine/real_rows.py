@@ -1,11 +1,9 @@
-"""Real rows the run does not use (the `oracle` arm's source): the data file's rows outside seed, validation and test,
-and the ones nearest a miss."""
+"""Real rows the run does not use (the `oracle` arm's source): the data file's labelled rows outside seed, validation and
+test."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from rapidfuzz import fuzz, process
 
 from engine.config import RunConfig
 from engine.data import to_examples
@@ -28,13 +26,3 @@ def unused_rows(cfg: RunConfig, task: Task, used_texts: Sequence[str]) -> list[E
             seen.add(key)
             out.append(ex)
     return out
-
-
-def nearest(query: str, rows: Sequence[Example], k: int, taken: set[int]) -> list[int]:
-    """Indices of the k rows most alike `query` by word overlap (rapidfuzz token_set_ratio on normalised text),
-    skipping `taken`."""
-    if k <= 0:
-        return []
-    choices = {i: normalise(rows[i].input) for i in range(len(rows)) if i not in taken}
-    found = process.extract(normalise(query), choices, scorer=fuzz.token_set_ratio, limit=k)
-    return [i for _, _, i in found]

@@ -41,6 +41,16 @@ def prepare(cfg: RunConfig, *, check_models: bool = True) -> Prepared:
     """Build the task, load and validate every data row, check the model files from their headers; raises L2LError."""
     task = make_task(cfg.task)
     splits = load_splits(cfg, task)
+    if cfg.loop.source == "pool":  # a bad pool is refused before anything is written
+        from engine.unlabeled import load_unlabeled
+
+        pool = load_unlabeled(cfg, task, [ex.input for part in (splits.seed, splits.validation, splits.test) for ex in part],
+                              [ex.input for ex in splits.seed])
+        splits.notes["unlabeled"] = {"file": str(pool.path), "usable": len(pool.texts),
+                                     "dropped_as_split": pool.dropped_as_split, "dropped_repeats": pool.dropped_repeats,
+                                     "dropped_language": pool.dropped_language}
+        if pool.notes:
+            splits.notes["warnings"] = [*splits.notes.get("warnings", []), *pool.notes]
     if check_models:
         from models.catalog import resolve_model
         from models.model_check import check_model

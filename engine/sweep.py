@@ -75,7 +75,7 @@ def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_
     base = resolve(json.loads(json.dumps(doc)), source, base_dir)
     absolute = base.model_dump(mode="json", exclude_unset=False)
     # keep what the user wrote, with paths as resolve() made them absolute
-    for section, key in (("data", "seed"), ("data", "validation"), ("data", "test"), ("data", "pool"),
+    for section, key in (("data", "seed"), ("data", "validation"), ("data", "test"), ("data", "pool"), ("data", "unlabeled"),
                          ("student", "model"), ("teacher", "model")):
         if doc.get(section, {}).get(key) is not None:
             doc[section][key] = absolute[section][key]
