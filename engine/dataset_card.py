@@ -1,13 +1,15 @@
 """The exported training set as a `datasets` folder (run-<id>-dataset/, `datasets.load_from_disk`, split train) with a
-dataset card (README.md) in the Hub's format whose every figure is read from the store."""
+dataset card (README.md) in the Hub's format whose every figure is read from the store. The rows go, as they stream by,
+to a child that saves them with `datasets` (engine/dataset_save.py says why it is a child)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from typing import Any
 import orjson
 
 from engine.config import RunConfig
+from engine.dataset_save import COLUMNS, END
 from engine.run_facts import (
     ORIGINS,
     origin_of,
@@ -28,66 +31,43 @@ from engine.run_facts import (
 )
 from engine.store import Store
 from engine.tasks.base import Task
+from models.errors import L2LError
 
 SHOWN = 3  # example rows of each origin on the card
 LABELLED = ("classification", "multiple_choice")  # kinds whose answers are a small label set: the card counts them
-COLUMNS: dict[str, tuple[str, str]] = {
-    "id": ("int64", "the example's id in the store"),
-    "origin": ("string", "seed, teacher, pool or eda (see Origins)"),
-    "round": ("int64", "the round that added the row; empty for seeds"),
-    "parent_id": ("int64", "id of the example the row was made from; empty for seeds"),
-    "teacher_call": ("string", "key of the teacher call that wrote the row (the store's teacher_calls table); empty when no teacher wrote it"),
-    "input": ("string", "the example's text"),
-    "target": ("string", "the response the student learned to write"),
-    "answer": ("string", "the gold answer it is scored on (label, number, option letter)"),
-    "choices": ("list of string", "a multiple-choice question's options; empty otherwise"),
-    "prompt": ("string", "the student's prompt as trained: the task's template around the input"),
-    "completion": ("string", "the text that followed the prompt in training"),
-}
 # guess_language's names of non-Latin scripts that name one language, as ISO 639-1 codes (the Hub's `language`)
 _SCRIPT_LANGUAGE = {"chinese": "zh", "japanese": "ja", "korean": "ko", "hindi": "hi", "thai": "th", "greek": "el",
                     "hebrew": "he", "arabic": "ar", "armenian": "hy", "georgian": "ka", "bengali": "bn", "tamil": "ta"}
 
 
-def features() -> Any:
-    """The dataset's columns as `datasets` Features."""
-    from datasets import Features, Value
-
-    int64, string = Value("int64"), Value("string")
-    return Features({"id": int64, "origin": string, "round": int64, "parent_id": int64, "teacher_call": string,
-                     "input": string, "target": string, "answer": string, "choices": [string], "prompt": string,
-                     "completion": string})
-
-
 class TrainingDataset:
-    """The training set's rows written to an Arrow file as they stream by, with what the card counts; `finish` turns
-    the file into the `datasets` folder and writes the card."""
+    """The training set's rows sent to the saving child as they stream by, and what the card counts of them; `finish`
+    has the child save the folder, then writes the card and puts the folder in place by a rename."""
 
     def __init__(self, store: Store, run_id: int, cfg: RunConfig, task: Task, target: Path) -> None:
-        from datasets.arrow_writer import ArrowWriter
-
         self.store, self.run_id, self.cfg, self.task, self.target = store, run_id, cfg, task, Path(target)
         self.others = other_origins(store, run_id)
         self.tmp = self.target.with_name(f"{self.target.name}.{os.getpid()}.tmp")
-        self.raw = self.target.with_name(f"{self.target.name}.{os.getpid()}.arrow.tmp")
-        # small batches: the rows of one batch are all the writer holds
-        self.writer = ArrowWriter(features=features(), path=str(self.raw), writer_batch_size=256)
-        self.digest = hashlib.sha256()
+        self.log = self.target.with_name(f"{self.target.name}.{os.getpid()}.log.tmp")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        with open(self.log, "wb") as log:  # a file, not a pipe: a chatty child cannot fill it and stall the stream
+            self.child = subprocess.Popen([sys.executable, "-m", "engine.dataset_save", str(self.tmp)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=log)
         self.origins: Counter[str] = Counter()
         self.labels: Counter[tuple[str, str]] = Counter()
         self.languages: Counter[str | None] = Counter()
         self.shown: dict[str, list[dict[str, Any]]] = {}
 
     def add(self, row: dict[str, Any], prompt: str, completion: str) -> None:
-        """Write one training row (as the store streams it) with its rendered prompt and completion."""
+        """Send one training row (as the store streams it) with its rendered prompt and completion."""
         from engine.checks import guess_language
 
         origin = origin_of(row, self.others)
         record = {"id": row["id"], "origin": origin, "round": row["origin_round"], "parent_id": row["parent_id"],
                   "teacher_call": row["teacher_call"], "input": row["input"], "target": row["target"],
                   "answer": row["answer"], "choices": row.get("choices"), "prompt": prompt, "completion": completion}
-        self.writer.write(record)
-        self.digest.update(orjson.dumps(record))
+        self._send(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.origins[origin] += 1
         if self.task.kind in LABELLED:
             self.labels[(origin, str(row["answer"]))] += 1
@@ -97,22 +77,38 @@ class TrainingDataset:
         if len(shown) < SHOWN:
             shown.append(record)
 
+    def _send(self, line: bytes) -> None:
+        assert self.child.stdin is not None
+        try:
+            self.child.stdin.write(line)
+        except BrokenPipeError:
+            self.child.wait()
+            raise self._failed() from None
+
+    def _failed(self) -> L2LError:
+        tail = "\n".join(self.log.read_text(errors="replace").strip().splitlines()[-8:])
+        return L2LError(f"saving the datasets folder {self.target.name} failed (exit {self.child.returncode}):\n{tail}")
+
+    def close(self) -> None:
+        """End the stream unfinished: the child saves nothing and exits (the log stays, a *.tmp the next export clears)."""
+        if self.child.stdin is not None and not self.child.stdin.closed:
+            try:
+                self.child.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
+
     def finish(self) -> Path:
         """The `datasets` folder (split train, saved by `save_to_disk`) with README.md, put in place by a rename."""
-        from datasets import Dataset, DatasetDict, Split
-        from datasets.table import MemoryMappedTable
-
-        self.writer.finalize()
-        self.writer.close()
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        # a fingerprint from the content, so the same training set always gives the same files
-        train = Dataset(MemoryMappedTable.from_file(str(self.raw)), split=Split.TRAIN,
-                        fingerprint=self.digest.hexdigest()[:16])
-        with _quiet_progress():
-            DatasetDict({"train": train}).save_to_disk(str(self.tmp))
-        del train
-        self.raw.unlink()
+        self._send(END)
+        self.close()
+        if self.child.returncode != 0:
+            raise self._failed()
+        self.log.unlink()
         (self.tmp / "README.md").write_text(self.card(), encoding="utf-8")
         if self.target.exists():
             shutil.rmtree(self.target)
@@ -253,23 +249,9 @@ def training_dataset(store: Store, run_id: int, cfg: RunConfig, task: Task, targ
     try:
         yield dataset
     except BaseException:
-        dataset.writer.close()
+        dataset.close()
         raise
     dataset.finish()
-
-
-@contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """No `datasets` progress bars while saving (the export says what it does)."""
-    from datasets.utils import logging as ds_logging
-
-    was = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            ds_logging.enable_progress_bar()
 
 
 def _guessed(code: str) -> str:
@@ -296,3 +278,4 @@ def _fence(text: str, lang: str) -> str:
     """A fenced code block longer than any backtick run inside the text, so none of them closes it."""
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
     return f"{fence}{lang}\n{text}\n{fence}"
+
