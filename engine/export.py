@@ -1,7 +1,7 @@
 """Export a run: the final training set (raw rows, prompt/completion, chat messages, and a `datasets` folder with a
-dataset card), the best round's adapter, that adapter merged into a 16-bit base, GGUFs (f16 and llama.cpp
-quantizations) and an Ollama Modelfile reproducing the training prompt; each file listed with its size and sha256 in
-run-<id>-manifest.json, everything owner-only."""
+dataset card), the best round's adapter, that adapter merged into a 16-bit base (each with a model card), GGUFs (f16
+and llama.cpp quantizations) and an Ollama Modelfile reproducing the training prompt; each file listed with its size
+and sha256 in run-<id>-manifest.json, everything owner-only."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from engine.config import RunConfig
 from engine.dataset_card import TrainingDataset, training_dataset
 from engine.example_rows import example_from_row
 from engine.faults import fault_point
+from engine.model_card import model_card, write_model_card
 from engine.store import Store, private_dir
 from engine.tasks.base import Task
 from models.errors import ConfigError, StoreError
@@ -127,13 +128,15 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
     if {"adapter", "merged", "gguf", "modelfile"} & set(parts) and not adapter.is_dir():
         raise StoreError(f"run {run_id} round {best}: the adapter folder {adapter} is gone; nothing to export from")
     if "adapter" in parts:
-        written[f"adapter (round {best})"] = _copy_adapter(adapter, out_dir / f"{stem}-adapter")
+        card = model_card(store, run_id, cfg, task, best, "adapter", f"{stem}-adapter")
+        written[f"adapter (round {best})"] = _copy_adapter(adapter, out_dir / f"{stem}-adapter", card)
         fault_point("export", run_id, "adapter")
     merged = out_dir / f"{stem}-merged"
     needs_merged = bool({"gguf", "modelfile"} & set(parts)) and not (merged / "config.json").is_file()
     if "merged" in parts or needs_merged:
         say(f"merging the round {best} adapter into a {dtype} copy of the base")
         written[f"merged model ({dtype})"] = _merge(cfg, adapter, merged, dtype)
+        write_model_card(store, run_id, cfg, task, best, merged, "merged", dtype)
         fault_point("export", run_id, "merged")
     ggufs: dict[str, Path] = {}
     if {"gguf", "modelfile"} & set(parts):
@@ -190,9 +193,11 @@ def _skip(_record: dict[str, Any]) -> None:
     """Where the data files are not asked for: the rows are still read for the frame and the probes."""
 
 
-def _copy_adapter(adapter: Path, target: Path) -> Path:
+def _copy_adapter(adapter: Path, target: Path, card: str) -> Path:
+    """The adapter folder, its config and its model card (in place of peft's template) put in place by one rename."""
     tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
     shutil.copytree(adapter, tmp)
+    (tmp / "README.md").write_text(card, encoding="utf-8")
     config = adapter.parent / "config.toml"
     if config.exists():
         shutil.copy2(config, tmp / "l2l-config.toml")

@@ -1,5 +1,5 @@
-"""`l2l export`'s `datasets` folder and its dataset card against a real tiny run: every figure on the card is checked
-against the store it was read from."""
+"""`l2l export`'s `datasets` folder and its dataset card, and the adapter's model card, against a real tiny run: every
+figure on a card is checked against the store it was read from."""
 
 from __future__ import annotations
 
@@ -135,7 +135,33 @@ def test_the_dataset_card_figures_come_from_the_store(exported: tuple[Store, int
         assert len(shown) == min(3, want if origin != "seed" else 3) and all(r["origin"] == origin for r in shown)
 
 
-def _bare_run(tmp_path: Path, teacher: dict[str, Any], identity: str | None) -> tuple[Store, int]:
+def test_the_model_card_in_the_adapter_folder(exported: tuple[Store, int, Path]) -> None:
+    store, run_id, out = exported
+    run = store.run(run_id)
+    cfg = RunConfig.model_validate(run["config"])
+    header, text = _card(out / f"run-{run_id}-adapter" / "README.md")
+    assert header["library_name"] == "peft" and "license" not in header
+    best = run["best_round"]
+    assert f"validation chose round {best}" in text.lower()
+    assert f"- name: `{cfg.student.model}`" in text and "- sha256: unknown: a local model path" in text
+    assert f"`{run['plan']['mode']}` on {run['plan']['device']}" in text and "LoRA" in text
+    table = {row[0].rstrip("*"): row for row in _table(text, "Metrics per round")[1:]}
+    for r in store.rounds(run_id):
+        if r["train_size"] is None:
+            continue
+        row = table[str(r["idx"])]
+        assert row[1] == str(r["train_size"]) and row[3] == f"{100 * r['val_acc']:.1f}"
+        assert row[4] == (f"{100 * r['test_acc']:.1f}" if r["test_acc"] is not None else "–")
+        made = store.examples(run_id, split="synthetic", origin_round=r["idx"])
+        assert row[6] == (str(sum(e["status"] == "kept" for e in made)) if made else "–")
+    assert table[str(best)][0] == f"{best}*"
+    best_row = store.round(run_id, best)
+    assert best_row is not None
+    assert f"Validation chose round {best}: validation {100 * best_row['val_acc']:.1f}%" in text
+    assert f"round {best} trained on {best_row['train_size']} examples" in text
+
+
+def _bare_run(tmp_path: Path, teacher: dict[str, Any], identity: str | None, student: str | None = None) -> tuple[Store, int]:
     """A finished math run with one seed and one kept teacher row, whose teacher call was stored under `identity`."""
     from engine.config import resolve
     from engine.example_rows import example_row
@@ -143,7 +169,8 @@ def _bare_run(tmp_path: Path, teacher: dict[str, Any], identity: str | None) -> 
 
     store = Store(tmp_path / "l2l.db")
     cfg = resolve({"name": "bare", "task": {"preset": "gsm8k"}, "teacher": teacher,
-                   "data": {"seed": str(Path(__file__).parent / "fixtures" / "gsm8k_10.jsonl")}})
+                   "data": {"seed": str(Path(__file__).parent / "fixtures" / "gsm8k_10.jsonl")},
+                   **({"student": {"model": student}} if student else {})})
     with store.transaction():
         run_id = store.create_run("bare", cfg.to_json(), cfg.digest(), 0, {}, {}, {})
         [seed] = store.insert_examples([example_row(run_id, "seed", Example(input="1+1?", target=" 2\n#### 2", answer="2"))])
@@ -169,3 +196,16 @@ def test_a_teacher_hash_the_store_does_not_hold_is_called_unknown(teacher: dict[
     header, text = _card(tmp_path / "out" / f"run-{run_id}-dataset" / "README.md")
     assert f"- sha256: {said}" in text and not re.search(r"[0-9a-f]{64}`", text.split("## Teacher", 1)[1].split("##")[0])
     assert header["task_categories"] == ["text-generation", "question-answering"] and "Label mix\n\nNot counted" in text
+
+
+def test_a_catalog_students_card_gives_the_sha256_its_download_was_checked_against(tmp_path: Path) -> None:
+    from engine.model_card import model_card
+    from engine.tasks.registry import make_task
+    from models.catalog import entry
+
+    store, run_id = _bare_run(tmp_path, {}, None, student="smollm2-135m-instruct")
+    cfg = RunConfig.model_validate(store.run(run_id)["config"])
+    text = model_card(store, run_id, cfg, make_task(cfg.task), 0, "merged", f"run-{run_id}-merged")
+    assert f"- sha256: `{entry('smollm2-135m-instruct').sha256}` (the catalog's sha256" in text
+    assert "- mode: unknown: the run recorded no training plan" in text  # never guessed
+    assert "Validation chose round 0: validation not scored, test not scored." in text

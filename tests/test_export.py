@@ -87,6 +87,19 @@ def test_datasets_carry_prompt_completion_chat_and_lineage(exported: tuple[Store
             assert p["parent_id"] is not None and p["teacher_call"] and p["origin_round"] is not None
 
 
+def test_adapter_and_merged_folders_carry_a_model_card(exported: tuple[Store, int, Path]) -> None:
+    from huggingface_hub import ModelCard
+
+    store, run_id, out = exported
+    best = store.run(run_id)["best_round"]
+    for folder, library in ((f"run-{run_id}-adapter", "peft"), (f"run-{run_id}-merged", "transformers")):
+        card = ModelCard.load(out / folder / "README.md")
+        assert card.data.library_name == library and f"Validation chose round {best}" in card.text
+        assert "## Metrics per round" in card.text and "## Base model" in card.text
+    merged = (out / f"run-{run_id}-merged" / "README.md").read_text()
+    assert "merged into a float16 base" in merged and f'from_pretrained("run-{run_id}-merged")' in merged
+
+
 def test_merged_model_is_a_16_bit_folder_with_the_adapter_folded_in(exported: tuple[Store, int, Path]) -> None:
     import torch
     from safetensors import safe_open
