@@ -297,6 +297,20 @@ def export(run_id: int = typer.Argument(...), out_dir: Path = typer.Option(Path(
 
 
 @app.command()
+def merge(
+    sources: list[Path] = typer.Argument(..., help="Stores to merge from (read, never written)."),
+    into: Path = typer.Option(..., "--into", help="Store to merge into (created when missing)."),
+    unfinished: bool = typer.Option(False, "--unfinished", help="Also merge stopped, failed and never-started runs (never one a worker still writes)."),
+) -> None:
+    """Copy the finished runs of stores made elsewhere into one store, in one transaction: new ids, lineage, teacher calls and sweep cells kept; a run already there is skipped."""
+    from engine.merge import merge_stores
+
+    for report_ in merge_stores(sources, into, unfinished=unfinished):
+        for line in report_.lines():
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def demo(
     store: Path | None = StoreOpt,
     set_: list[str] = typer.Option([], "--set", help="Override a key of the demo config."),
