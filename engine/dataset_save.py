@@ -17,10 +17,10 @@ from typing import Any
 # column -> (type, meaning); the dataset card lists them
 COLUMNS: dict[str, tuple[str, str]] = {
     "id": ("int64", "the example's id in the store"),
-    "origin": ("string", "seed, teacher, pool or eda (see Origins)"),
+    "origin": ("string", "seed, teacher, pool, oracle or eda (see Origins)"),
     "round": ("int64", "the round that added the row; empty for seeds"),
     "parent_id": ("int64", "id of the example the row was made from; empty for seeds"),
-    "teacher_call": ("string", "key of the teacher call that wrote the row (the store's teacher_calls table); empty when no teacher wrote it"),
+    "teacher_call": ("string", "key of the teacher call that wrote the row, or verified a pool row (the store's teacher_calls table); empty otherwise"),
     "input": ("string", "the example's text"),
     "target": ("string", "the response the student learned to write"),
     "answer": ("string", "the gold answer it is scored on (label, number, option letter)"),

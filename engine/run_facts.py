@@ -11,27 +11,30 @@ from typing import Any
 from engine.config import RunConfig
 from engine.store import Store
 
-# A training row's origin, and what it means. Teacher-written rows carry the teacher call that wrote them.
+# A training row's origin, and what it means: seed, else examples.meta.origin of a row no teacher wrote, else teacher.
 ORIGINS: dict[str, str] = {
     "seed": "a seed example: real text with the user's label",
-    "teacher": "written by the teacher from the example named in `parent_id` (a miss, or a target of loop.targets)",
-    "pool": "a real row of data.pool (else the seed file) that no split used, nearest the example in `parent_id`, "
-            "with its own label (loop.source = oracle)",
-    "eda": "an edit of the example in `parent_id` (synonym swaps, insertions, deletions; loop.source = eda), no model",
+    "teacher": "written by the teacher from the example in `parent_id` (a miss, or a target of loop.targets); "
+               "`teacher_call` wrote it",
+    "pool": "a real input from data.unlabeled nearest the example in `parent_id`, given that example's label and kept "
+            "when the teacher's blind verification (`teacher_call`) agreed (loop.source = pool)",
+    "oracle": "a real labelled row of data.pool (else the seed file) that no split used, nearest the example in "
+              "`parent_id`, with its own label (loop.source = oracle)",
+    "eda": "an edit of the example in `parent_id` (swaps, deletions, insertions, replacements; loop.source = eda), "
+           "no model",
 }
-_META_ORIGIN = {"oracle": "pool", "eda": "eda"}  # examples.meta.origin of rows no teacher wrote
 _LLAMA_IDENTITY = re.compile(r"^llama_cpp:([0-9a-f]{64}):")
 
 
 def other_origins(store: Store, run_id: int) -> dict[int, str]:
-    """Origins of the kept synthetic rows that no teacher wrote (eda, pool), by example id; the rest are the teacher's."""
+    """Origins of the kept synthetic rows no teacher wrote (pool, oracle, eda: their meta says), by example id."""
     sql = ("SELECT id, origin FROM (SELECT id, CASE WHEN json_valid(meta) THEN json_extract(meta, '$.origin') END AS origin "
            "FROM examples WHERE run_id = ? AND split = 'synthetic' AND status = 'kept') WHERE origin IS NOT NULL")
-    return {int(i): _META_ORIGIN.get(str(o), str(o)) for i, o in store.db.execute(sql, [run_id]).fetchall()}
+    return {int(i): str(o) for i, o in store.db.execute(sql, [run_id]).fetchall()}
 
 
 def origin_of(row: dict[str, Any], others: dict[int, str]) -> str:
-    """A training row's origin: seed, teacher, pool or eda."""
+    """A training row's origin: seed, teacher, pool, oracle or eda."""
     if row["split"] == "seed":
         return "seed"
     return others.get(int(row["id"]), "teacher")

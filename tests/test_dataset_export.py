@@ -34,7 +34,8 @@ def exported(tiny_run_store: tuple[Path, int], tmp_path_factory: pytest.TempPath
 
 
 def _one_kept_row_of_each_origin(store: Store, run_id: int) -> None:
-    """A kept teacher row (the random teacher's text rarely passes the checks), a pool row and an edit, with lineage."""
+    """A kept teacher row (the random teacher's text rarely passes the checks), an unlabeled-pool row, an oracle row and
+    an edit, each with its lineage as the loop stores it."""
     from engine.example_rows import example_from_row, example_row
     from engine.tasks.base import Example
 
@@ -46,10 +47,12 @@ def _one_kept_row_of_each_origin(store: Store, run_id: int) -> None:
         elif not written:
             store.insert_examples([example_row(run_id, "synthetic", example_from_row(parent), origin_round=0,
                                                parent_id=parent["id"], teacher_call="k" * 64)])
-        for origin, text in (("oracle", "A real review from the pool, sharp and warm."),
-                             ("eda", "A warm , funny film film.")):
+        for origin, text, call in (("pool", "An unlabeled review, sharp and warm.", "v" * 64),
+                                   ("oracle", "A labelled review from the pool, bright and kind.", None),
+                                   ("eda", "A warm , funny film film.", None)):
             ex = Example(input=text, target=" positive", answer="positive", meta={"origin": origin})
-            store.insert_examples([example_row(run_id, "synthetic", ex, origin_round=1, parent_id=parent["id"])])
+            store.insert_examples([example_row(run_id, "synthetic", ex, origin_round=1, parent_id=parent["id"],
+                                               teacher_call=call)])
 
 
 def _card(path: Path) -> tuple[dict[str, Any], str]:
@@ -78,12 +81,12 @@ def test_the_dataset_folder_loads_with_datasets_and_carries_lineage(exported: tu
     assert train.column_names == ["id", "origin", "round", "parent_id", "teacher_call", "input", "target", "answer",
                                   "choices", "prompt", "completion"]
     meta = {r["id"]: (r["meta"] or {}).get("origin") for r in store.examples(run_id)}
-    want_origin = {None: "teacher", "oracle": "pool", "eda": "eda"}
+    want_origin = {None: "teacher", "pool": "pool", "oracle": "oracle", "eda": "eda"}
     for got, row in zip(train, rows, strict=True):
         assert (got["round"], got["parent_id"], got["teacher_call"], got["input"], got["answer"]) == (
             row["origin_round"], row["parent_id"], row["teacher_call"], row["input"], row["answer"])
         assert got["origin"] == ("seed" if row["split"] == "seed" else want_origin[meta[row["id"]]])
-    assert Counter(train["origin"]).keys() == {"seed", "teacher", "pool", "eda"}
+    assert Counter(train["origin"]).keys() == {"seed", "teacher", "pool", "oracle", "eda"}
     # the card's `configs` header points the Hub's loader (and a local load_dataset) at the same Arrow file
     again = load_dataset(str(folder), split="train")
     assert again["id"] == train["id"] and again["origin"] == train["origin"]
@@ -129,10 +132,10 @@ def test_the_dataset_card_figures_come_from_the_store(exported: tuple[Store, int
     for line in mix[1:]:
         assert int(line[-2]) == sum(r["answer"] == line[0] for r in rows)
     # three example rows of each origin (fewer where the set holds fewer)
-    for origin, want in (("seed", 3), ("teacher", 1), ("pool", 1), ("eda", 1)):
+    for origin, want in (("seed", 3), ("teacher", 1), ("pool", 1), ("oracle", 1), ("eda", 1)):
         section = text.split(f"### {origin}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
         shown = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", section, re.S)]
-        assert len(shown) == min(3, want if origin != "seed" else 3) and all(r["origin"] == origin for r in shown)
+        assert len(shown) == want and all(r["origin"] == origin for r in shown)
 
 
 def test_the_model_card_in_the_adapter_folder(exported: tuple[Store, int, Path]) -> None:
