@@ -40,6 +40,7 @@ class SourceReport:
     sweeps_created: list[tuple[int, int]] = field(default_factory=list)  # (source sweep, target sweep)
     sweeps_matched: list[tuple[int, int]] = field(default_factory=list)
     cells_added: int = 0
+    cells_replaced: int = 0  # cells whose run in the target was unfinished, now the finished run merged in
     cells_present: int = 0
 
     def lines(self) -> list[str]:
@@ -53,7 +54,8 @@ class SourceReport:
         out += [f"  sweep {src} → sweep {dst} (new)" for src, dst in self.sweeps_created]
         out += [f"  sweep {src} → sweep {dst} (same digest)" for src, dst in self.sweeps_matched]
         if self.sweeps_created or self.sweeps_matched:
-            out.append(f"  sweep cells: {self.cells_added} added, {self.cells_present} already there")
+            replaced = f", {self.cells_replaced} replaced (their run there was unfinished)" if self.cells_replaced else ""
+            out.append(f"  sweep cells: {self.cells_added} added{replaced}, {self.cells_present} already there")
         return out
 
 
@@ -243,7 +245,7 @@ class _Merger:
 
     def _copy_sweeps(self, src: sqlite_utils.Database, mapped: dict[int, int], report: SourceReport) -> None:
         """Each source sweep with a merged run: the target's sweep of the same digest, else a new one; its cells whose
-        run is in the target are added unless the target's sweep has that cell already."""
+        run is in the target are added unless the target's sweep has that cell already (with a finished run)."""
         for sweep in _rows(src, "SELECT * FROM sweeps ORDER BY id"):
             cells = [c for c in _rows(src, "SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY rowid", [sweep["id"]])
                      if int(c["run_id"]) in mapped]
@@ -262,14 +264,28 @@ class _Merger:
                 self._insert("sweeps", [row])
                 dst = int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 report.sweeps_created.append((int(sweep["id"]), dst))
-            have = {(c[0], c[1] or 0, c[2]) for c in self.db.execute(
-                "SELECT arm, seed_size, seed_set FROM sweep_runs WHERE sweep_id = ?", [dst]).fetchall()}
-            fresh = [{**c, "sweep_id": dst, "run_id": mapped[int(c["run_id"])]} for c in cells
-                     if (c["arm"], c["seed_size"] or 0, c["seed_set"]) not in have]
-            self._insert("sweep_runs", fresh)
-            report.cells_added += len(fresh)
-            report.cells_present += len(cells) - len(fresh)
+            have = {(c[0], c[1] or 0, c[2]): c[3] for c in self.db.execute(
+                "SELECT c.arm, c.seed_size, c.seed_set, r.status FROM sweep_runs c LEFT JOIN runs r ON r.id = c.run_id "
+                "WHERE c.sweep_id = ?", [dst]).fetchall()}
+            for cell in cells:
+                key = (cell["arm"], cell["seed_size"] or 0, cell["seed_set"])
+                run_id = mapped[int(cell["run_id"])]
+                if key not in have:
+                    self._insert("sweep_runs", [{**cell, "sweep_id": dst, "run_id": run_id}])
+                    report.cells_added += 1
+                elif have[key] != RunStatus.FINISHED and self._finished(run_id):
+                    # the target's run of this cell never finished (a killed sweep); the finished one merged in is the
+                    # cell's result now, the unfinished run stays in the store outside the sweep
+                    self.db.execute("UPDATE sweep_runs SET run_id = ?, overrides = ? WHERE sweep_id = ? AND arm = ? "
+                                    "AND seed_size = ? AND seed_set = ?", [run_id, cell["overrides"], dst, *key])
+                    report.cells_replaced += 1
+                else:
+                    report.cells_present += 1
             self.touched_sweeps.add(dst)
+
+    def _finished(self, run_id: int) -> bool:
+        row = self.db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+        return row is not None and row[0] == RunStatus.FINISHED
 
     def finish_sweeps(self) -> None:
         """A target sweep that is not running and now has a finished run in every cell is finished."""

@@ -295,3 +295,22 @@ def test_an_older_store_merges_without_being_migrated_in_place(tmp_path: Path) -
     assert cell["seed_size"] == 0 and cell["run_id"] == 1
     child = st.examples(1, split="synthetic")[0]
     assert st.example(child["parent_id"])["input"] == "a"
+
+
+def test_a_cell_whose_run_never_finished_takes_the_finished_run(stores: dict[str, Path], tmp_path: Path) -> None:
+    """A sweep killed after creating a cell's run, before it ran: merging a store where that cell finished fills it."""
+    from engine.merge import merge_stores
+
+    target = snapshot_copy(stores["a"], tmp_path / "target.db")
+    st = Store(target, create=False)
+    with st.transaction():  # A's run 2 was created and never started: the plain cell as a kill leaves it
+        st.add_sweep_run(1, "plain", 0, 2, ["loop.rounds=1"])
+    st.close()
+    (report,) = merge_stores([stores["b"]], target)
+    assert report.cells_replaced == 1 and report.cells_present == 1 and report.cells_added == 0
+    assert "1 replaced (their run there was unfinished)" in "\n".join(report.lines())
+    st = Store(target, create=False)
+    cells = {c["arm"]: c["run_id"] for c in st.sweep_runs(1)}
+    assert st.run(cells["plain"])["status"] == "finished" and st.run(cells["plain"])["name"] == "tiny · plain · set 0"
+    assert st.run(2)["status"] == "created", "the unfinished run is left in the store, outside the sweep"
+    assert st.sweep(1)["status"] == "finished"
