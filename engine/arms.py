@@ -62,6 +62,18 @@ ABLATIONS = {
     "no_prompt_echo": ("checks.prompt_echo=false", "rejecting text that repeats the teacher's instructions"),
 }
 
+# One arm per lever against a teacher that copies the example it is shown ([augment], issue 29): llm2llm with that
+# lever alone switched on; compare their augment/filter details (copy_call_share, kept_per_call) with llm2llm's.
+DIVERSITY_LEVERS = {
+    "taboo": ("augment.taboo_words=12", "the example's 12 longest content words forbidden in the teacher prompt"),
+    "shown_earlier": ("augment.show_earlier=6", "up to 6 examples written from the same example in earlier rounds "
+                                                "shown to the teacher as already written"),
+    "several_per_call": ("augment.differ=true", "the examples of one call asked to differ from one another, and "
+                                                "required distinct by the reply schema"),
+    "hot_retry": ("augment.hot_retry=0.3", "a call whose examples all copy its example asked once more at "
+                                           "temperature + 0.3 (at most 1.5)"),
+}
+
 BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
     Arm("llm2llm", (), "the product's settings, as the config gives them"),
     Arm("paper", PAPER, "the paper's recipe: 1 example per wrong seed answer, dedup and answer format only, "
@@ -89,6 +101,9 @@ BUILTIN: dict[str, Arm] = {arm.name: arm for arm in (
     *(Arm(name, (override,), f"llm2llm without {what}") for name, (override, what) in ABLATIONS.items()),
     Arm("verify_shots", ("checks.verify_shots=1",), "llm2llm with the blind labeller shown one real seed example per "
                                                     "label"),
+    *(Arm(name, (override,), f"llm2llm with {what}") for name, (override, what) in DIVERSITY_LEVERS.items()),
+    Arm("diverse", tuple(override for override, _ in DIVERSITY_LEVERS.values()),
+        "llm2llm with every lever against copies of the example at once"),
 )}
 
 

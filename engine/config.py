@@ -185,6 +185,17 @@ class ChecksConfig(Section):
     prompt_echo: bool = Field(True, description="Reject a candidate that repeats a run of the teacher prompt's instructions (prompt_echo).")
 
 
+class AugmentConfig(Section):
+    """Levers against a teacher that copies the example it is shown (issue 29); each off by default, which keeps
+    today's prompts, schemas and teacher cache keys."""
+
+    taboo_words: int = Field(0, ge=0, le=40, description="List up to this many content words of the example (stopwords left out, longest kept) in the teacher prompt as words the new examples must not use (0: off).")
+    show_earlier: int = Field(0, ge=0, le=20, description="Show the teacher up to this many examples it wrote from the same example in earlier rounds (kept or rejected, newest first) as already written: write something different (0: off).")
+    differ: bool = Field(False, description="When a call asks for several examples, tell the teacher to make them differ from one another (topic, situation, wording, structure) and require distinct items in the reply schema (uniqueItems: checked on the reply, so a reply repeating an item is retried; a server in strict json_schema mode may refuse the keyword).")
+    hot_retry: float = Field(0.0, ge=0, le=1.5, description="When every candidate of a call is a copy of its example (exact or near-duplicate at loop.near_duplicate), ask once more at the teacher's temperature plus this, capped at hot_retry_max; the retry is cached under its own key (0: off).")
+    hot_retry_max: float = Field(1.5, gt=0, le=2.0, description="The highest temperature a hot retry uses.")
+
+
 class RunConfig(Section):
     """A whole run."""
 
@@ -200,6 +211,7 @@ class RunConfig(Section):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     def to_json(self) -> str:
         """Canonical JSON of the resolved config (stored on the run)."""

@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.augment import (
-    cache_key,
     choose_targets,
+    copies_its_seed,
+    earlier_candidates,
     grounding,
-    request_seed,
-    teacher_messages,
+    hot_request,
+    read_write_call,
     verify_request,
     verify_shots,
     verify_verdict,
+    write_request,
 )
 from engine.checkpoints import publish, save_resolved_config, staging_folder
 from engine.config import RunConfig
@@ -324,7 +326,7 @@ class Loop:
 
     # augment ------------------------------------------------------------------------------------
     def _phase_augment(self, idx: int) -> None:
-        from models.teacher.base import check_reply, failure_reason
+        from models.teacher.base import failure_reason
 
         preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
         seeds = self.store.examples(self.run_id, split="seed")
@@ -335,20 +337,18 @@ class Loop:
         if self.cfg.loop.source != "teacher":
             self._augment_without_teacher(idx, targets, seeds)
             return
-        tcfg = self.cfg.teacher
         requests: list[TeacherRequest] = []
         parents: dict[str, dict[str, Any]] = {}
+        shown_earlier = self.cfg.augment.show_earlier
+        earlier = earlier_candidates(self.store.examples(self.run_id, split="synthetic"), idx, shown_earlier) if shown_earlier else {}
         with PhaseMeter() as meter:
             identity = self._identity(meter)
             for target in targets:
                 shown = grounding(self.task, target.row, seeds, self.cfg.checks.grounding)
-                messages = teacher_messages(self.task, self.cfg, target, [example_from_row(r) for r in shown])
-                schema = self.task.teacher_schema(target.k)
-                seed = request_seed(self.cfg, idx, target)
-                key = cache_key(identity, messages, schema, tcfg.temperature, tcfg.top_p, tcfg.max_tokens, seed)
-                parents[key] = target.row
-                requests.append(TeacherRequest(key=key, messages=messages, schema=schema, max_tokens=tcfg.max_tokens,
-                                               temperature=tcfg.temperature, top_p=tcfg.top_p, seed=seed))
+                request = write_request(self.task, self.cfg, identity, idx, target, [example_from_row(r) for r in shown],
+                                        earlier.get(target.row["id"], []))
+                parents[request.key] = target.row
+                requests.append(request)
             asked = sum(t.k for t in targets)
             cached = sum(1 for r in requests if self.store.teacher_call(r.key) is not None)
             self.log(f"round {idx}: asking the teacher for {asked} examples from {len(targets)} "
@@ -359,38 +359,61 @@ class Loop:
                     self.log(json.dumps(item, ensure_ascii=False)[:500], kind="teacher", parent=parents[key]["id"])
 
             hits, fresh = self._call_teacher(idx, "augment", requests, meter, "write", on_parsed=echo)
+
+            def read(request: TeacherRequest) -> tuple[list[Any], str | None]:
+                return read_write_call(self.task, self.store.teacher_call(request.key), request.schema, parents[request.key])
+
+            def all_copies(request: TeacherRequest) -> bool:
+                texts = [ex.input for ex in written[request.key][0]]
+                return copies_its_seed(parents[request.key]["input"], texts, self.cfg.loop.near_duplicate)
+
+            written = {r.key: read(r) for r in requests}
+            copied = [r for r in requests if all_copies(r)]
+            hot = [hot_request(self.cfg, identity, r) for r in copied] if self.cfg.augment.hot_retry else []
+            if hot:  # each all-copy call once more, hotter; its copies stay candidates (the filter rejects and counts them)
+                parents.update({h.key: parents[r.key] for h, r in zip(hot, copied, strict=True)})
+                hot_hits, hot_fresh = self._call_teacher(idx, "augment", hot, meter, "write", on_parsed=echo)
+                hits, fresh = hits + hot_hits, fresh | hot_fresh
+                written.update({h.key: read(h) for h in hot})
+            hot_copied = sum(all_copies(h) for h in hot)
         candidates: list[dict[str, Any]] = []
         failed = tokens_out = 0
         failed_reasons: Counter[str] = Counter()
         gen_seconds = 0.0
-        for request in requests:
-            call = self.store.teacher_call(request.key)
-            error = "no reply" if call is None else None if call["ok"] else (call["error"] or "unusable")
-            parsed = None
-            if call is not None and error is None:  # a cached reply meets today's reply checks too (e.g. one cached before they existed)
-                parsed, error = check_reply(call["response"], request.schema)
-            if error is not None or parsed is None:
+        for request in [*requests, *hot]:
+            examples, error = written[request.key]
+            if error is not None:
                 failed += 1
                 failed_reasons[failure_reason(error)] += 1
                 continue
+            call = self.store.teacher_call(request.key)
             assert call is not None
             if request.key in fresh:
                 tokens_out += call["tokens_out"] or 0
                 gen_seconds += call["seconds"] or 0.0
             parent = parents[request.key]
-            for ex in self.task.parse_teacher(parsed, example_from_row(parent)):
+            for ex in examples:
                 candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
                                               parent_id=parent["id"], teacher_call=request.key))
         fault_point("augment", idx)
         with self.store.transaction():
             self.store.insert_examples(candidates)
             self._finish_phase(idx, "augment", meter, "filter", generated=len(candidates),
-                               details={"requests": len(requests), "examples_requested": asked, "cache_hits": hits,
+                               details={"requests": len(requests) + len(hot), "examples_requested": asked, "cache_hits": hits,
                                         "failed_calls": failed, "failed_reasons": dict(failed_reasons),
                                         "tokens_out": tokens_out,
                                         "tokens_per_s": round(tokens_out / gen_seconds, 2) if gen_seconds else None,
-                                        "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets)})
-        self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable, {meter.seconds:.1f}s)", kind="phase")
+                                        "targets": self.cfg.loop.targets, "target_misses": sum(t.is_miss for t in targets),
+                                        # calls (before any hot retry) whose candidates all copy their example
+                                        "copy_calls": len(copied),
+                                        "copy_call_share": round(len(copied) / len(requests), 4) if requests else None,
+                                        "hot_retries": len(hot), "hot_copy_calls": hot_copied,
+                                        "hot_temperature": hot[0].temperature if hot else None})
+        copies = f", {len(copied)} all copies of their example" if copied else ""
+        if hot:
+            copies += f", {len(hot)} asked again hotter ({hot_copied} copied again)"
+        self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable{copies}, "
+                 f"{meter.seconds:.1f}s)", kind="phase")
 
     def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[dict[str, Any]]) -> None:
         """loop.source = eda (edits of each target), oracle (unused labelled rows nearest it) or pool (unlabeled rows
@@ -467,6 +490,9 @@ class Loop:
             details: dict[str, Any] = {"reasons": dict(reasons), "flags": dict(decisions.flags), **verify_stats}
             if self.task.kind in ("classification", "multiple_choice"):
                 details["label_mix_after"] = dict(sorted(mix.items()))
+            calls = int(((self.store.existing_round(self.run_id, idx)["phases"] or {}).get("augment") or {}).get("requests") or 0)
+            details.update(kept_share=round(kept / len(pending), 4) if pending else None,
+                           kept_per_call=round(kept / calls, 4) if calls else None)  # calls: the teacher's write calls
             self._finish_phase(idx, "filter", meter, "done", kept=kept, rejected=len(decisions.rejected), details=details)
             self.store.upsert_round(self.run_id, idx + 1, phase="train")
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "none rejected"

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.config import TaskConfig
 from engine.tasks.common import fill_template, split_template
+from engine.tasks.teacher_prompt import NO_DIVERSITY, Diversity
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,11 @@ class Task(ABC):
 
     @abstractmethod
     def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
-                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
+                         grounding: Sequence[Example] = (), diversity: Diversity = NO_DIVERSITY) -> list[dict[str, str]]:
         """Chat messages asking the teacher for k new examples modelled on `ex` (a miss unless is_miss is False).
 
-        student_output None leaves the student's answer out; `grounding` are real seed examples shown for style.
+        student_output None leaves the student's answer out; `grounding` are real seed examples shown for style;
+        `diversity` the [augment] levers' additions (none by default: today's prompt).
         """
 
     @abstractmethod

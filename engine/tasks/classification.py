@@ -11,7 +11,9 @@ from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, raw_key
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
+    NO_DIVERSITY,
     NOT_VALID,
+    Diversity,
     bounded_string,
     clip,
     examples_schema,
@@ -97,14 +99,14 @@ class ClassificationTask(Task):
 
     # teacher ------------------------------------------------------------------------------------------
     def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
-                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
+                         grounding: Sequence[Example] = (), diversity: Diversity = NO_DIVERSITY) -> list[dict[str, str]]:
         """Ask for k new examples of the same label that keep what made this one hard."""
         labels = ", ".join(self.labels)
         return teacher_chat(load_template("classification").render(
             task=self.cfg.description or f"Classify each text as one of: {labels}.", labels=self.labels, k=k,
             text=clip(ex.input, 3 * self.text_chars), label=ex.answer, is_miss=is_miss,
             student_answer=student_said(student_output, self.extract(student_output or "", ex)),
-            grounding=[clip(g.input, self.text_chars) for g in grounding]))
+            grounding=[clip(g.input, self.text_chars) for g in grounding], **diversity.inputs()))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'what_made_it_hard': str, 'examples': [{'text', 'label': enum}] × k}."""

@@ -11,6 +11,8 @@ from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, normalise_answer, target_name
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
+    NO_DIVERSITY,
+    Diversity,
     bounded_string,
     clip,
     examples_schema,
@@ -91,13 +93,13 @@ class FreeTextTask(Task):
 
     # teacher ------------------------------------------------------------------------------------------
     def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
-                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
+                         grounding: Sequence[Example] = (), diversity: Diversity = NO_DIVERSITY) -> list[dict[str, str]]:
         """Ask for k new input/output pairs like the missed one."""
         return teacher_chat(load_template("free_text").render(
             task=self.cfg.description or "Given the input, write the expected one-line output.", k=k,
             input=clip(ex.input, 2 * self.input_chars), output=ex.target.strip(), is_miss=is_miss,
             student_answer=student_said(student_output, self.extract(student_output or "", ex)),
-            grounding=[clip(g.input, self.input_chars) for g in grounding]))
+            grounding=[clip(g.input, self.input_chars) for g in grounding], **diversity.inputs()))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'examples': [{'input', 'output'}] × k}."""

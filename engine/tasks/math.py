@@ -16,6 +16,8 @@ from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, target_name
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
+    NO_DIVERSITY,
+    Diversity,
     bounded_string,
     clip,
     examples_schema,
@@ -218,19 +220,20 @@ class MathTask(Task):
 
     # teacher ------------------------------------------------------------------------------------------
     def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
-                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
+                         grounding: Sequence[Example] = (), diversity: Diversity = NO_DIVERSITY) -> list[dict[str, str]]:
         """System + a worked demonstration + the request (static part first so the prefix is shared)."""
         template = load_template("math")
         task = self.cfg.description or DEFAULT_DESCRIPTION
         demo = template.render(task=task, k=1, problem=_DEMO_PROBLEM, solution=_DEMO_SOLUTION, is_miss=True,
-                               student_answer=student_said("36 pencils", "36"), grounding=[])
+                               student_answer=student_said("36 pencils", "36"), grounding=[],
+                               **NO_DIVERSITY.inputs())
         gold = ex.target.strip()
         if is_number_only(ex.target):
             gold = f"(only the answer is known) #### {ex.answer}"
         request = template.render(
             task=task, k=k, problem=clip(ex.input, 2 * self.question_chars), solution=clip(gold, 2 * self.solution_chars),
             is_miss=is_miss, student_answer=student_said(student_output, self.extract(student_output or "", ex)),
-            grounding=[clip(g.input, self.question_chars) for g in grounding])
+            grounding=[clip(g.input, self.question_chars) for g in grounding], **diversity.inputs())
         return teacher_chat(request, worked=(demo, json.dumps(_DEMO_REPLY)))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:

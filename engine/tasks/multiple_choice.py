@@ -11,7 +11,9 @@ from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, fill_template, normalise_answer, raw_key
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.teacher_prompt import (
+    NO_DIVERSITY,
     NOT_VALID,
+    Diversity,
     bounded_string,
     clip,
     examples_schema,
@@ -117,7 +119,7 @@ class MultipleChoiceTask(Task):
 
     # teacher ------------------------------------------------------------------------------------------
     def teacher_messages(self, ex: Example, student_output: str | None, k: int, *, is_miss: bool = True,
-                         grounding: Sequence[Example] = ()) -> list[dict[str, str]]:
+                         grounding: Sequence[Example] = (), diversity: Diversity = NO_DIVERSITY) -> list[dict[str, str]]:
         """Ask for k new questions that test the same distinction, with plausible wrong options."""
         n = len(self.letters)
         limit = 2 * self.context_chars + n * self.option_chars
@@ -125,7 +127,7 @@ class MultipleChoiceTask(Task):
             task=self.cfg.description or "Pick the option that correctly completes or answers the context.",
             n_options=n, k=k, question=clip(self.render_prompt(ex), limit), answer=ex.answer, is_miss=is_miss,
             student_answer=student_said(student_output, self.extract(student_output or "", ex)),
-            grounding=[clip(g.input, self.context_chars) for g in grounding]))
+            grounding=[clip(g.input, self.context_chars) for g in grounding], **diversity.inputs()))
 
     def teacher_schema(self, k: int) -> dict[str, Any]:
         """{'what_made_it_hard', 'examples': [{'context', 'options': n strings, 'answer': letter}] × k}."""

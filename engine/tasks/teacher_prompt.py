@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 SYSTEM = (
@@ -43,6 +45,65 @@ def student_said(output: str | None, extracted: str | None) -> str:
     if shown == extracted:
         return f"The student answered: {extracted}"
     return f"The student answered:\n{shown}\n(read as {extracted})"
+
+
+# English function words and words every task's text is full of: never worth forbidding (augment.taboo_words).
+STOPWORDS = frozenset(
+    "a about above after again against all also am an and any are as at be because been before being below between "
+    "both but by can could did do does doing down during each either else even ever every few for from further get "
+    "gets got had has have having he her here hers herself him himself his how however i if in into is it its itself "
+    "just least less like many may me might more most much must my myself neither no nor not now of off often on once "
+    "one only or other others our ours ourselves out over own per quite rather really same she should since so some "
+    "still such than that the their theirs them themselves then there these they this those though through thus to "
+    "too two under until up upon us very was way we well were what whatever when where whether which while who whom "
+    "whose why will with within without would yet you your yours yourself yourselves".split())
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+TABOO_MIN_CHARS = 3  # shorter words are left out of a taboo list
+
+
+def content_words(text: str, limit: int) -> list[str]:
+    """Up to `limit` distinct content words of a text, in text order: stopwords, words shorter than TABOO_MIN_CHARS and
+    contractions ("don't") left out, a possessive cut to its word ("Spielberg's" → "Spielberg"); past the limit the
+    longest are kept (names and nouns before short verbs)."""
+    seen: dict[str, tuple[int, str]] = {}
+    for m in _WORD.finditer(text):
+        word = m.group(0).replace("’", "'")
+        if "'" in word:
+            base, tail = word.split("'", 1)
+            if tail.casefold() != "s":
+                continue
+            word = base
+        folded = word.casefold()
+        if len(word) < TABOO_MIN_CHARS or folded in STOPWORDS or folded in seen:
+            continue
+        seen[folded] = (len(seen), word)
+    ranked = sorted(seen.values(), key=lambda item: (-len(item[1]), item[0]))[: max(limit, 0)]
+    return [word for _, word in sorted(ranked)]
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """What a teacher prompt adds against copies of its seed (the [augment] levers): words it must not use, examples
+    already written from the same seed, and whether one call's examples must differ from each other. Empty (the
+    default): the prompt is today's, byte for byte, so the teacher cache of earlier runs still answers."""
+
+    taboo: tuple[str, ...] = ()
+    earlier: tuple[str, ...] = ()
+    differ: bool = False
+
+    def inputs(self) -> dict[str, Any]:
+        """The template inputs every teacher prompt declares for the levers."""
+        return {"taboo": list(self.taboo), "earlier": list(self.earlier), "differ": self.differ}
+
+
+NO_DIVERSITY = Diversity()  # the default of every task's teacher_messages: no lever, today's prompt
+
+
+def distinct_examples(schema: dict[str, Any]) -> dict[str, Any]:
+    """The teacher schema with its examples required to be distinct (JSON-schema uniqueItems: the grammar cannot
+    enforce it, the reply check does, so a reply repeating an item is retried as any schema-invalid reply is)."""
+    examples = dict(schema["properties"]["examples"], uniqueItems=True)
+    return {**schema, "properties": {**schema["properties"], "examples": examples}}
 
 
 def bounded_string(max_length: int, min_length: int = 1) -> dict[str, Any]:
