@@ -22,7 +22,7 @@ from engine.checks import (
     unpaired_dollars,
 )
 from engine.config import ChecksConfig
-from engine.dedup import DedupIndex
+from engine.dedup import RESTATEMENT, DedupIndex, Restatements
 from engine.example_rows import example_from_row
 from engine.tasks.base import Task
 
@@ -105,14 +105,21 @@ class CandidateFilter:
         out = Decisions()
         survivors = []
         siblings = DedupIndex(self.near_duplicate)
+        # the teacher rewording its parent or a sibling; rows another source made (meta.origin: eda, oracle, pool) are
+        # edits or real rows on purpose, not a teacher's restatements
+        restated = Restatements(getattr(self.checks, "restatement", RESTATEMENT))
         for row in pending:
             reason = self.screen(row, out.flags)
-            if reason is None and self.checks.siblings:
-                if siblings.match(row["input"]) is not None:
-                    reason = "sibling_duplicate"
-                else:
-                    siblings.add(row["input"], row["id"])
+            if reason is None and self.checks.siblings and siblings.match(row["input"]) is not None:
+                reason = "sibling_duplicate"
+            parent = row.get("parent_id")
+            if (reason is None and not (row.get("meta") or {}).get("origin")
+                    and restated.match(row["input"], parent, self.input_of.get(parent)) is not None):
+                reason = "restatement"
             if reason is None:
+                if self.checks.siblings:
+                    siblings.add(row["input"], row["id"])
+                restated.add(row["input"], row["id"], parent)
                 survivors.append(row)
             else:
                 out.rejected[row["id"]] = reason
