@@ -145,11 +145,16 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="Override a key of the config for every run (repeatable)."),
     store: Path | None = StoreOpt,
     resume: int | None = typer.Option(None, "--resume", help="Continue sweep N (instead of CONFIG)."),
+    ray_address: str | None = typer.Option(None, "--ray", help="Run each unfinished cell as a Ray task on the cluster at this address ('local': a Ray of this machine's own), merged into the store here."),
 ) -> None:
     """Run every (arm, seed set) of an experiment as its own run; the same command again continues where it stopped."""
     from engine.cli_progress import CliProgress
     from engine.sweep import open_sweep, plan_sweep, run_sweep, sweep_store_path
 
+    if ray_address is not None:  # before the sweep is created: nothing is written when Ray is missing
+        from engine.ray_sweep import import_ray
+
+        import_ray()
     if resume is not None:
         st = _open_store(store)
         sweep_id = resume
@@ -168,7 +173,12 @@ def sweep(
         console.print(f"[bold]sweep {sweep_id}[/] {verb} in {st.path}: {', '.join(a.name for a in plan.arms)}{sized} × "
                       f"{plan.seed_sets} seed sets")
     with CliProgress(console) as progress:
-        status = run_sweep(st, sweep_id, on_line=lambda line: progress.log(line), on_progress=progress.update)
+        if ray_address is not None:
+            from engine.ray_sweep import run_sweep_ray
+
+            status = run_sweep_ray(st, sweep_id, ray_address, on_line=lambda line: progress.log(line))
+        else:
+            status = run_sweep(st, sweep_id, on_line=lambda line: progress.log(line), on_progress=progress.update)
     if status == RunStatus.FINISHED:
         _print_report(st, sweep_id)
 
