@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 def l2l(*args: str, prelude: str = "", fault: str | None = None) -> subprocess.CompletedProcess[str]:
     """The `l2l` command in a process of its own, after `prelude` (Python run first); L2L_FAULT reaches Ray's workers."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    # Ray gives a starting worker 60 s to register; on a busy 2-core box a niced worker took longer once and the
+    # sweep hung until Ray gave up on it
+    env.setdefault("RAY_worker_register_timeout_seconds", "600")
     env.pop("L2L_FAULT", None)
     if fault:
         env["L2L_FAULT"] = fault
