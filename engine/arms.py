@@ -60,6 +60,7 @@ ABLATIONS = {
     "no_questions": ("checks.questions=false", "rejecting statements and answers where the seeds are questions"),
     "no_language": ("checks.language=false", "rejecting text in another language than the seeds'"),
     "no_prompt_echo": ("checks.prompt_echo=false", "rejecting text that repeats the teacher's instructions"),
+    "no_restatement": ("checks.restatement=0", "rejecting rewordings of the parent or a sibling (word containment)"),
 }
 
 # One arm per lever against a teacher that copies the example it is shown ([augment], issue 29): llm2llm with that

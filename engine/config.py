@@ -183,6 +183,7 @@ class ChecksConfig(Section):
     questions: bool = Field(True, description="Where nearly every seed asks something (math problems), reject a candidate that asks nothing: a statement or an answer instead of a problem (not_a_question).")
     language: bool = Field(True, description="Reject a candidate confidently in another language than the seeds' majority and its parent example (wrong_language); unsure guesses pass.")
     prompt_echo: bool = Field(True, description="Reject a candidate that repeats a run of the teacher prompt's instructions (prompt_echo).")
+    restatement: float = Field(0.8, ge=0, le=1, description="Reject a teacher-written candidate whose word containment (rapidfuzz token_set_ratio of its content words: LaTeX markup and English function words dropped) against the example it was written from, or a candidate already accepted for the same example this round, is at or above this (restatement). Texts with fewer than 10 distinct content words, of unlike size (smaller word set under 60% of the larger) or with other numbers (number sets' Jaccard under 2/3) are exempt. 0: off.")
 
 
 class AugmentConfig(Section):

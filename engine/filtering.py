@@ -22,7 +22,7 @@ from engine.checks import (
     unpaired_dollars,
 )
 from engine.config import ChecksConfig
-from engine.dedup import RESTATEMENT, DedupIndex, Restatements
+from engine.dedup import DedupIndex, Restatements
 from engine.example_rows import example_from_row
 from engine.tasks.base import Task
 
@@ -107,7 +107,7 @@ class CandidateFilter:
         siblings = DedupIndex(self.near_duplicate)
         # the teacher rewording its parent or a sibling; rows another source made (meta.origin: eda, oracle, pool) are
         # edits or real rows on purpose, not a teacher's restatements
-        restated = Restatements(getattr(self.checks, "restatement", RESTATEMENT))
+        restated = Restatements(self.checks.restatement)
         for row in pending:
             reason = self.screen(row, out.flags)
             if reason is None and self.checks.siblings and siblings.match(row["input"]) is not None:

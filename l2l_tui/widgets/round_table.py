@@ -48,6 +48,7 @@ SHORT_REASONS = {
     "meta_text": "meta", "label_disagrees": "disagree", "not_a_task": "not task", "label_mismatch": "mismatch",
     "solve_disagrees": "solve", "copy_of_seed": "copy", "leaks_eval": "leak", "duplicate": "dup",
     "sibling_duplicate": "sibling", "label_balance": "balance", "control_chars": "ctrl", "unbalanced_math": "unpaired $", "not_a_question": "no question", "verify_failed": "unverified",
+    "restatement": "restated", "over_budget": "budget",
 }
 
 
