@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from rich.table import Table
+from rich.text import Text
 
 from engine.sweep_report import Spread, SweepReport
 
@@ -100,3 +103,19 @@ def labels_saved(report: SweepReport, resamples: int = 2000, seed: int = 0) -> l
         out.append(LabelsSaved(size=n, arm=arm, accuracy=accuracy, plain=plain, needed=needed,
                                low=None if math.isinf(low) else low, high=None if math.isinf(high) else high))
     return out
+
+
+def curve_parts(report: SweepReport) -> list[Any]:
+    """The data-efficiency curve (test % per arm and seed size; oracle marked as the ceiling) and the labels saved."""
+    table = Table(title="data-efficiency curve: test % (mean ± sd over seed sets) by seed size", title_justify="left")
+    table.add_column("arm")
+    for n in report.sizes:
+        table.add_column(f"n={n}", justify="right")
+    for arm, points in curve(report).items():
+        name = f"{arm} (ceiling)" if arm == "oracle" else arm
+        table.add_row(name, *(points[n].show(100) + (f" ({points[n].n})" if points[n].n else "") for n in report.sizes))
+    lines = [Text("labels saved: the seeds the plain curve needs to match the best augmenting arm (interpolated in log "
+                  "size; 95% CI from resampling seed sets)", style="bold")]
+    lines += [Text("  " + saved.show()) for saved in labels_saved(report)] or [Text("  - (needs plain or plain_tuned at "
+                                                                                   "every size)")]
+    return [table, *lines]

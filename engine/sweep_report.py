@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,10 @@ def _baselines(rows: list[dict[str, Any]]) -> list[str]:
     return [key[3:] for key in rows[0] if key.startswith("vs_") and key[3:] in arms] if rows else list(BASELINES)
 
 
-def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Path] | None = None) -> Group:
-    """The report as rich tables: per seed size, the arms and their paired differences; then the curve."""
+def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Path] | None = None,
+           curve: Sequence[Any] = ()) -> Group:
+    """The report as rich tables: per seed size, the arms and their paired differences; then `curve` (engine.curve's
+    parts, for a sweep with several seed sizes)."""
     baselines = _baselines(rows)
     sweep = report.sweep
     sizes = sorted({row.get("seed_size", 0) for row in rows})
@@ -248,8 +251,7 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
                 cells += [_delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])]
             deltas.add_row(row["arm"], *cells)
         parts += [table, deltas]
-    if len(sizes) > 1:
-        parts += _curve_parts(report)
+    parts += list(curve)
     reasons = sorted({reason for row in rows for reason in row["rejected"]})
     if reasons:
         rejected = Table(title="examples rejected, by reason (all seed sets and sizes)", title_justify="left")
@@ -283,24 +285,6 @@ def _strength(report: SweepReport, sizes: list[int]) -> list[Text]:
             f"(always {judge['majority']!r}: {100 * judge['majority_share']:.1f}%); round-0 student on validation: "
             f"{', '.join(students) or '-'}")
     return [Text(line)]
-
-
-def _curve_parts(report: SweepReport) -> list[Any]:
-    """The data-efficiency curve (test % per arm and seed size; oracle marked as the ceiling) and the labels saved."""
-    from engine.curve import curve, labels_saved
-
-    table = Table(title="data-efficiency curve: test % (mean ± sd over seed sets) by seed size", title_justify="left")
-    table.add_column("arm")
-    for n in report.sizes:
-        table.add_column(f"n={n}", justify="right")
-    for arm, points in curve(report).items():
-        name = f"{arm} (ceiling)" if arm == "oracle" else arm
-        table.add_row(name, *(points[n].show(100) + (f" ({points[n].n})" if points[n].n else "") for n in report.sizes))
-    lines = [Text("labels saved: the seeds the plain curve needs to match the best augmenting arm (interpolated in log "
-                  "size; 95% CI from resampling seed sets)", style="bold")]
-    lines += [Text("  " + saved.show()) for saved in labels_saved(report)] or [Text("  - (needs plain or plain_tuned at "
-                                                                                   "every size)")]
-    return [table, *lines]
 
 
 def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:

@@ -199,6 +199,7 @@ def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l s
 
 
 def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
+    from engine.curve import curve_parts
     from engine.sweep_report import BASELINES, arm_rows, gather, render, report_folder, write_files
 
     report_ = gather(st, sweep_id)
@@ -208,7 +209,7 @@ def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
     baselines = (*BASELINES, *(a for a in against or [] if a not in BASELINES))
     rows = [row for size in report_.sizes for row in arm_rows(report_, baselines, size)]
     files = write_files(report_, rows, report_folder(st, sweep_id))
-    out.print(render(report_, rows, files))
+    out.print(render(report_, rows, files, curve_parts(report_) if len(report_.sizes) > 1 else ()))
 
 
 @app.command()
