@@ -68,7 +68,7 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
     rows = reviews(132)
     seeds, evals = rows[:32], rows[32:132]
     prompt = "Is the sentiment of this movie review positive or negative?\nReview: {}\nAnswer:"
-    pairs = [(prompt.format(r["input"]), " " + str(r["target"])) for r in seeds]
+    pairs = [(prompt.format(r["text"]), " " + str(r["label"])) for r in seeds]
     student = Student.load(student_folder, plan_training("none"), LoraParams(), 256)
 
     def train() -> None:
@@ -78,7 +78,7 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
     def evaluate() -> None:
         student.threads = TorchThreads(threads)
         options = [[" negative", " positive"]] * len(evals)
-        student.score_options([prompt.format(r["input"]) for r in evals], options, 32)
+        student.score_options([prompt.format(r["text"]) for r in evals], options, 32)
 
     def teach() -> None:
         teacher = open_teacher(TeacherParams(model=str(teacher_path), parallel=8, n_threads=threads, isolate="never"),
@@ -90,8 +90,8 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
             "additionalProperties": False}
         requests = [TeacherRequest(key=f"r{i}", messages=[
             {"role": "system", "content": "You write new movie reviews for a sentiment classifier. Reply with JSON."},
-            {"role": "user", "content": f"Write 1 new review with the same label as this one.\nReview: {r['input']}\n"
-                                        f"Label: {r['target']}"}], schema=schema, max_tokens=48, temperature=0.7,
+            {"role": "user", "content": f"Write 1 new review with the same label as this one.\nReview: {r['text']}\n"
+                                        f"Label: {r['label']}"}], schema=schema, max_tokens=48, temperature=0.7,
                                     top_p=0.95, seed=i) for i, r in enumerate(seeds[:8])]
         try:
             teacher.generate(requests)
