@@ -12,7 +12,7 @@ from engine.augment import verify_request, verify_shots, verify_verdict
 from engine.config import RunConfig
 from engine.tasks.base import Example, Task
 from models.errors import ConfigError
-from models.teacher.base import Teacher
+from models.teacher.base import Teacher, TeacherRequest
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,29 @@ def paired(base: JudgeReport, other: JudgeReport) -> str:
             f"right only with the comparison {gained}, only without it {lost}; exact McNemar p = {p:.3f}")
 
 
-def judge(task: Task, cfg: RunConfig, examples: Sequence[Example], teacher: Teacher, split: str,
-          seeds: Sequence[Example] = ()) -> JudgeReport:
-    """Ask the teacher to verify each real example blind, with the run's own verification call (its shots drawn from
-    seeds as the loop draws them, never the judged row itself), and count."""
+def judge_requests(task: Task, cfg: RunConfig, examples: Sequence[Example], identity: str,
+                   seeds: Sequence[Example] = ()) -> list[TeacherRequest]:
+    """The run's own blind verification call for each real example (its shots drawn from seeds as the loop draws
+    them, never the judged row itself), keyed under the teacher's identity."""
     if not task.verifies:
         raise ConfigError("l2l judge: this task has no blind verification (classification, multiple choice and math "
                           "do); there is nothing to judge")
     shots = verify_shots(task, seeds, cfg.checks.verify_shots)
-    requests = [verify_request(task, cfg, ex, "judge", [s for s in shots if s.input != ex.input]) for ex in examples]
+    return [verify_request(task, cfg, ex, identity, [s for s in shots if s.input != ex.input]) for ex in examples]
+
+
+def judge_report(task: Task, examples: Sequence[Example], replies: Sequence[str | None], split: str,
+                 seconds: float) -> JudgeReport:
+    """Count the blind replies (None: no usable reply) against the examples' true answers."""
+    verdicts = tuple(verify_verdict(task, ex, reply) or "agrees" for ex, reply in zip(examples, replies, strict=True))
+    return JudgeReport(split=split, answers=tuple(str(ex.answer) for ex in examples), verdicts=verdicts, seconds=seconds)
+
+
+def judge(task: Task, cfg: RunConfig, examples: Sequence[Example], teacher: Teacher, split: str,
+          seeds: Sequence[Example] = ()) -> JudgeReport:
+    """Ask the teacher to verify each real example blind, with the run's own verification call, and count."""
+    requests = judge_requests(task, cfg, examples, "judge", seeds)
     t0 = time.perf_counter()
     replies = teacher.generate(requests)
     seconds = time.perf_counter() - t0
-    verdicts = tuple(verify_verdict(task, ex, reply.text if reply.error is None else None) or "agrees"
-                     for ex, reply in zip(examples, replies, strict=True))
-    return JudgeReport(split=split, answers=tuple(str(ex.answer) for ex in examples), verdicts=verdicts, seconds=seconds)
+    return judge_report(task, examples, [r.text if r.error is None else None for r in replies], split, seconds)

@@ -189,9 +189,11 @@ def _uses_teacher(sweep: dict[str, Any], arm: Arm) -> bool:
 
 
 def _judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, limit: int = 100) -> None:
-    """The teacher's blind accuracy on (up to `limit`) validation rows, as `l2l judge` measures it, stored on the sweep
-    once, so the report sets it beside the round-0 student's."""
-    from engine.judge import judge
+    """The teacher's blind accuracy on (up to `limit`) validation rows, as `l2l judge` measures it, stored on the sweep;
+    its calls go through the store's teacher cache, so another sweep of the same task and teacher pays nothing."""
+    import time
+
+    from engine.judge import judge_report, judge_requests
     from engine.model_slots import open_run_teacher
 
     cfg, _ = run_config(sweep["doc"], sweep["source"] or "sweep", arm, 0, [])
@@ -199,12 +201,30 @@ def _judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, li
     if not prepared.task.verifies:
         return
     rows = prepared.splits.validation[:limit]
-    on_line(f"judging the teacher on {len(rows)} validation rows (once per sweep) …")
     teacher = open_run_teacher(cfg)
     try:
-        found = judge(prepared.task, cfg, rows, teacher, "validation", prepared.splits.seed)
+        identity = teacher.identity()
+        requests = judge_requests(prepared.task, cfg, rows, identity, prepared.splits.seed)
+        todo = list({r.key: r for r in requests if store.teacher_call(r.key) is None}.values())
+        on_line(f"judging the teacher on {len(rows)} validation rows (once per task; {len(requests) - len(todo)} "
+                "answered from the cache) …")
+        prompts = {r.key: r.messages for r in todo}
+
+        def save(reply: Any) -> None:  # each reply committed as it arrives: a killed sweep never pays it again
+            store.save_teacher_call({"key": reply.key, "model": identity, "prompt": json.dumps(prompts[reply.key]),
+                                     "response": reply.text, "ok": int(reply.error is None), "tokens_in": reply.tokens_in,
+                                     "tokens_out": reply.tokens_out, "seconds": reply.seconds, "error": reply.error,
+                                     "run_id": None, "round": None, "purpose": "judge"})
+
+        t0 = time.perf_counter()
+        if todo:
+            teacher.generate(todo, on_reply=save)
+        seconds = time.perf_counter() - t0
     finally:
         teacher.close()
+    calls = [store.teacher_call(r.key) for r in requests]
+    found = judge_report(prepared.task, rows, [c["response"] if c is not None and c["ok"] else None for c in calls],
+                         "validation", seconds)
     answer, share = found.majority
     record = {"split": "validation", "rows": found.rows, "right": sum(found.right), "agreement": found.agreement,
               "majority": answer, "majority_share": share, "seconds": round(found.seconds, 1), "model": cfg.teacher.model}

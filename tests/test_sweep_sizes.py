@@ -48,6 +48,7 @@ def test_killed_multi_size_sweep_resumes_without_redoing_cells(sized: tuple[Path
         assert cells[cell] == run_id and store.run(run_id)["ended"] == info["ended"][run_id], f"{cell} was redone"
     assert store.sweep(1)["status"] == "finished" and store.sweep(1)["seed_sizes"] == SIZES
     assert store.sweep(1)["judge"]["rows"] == 4, "the teacher judged the validation rows once"
+    assert store.count("teacher_calls", purpose="judge") == 4, "the judge's calls are in the teacher cache"
 
 
 def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, dict]) -> None:
