@@ -38,6 +38,7 @@ from engine.status import RunStatus
 from engine.store import Store, now
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
+from engine.tracking import RunTracking
 from models.params import Selection
 from models.teacher.base import TeacherRequest
 
@@ -59,6 +60,8 @@ class Loop:
         self.on_log = on_log
         self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_teacher=self._record_teacher)
         self.signals = Signals()
+        self._pool: tuple[Any, Any] | None = None  # data.unlabeled and its BM25 index, once per process
+        self.tracking = RunTracking(store, run_id, self.cfg, self.log)  # off unless tracking.mlflow is set
 
     # plumbing ---------------------------------------------------------------------------------
     def log(self, message: str, *, kind: str = "info", level: str = "info", **data: Any) -> None:
@@ -117,6 +120,7 @@ class Loop:
                     return "finished"
                 idx, phase = current["idx"], current["phase"]
                 getattr(self, f"_phase_{phase}")(idx)
+                self.tracking.phase_done()
                 fault_point(phase, idx, "done")
                 self.signals.check()
                 self._check_stop()
@@ -135,6 +139,7 @@ class Loop:
         except Exception as err:
             raise self._failed(err) from err
         finally:
+            self.tracking.end()  # before the handlers go back: a Ctrl-C during an upload is a polite stop
             self.signals.restore()
             self.models.close()
             try:
@@ -429,10 +434,10 @@ class Loop:
             elif source == "oracle":
                 made = oracle_candidates(self.cfg, self.task, idx, targets, [r["input"] for r in self.store.examples(self.run_id)])
             else:
-                pool = self._unlabeled()
+                pool, index = self._unlabeled()
                 taken = {int(r["meta"]["pool_row"]) for r in self.store.examples(self.run_id, split="synthetic")
                          if (r["meta"] or {}).get("origin") == "pool"}
-                made, asked = pool_candidates(self.cfg, idx, targets, pool.texts, pool.rows, taken, str(pool.path))
+                made, asked = pool_candidates(self.cfg, idx, targets, pool.texts, pool.rows, taken, str(pool.path), index)
                 if len(made) < asked:
                     self.log(f"round {idx}: the unlabeled pool had {len(made)} unused rows for {asked} asked; using what "
                              "there is", kind="phase", level="warning")
@@ -453,16 +458,20 @@ class Loop:
         self.log(f"round {idx}: {source} gave {len(candidates)} candidates for {len(targets)} "
                  f"{_targets_noun(self.cfg.loop.targets)} ({meter.seconds:.1f}s)", kind="phase")
 
-    def _unlabeled(self) -> Any:
-        """The run's unlabeled pool (data.unlabeled), minus its own texts; its notes logged once per load."""
-        from engine.unlabeled import load_unlabeled
+    def _unlabeled(self) -> tuple[Any, Any]:
+        """The run's unlabeled pool (data.unlabeled) minus its own texts, and its BM25 index: read and indexed once per
+        process (seconds for 100k rows), then every round only queries it."""
+        if self._pool is None:
+            from engine.retrieval import BM25
+            from engine.unlabeled import load_unlabeled
 
-        rows = self.store.examples(self.run_id)
-        pool = load_unlabeled(self.cfg, self.task, [r["input"] for r in rows if r["split"] != "synthetic"],
-                              [r["input"] for r in rows if r["split"] == "seed"])
-        for note in pool.notes:
-            self.log(note, kind="info", level="warning")
-        return pool
+            rows = self.store.examples(self.run_id)
+            pool = load_unlabeled(self.cfg, self.task, [r["input"] for r in rows if r["split"] != "synthetic"],
+                                  [r["input"] for r in rows if r["split"] == "seed"])
+            for note in pool.notes:
+                self.log(note, kind="info", level="warning")
+            self._pool = (pool, BM25(pool.texts))
+        return self._pool
 
     # filter -------------------------------------------------------------------------------------
     def _phase_filter(self, idx: int) -> None:

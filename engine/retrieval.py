@@ -3,19 +3,20 @@ under a second a round (rapidfuzz's token_set_ratio took 5 s for one query over 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
-from engine.dedup import normalise
-
 K1 = 1.5
 B = 0.75
+_WORD = re.compile(r"[^\W_]+|\x00")  # engine.dedup.normalise's words, and the separator the index joins texts with
 
 
 def tokens(text: str) -> list[str]:
-    """Casefolded words (engine.dedup.normalise's words)."""
-    return normalise(text).split()
+    """Casefolded NFKC words (engine.dedup.normalise's words)."""
+    return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w != "\x00"]
 
 
 class BM25:
@@ -23,16 +24,17 @@ class BM25:
 
     def __init__(self, texts: Sequence[str]) -> None:
         self.n = len(texts)
-        self.vocab: dict[str, int] = {}
-        term_ids: list[int] = []
-        doc_ids: list[int] = []
-        lengths = np.zeros(max(self.n, 1), dtype=np.float64)
-        for d, text in enumerate(texts):
-            words = tokens(text)
-            lengths[d] = len(words)
-            term_ids.extend(self.vocab.setdefault(w, len(self.vocab)) for w in words)
-            doc_ids.extend([d] * len(words))
-        pairs = np.asarray(term_ids, dtype=np.int64) * max(self.n, 1) + np.asarray(doc_ids, dtype=np.int64)
+        self.vocab: dict[str, int] = {"\x00": -1}
+        # one regex pass over all texts joined by NUL (a per-text loop took 5 s for 100k rows on the dev CPU)
+        joined = unicodedata.normalize("NFKC", "\x00".join(t.replace("\x00", " ") for t in texts)).casefold()
+        vocab = self.vocab
+        ids = np.fromiter((vocab.setdefault(w, len(vocab) - 1) for w in _WORD.findall(joined)), dtype=np.int64)
+        del self.vocab["\x00"]
+        separator = ids == -1
+        doc_ids = np.cumsum(separator)[~separator]
+        term_ids = ids[~separator]
+        lengths = np.bincount(doc_ids, minlength=max(self.n, 1)).astype(np.float64)
+        pairs = term_ids * max(self.n, 1) + doc_ids
         unique, tf = np.unique(pairs, return_counts=True)  # sorted: by term, then by row
         terms, self.docs = unique // max(self.n, 1), unique % max(self.n, 1)
         self.offsets = np.searchsorted(terms, np.arange(len(self.vocab) + 1))

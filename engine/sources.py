@@ -73,10 +73,10 @@ def oracle_candidates(cfg: RunConfig, task: Task, round_idx: int, targets: Seque
 
 
 def pool_candidates(cfg: RunConfig, round_idx: int, targets: Sequence[Target], texts: Sequence[str],
-                    rows: Sequence[int], taken: set[int], path: str) -> tuple[list[Candidate], int]:
-    """Unlabeled pool rows (not taken by an earlier round) nearest each target, each given the target's label for the
-    teacher's blind verification to confirm; returns the candidates and how many were asked for."""
-    index = BM25(texts)
+                    rows: Sequence[int], taken: set[int], path: str, index: BM25) -> tuple[list[Candidate], int]:
+    """Unlabeled pool rows (not taken by an earlier round) nearest each target by `index` (BM25 of `texts`), each given
+    the target's label for the teacher's blind verification to confirm; returns the candidates and how many were asked
+    for."""
     free = np.array([r not in taken for r in rows], dtype=bool)
     out = []
     asked = 0
