@@ -186,6 +186,39 @@ def round_details(store: Store, run_id: int) -> list[Text]:
     return lines
 
 
+# who made a new example (examples.meta.origin; none: the teacher wrote it), as `l2l status` counts them: one, many
+MADE_BY = {"teacher": ("written by the teacher", "written by the teacher"), "pool": ("real pool row", "real pool rows"),
+           "eda": ("eda edit", "eda edits"), "oracle": ("oracle row", "oracle rows")}
+
+
+def origin_counts(store: Store, run_id: int) -> dict[str, dict[str, int]]:
+    """New (synthetic) examples kept and rejected, by who made them: teacher, pool, eda, oracle."""
+    rows = store.db.execute(
+        "SELECT status, CASE WHEN json_valid(meta) THEN COALESCE(json_extract(meta, '$.origin'), 'teacher') "
+        "ELSE 'teacher' END AS origin, COUNT(*) FROM examples WHERE run_id = ? AND split = 'synthetic' "
+        "AND status IN ('kept', 'rejected') GROUP BY status, origin", [run_id])
+    out: dict[str, dict[str, int]] = {}
+    for status, origin, n in rows:
+        out.setdefault(str(status), {})[str(origin)] = int(n)
+    return out
+
+
+def origin_lines(store: Store, run_id: int) -> list[Text]:
+    """'kept: 12 written by the teacher, 5 real pool rows' (and the rejected alike), where some new examples are not
+    the teacher's (pool, eda, oracle rows); none otherwise, as the round table already counts them."""
+    counts = origin_counts(store, run_id)
+    if all(origin == "teacher" for by in counts.values() for origin in by):
+        return []
+    lines = []
+    for status in ("kept", "rejected"):
+        by = counts.get(status) or {}
+        order = [o for o in MADE_BY if o in by] + sorted(o for o in by if o not in MADE_BY)
+        parts = [f"{by[o]} {MADE_BY.get(o, (o, o))[by[o] != 1]}" for o in order]
+        if parts:
+            lines.append(Text(f"{status}: {', '.join(parts)}"))
+    return lines
+
+
 def run_summary(store: Store, run_id: int, width: int = 120) -> Group:
     """Header line, round table and best-round line of one run, read from one snapshot of the store."""
     with store.snapshot():
@@ -202,6 +235,7 @@ def _run_summary(store: Store, run_id: int, width: int) -> Group:
         parts.append(Text(f"training: {run['plan']['mode']} on {run['plan']['device']} — {run['plan']['reason']}", style="dim"))
     parts.append(rounds_table(store, run_id, width=width))
     parts.extend(round_details(store, run_id))
+    parts.extend(origin_lines(store, run_id))
     if run.get("best_round") is not None:
         best = store.existing_round(run_id, run["best_round"])
         first = store.existing_round(run_id, 0)

@@ -13,6 +13,10 @@ from engine.worker import worker_log
 
 LIVE_STATUSES = ("running", "stopping")
 EXAMPLE_LIMIT = 2000
+# Who made a synthetic example: examples.meta.origin (pool, eda, oracle: engine/sources.py), else the teacher wrote it.
+ORIGIN_SQL = ("CASE WHEN e.split != 'synthetic' THEN NULL WHEN json_valid(e.meta) "
+              "THEN COALESCE(json_extract(e.meta, '$.origin'), 'teacher') ELSE 'teacher' END")
+ORIGIN_ORDER = ("teacher", "pool", "eda", "oracle")
 
 
 def open_store(path: Path) -> Store:
@@ -86,6 +90,7 @@ class ExampleFilter:
     status: str | None = None
     reason: str | None = None
     text: str | None = None
+    origin: str | None = None  # who made a synthetic example: teacher, pool, eda or oracle (ORIGIN_SQL)
 
 
 def evaluated_rounds(store: Store, run_id: int) -> list[int]:
@@ -102,8 +107,19 @@ def filter_options(store: Store, run_id: int) -> dict[str, Any]:
                                         "ORDER BY origin_round", [run_id])]
     statuses = [r[0] for r in db.execute("SELECT DISTINCT status FROM examples WHERE run_id = ? ORDER BY status", [run_id])]
     counts = reason_counts(store, run_id)
+    made_by = origin_counts(store, run_id)
     return {"split": splits, "origin_round": origins, "eval_round": evaluated_rounds(store, run_id),
-            "status": statuses, "reason": list(counts), "reason_counts": counts}
+            "status": statuses, "reason": list(counts), "reason_counts": counts, "origin": list(made_by),
+            "origin_counts": made_by}
+
+
+def origin_counts(store: Store, run_id: int) -> dict[str, int]:
+    """Synthetic examples per origin (teacher, pool, eda, oracle: ORIGIN_SQL), in that order, others after."""
+    rows = store.db.execute(f"SELECT {ORIGIN_SQL} AS origin, COUNT(*) FROM examples e WHERE e.run_id = ? AND "
+                            "e.split = 'synthetic' GROUP BY origin", [run_id])
+    counts = {str(r[0]): int(r[1]) for r in rows}
+    order = [o for o in ORIGIN_ORDER if o in counts] + sorted(o for o in counts if o not in ORIGIN_ORDER)
+    return {o: counts[o] for o in order}
 
 
 def reason_counts(store: Store, run_id: int) -> dict[str, int]:
@@ -139,11 +155,15 @@ def _filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int,
     if flt.text:
         where.append("(e.input LIKE ? OR e.target LIKE ?)")
         args += [f"%{flt.text}%"] * 2
+    if flt.origin is not None:
+        where.append(f"({ORIGIN_SQL}) = ?")
+        args.append(flt.origin)
     join = "LEFT JOIN predictions p ON p.run_id = e.run_id AND p.example_id = e.id AND p.round = ?"
     clause = " AND ".join(where)
     total = store.db.execute(f"SELECT COUNT(*) FROM examples e {join} WHERE {clause}", [eval_round, *args]).fetchone()[0]
     sql = (f"SELECT e.id, e.split, e.origin_round, e.parent_id, e.status, e.reason, e.input, e.answer, "
-           f"p.extracted, p.correct FROM examples e {join} WHERE {clause} ORDER BY e.id LIMIT ? OFFSET ?")
+           f"p.extracted, p.correct, {ORIGIN_SQL} AS origin FROM examples e {join} WHERE {clause} ORDER BY e.id "
+           "LIMIT ? OFFSET ?")
     rows = [dict(r) for r in store.db.query(sql, [eval_round, *args, limit, offset])]
     return rows, int(total), eval_round
 
@@ -214,8 +234,9 @@ def sweep_list(store: Store) -> list[dict[str, Any]]:
     for sweep in store.sweeps():
         arms = [a["name"] for a in sweep["arms"]]
         got = counts.get(sweep["id"], {})
+        sizes = len(sweep.get("seed_sizes") or [0])  # cells are arm x seed size x seed set
         out.append({"id": sweep["id"], "name": sweep["name"], "status": effective_status(sweep), "arms": arms,
-                    "seed_sets": sweep["seed_sets"], "planned": len(arms) * sweep["seed_sets"],
+                    "seed_sets": sweep["seed_sets"], "planned": len(arms) * sizes * sweep["seed_sets"],
                     "created_runs": int(got.get("created") or 0), "finished": int(got.get("finished") or 0),
                     "created": sweep["created"], "error": sweep.get("error")})
     return out
@@ -229,7 +250,7 @@ def sweep_signature(store: Store, sweep_id: int) -> tuple[Any, ...] | None:
     cells = store.db.query(
         "SELECT sr.arm, sr.seed_set, r.id, r.status, r.host, r.pid, r.pid_started, r.updated, r.best_round, "
         "(SELECT group_concat(idx || ':' || phase || ':' || COALESCE(val_acc, ''), ',') FROM rounds WHERE run_id = r.id) "
-        "AS rounds FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id WHERE sr.sweep_id = ? ORDER BY sr.seed_set, sr.arm",
+        "AS rounds FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id WHERE sr.sweep_id = ? ORDER BY sr.seed_set, sr.seed_size, sr.arm",
         [sweep_id])
     return (effective_status(rows[0]), rows[0]["updated"],
             tuple((c["arm"], c["seed_set"], c["id"], effective_status(c), c["updated"], c["best_round"], c["rounds"])
@@ -238,19 +259,38 @@ def sweep_signature(store: Store, sweep_id: int) -> tuple[Any, ...] | None:
 
 @dataclass
 class SweepView:
-    """One sweep as the sweep screen shows it (engine.sweep_report's numbers, curves for the plot, written files)."""
+    """One sweep as the sweep screen shows it (engine.sweep_report's numbers, curves for the plots, written files)."""
 
     sweep: dict[str, Any]
-    rows: list[dict[str, Any]]  # engine.sweep_report.arm_rows
+    rows: list[dict[str, Any]]  # engine.sweep_report.arm_rows at every seed size (each row has its seed_size)
     runs: list[Any]  # engine.sweep_report.RunFacts of every created run, finished or not
-    curves: dict[str, list[tuple[int, float, float, float, int]]]  # arm -> (round, mean, min, max, runs) of validation %
+    round_curves: dict[int, dict[str, list[tuple[int, float, float, float, int]]]]  # seed size -> sweep_curves
     finished: tuple[int, ...]  # ids of the finished runs the numbers rest on
+    sizes: list[int] = field(default_factory=lambda: [0])  # SweepReport.sizes: [0] for a sweep without seed sizes
+    data_curve: dict[str, dict[int, Any]] = field(default_factory=dict)  # engine.curve.curve (several sizes only)
+    saved: list[str] = field(default_factory=list)  # engine.curve.labels_saved, shown (several sizes only)
+    first_val: dict[int, float] = field(default_factory=dict)  # seed size -> mean round-0 validation of finished runs
     files: dict[str, Path] = field(default_factory=dict)
     files_error: str | None = None
 
-    def runs_of(self, arm: str) -> list[Any]:
-        """The created runs of one arm, by seed set."""
-        return sorted((r for r in self.runs if r.arm == arm), key=lambda r: r.seed_set)
+    @property
+    def sized(self) -> bool:
+        """Whether the sweep has several seed sizes."""
+        return len(self.sizes) > 1
+
+    @property
+    def curves(self) -> dict[str, list[tuple[int, float, float, float, int]]]:
+        """Validation % per round per arm at the smallest seed size."""
+        return self.round_curves.get(self.sizes[0], {})
+
+    def rows_at(self, size: int) -> list[dict[str, Any]]:
+        """The arm rows at one seed size."""
+        return [row for row in self.rows if row.get("seed_size", 0) == size]
+
+    def runs_of(self, arm: str, size: int | None = None) -> list[Any]:
+        """The created runs of one arm (at one seed size, else at every size), by seed set."""
+        return sorted((r for r in self.runs if r.arm == arm and (size is None or r.seed_size == size)),
+                      key=lambda r: (r.seed_size, r.seed_set))
 
 
 def sweep_curves(runs: list[Any], arms: list[str]) -> dict[str, list[tuple[int, float, float, float, int]]]:
@@ -268,19 +308,41 @@ def sweep_curves(runs: list[Any], arms: list[str]) -> dict[str, list[tuple[int, 
     return curves
 
 
+def first_validation(runs: list[Any], sizes: list[int]) -> dict[int, float]:
+    """Per seed size, the round-0 student's validation accuracy, mean over the finished runs of every arm (what
+    `l2l report` sets beside the teacher's blind accuracy)."""
+    out = {}
+    for size in sizes:
+        firsts = [r.val_by_round[0] for r in runs if r.seed_size == size and r.status == "finished" and r.val_by_round
+                  and r.val_by_round[0] is not None]
+        if firsts:
+            out[size] = sum(firsts) / len(firsts)
+    return out
+
+
 def sweep_view(store: Store, sweep_id: int, previous: SweepView | None = None) -> SweepView:
-    """gather + arm_rows of engine.sweep_report, and its CSVs and PNG written; the arm rows (a bootstrap per arm) and
-    the files of `previous` are reused while the set of finished runs is the same (only finished runs enter them)."""
+    """gather + arm_rows (at every seed size) of engine.sweep_report, engine.curve's curve and labels saved, and the
+    CSVs and PNG written; the arm rows (a bootstrap per arm and size), the curve and the files of `previous` are
+    reused while the set of finished runs is the same (only finished runs enter them)."""
     from engine.sweep_report import arm_rows, gather, report_folder, write_files
 
     report = gather(store, sweep_id)
     sweep = {**report.sweep, "status": effective_status(report.sweep)}
     finished = tuple(sorted(r.run_id for r in report.runs if r.status == "finished"))
-    curves = sweep_curves(report.runs, report.arms)
-    if previous is not None and previous.finished == finished:
-        return SweepView(sweep=sweep, rows=previous.rows, runs=report.runs, curves=curves, finished=finished,
+    sizes = report.sizes
+    round_curves = {size: sweep_curves([r for r in report.runs if r.seed_size == size], report.arms) for size in sizes}
+    first_val = first_validation(report.runs, sizes)
+    if previous is not None and previous.finished == finished and previous.sizes == sizes:
+        return SweepView(sweep=sweep, rows=previous.rows, runs=report.runs, round_curves=round_curves, finished=finished,
+                         sizes=sizes, data_curve=previous.data_curve, saved=previous.saved, first_val=first_val,
                          files=previous.files, files_error=previous.files_error)
-    view = SweepView(sweep=sweep, rows=arm_rows(report), runs=report.runs, curves=curves, finished=finished)
+    view = SweepView(sweep=sweep, rows=[row for size in sizes for row in arm_rows(report, size=size)], runs=report.runs,
+                     round_curves=round_curves, finished=finished, sizes=sizes, first_val=first_val)
+    if len(sizes) > 1:
+        from engine.curve import curve, labels_saved
+
+        view.data_curve = curve(report)
+        view.saved = [saved.show() for saved in labels_saved(report)]
     try:
         view.files = write_files(report, view.rows, report_folder(store, sweep_id))
     except Exception as err:  # a plot that cannot be written must not hide the tables

@@ -131,5 +131,34 @@ def test_sweep_screen(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(frozen_app(tmp_path / "l2l.db"), terminal_size=SIZE, run_before=steps("w", "enter"))
 
 
+def test_sweep_screen_sizes(snap_compare: Any, tmp_path: Path) -> None:
+    """A sweep with two seed sizes: the tables at the smallest, the data-efficiency curve, the labels saved."""
+    from test_tui_sweep_sizes import build_sized_sweep_store
+
+    build_sized_sweep_store(tmp_path / "l2l.db")
+    assert snap_compare(frozen_app(tmp_path / "l2l.db"), terminal_size=SIZE, run_before=steps("w", "enter"))
+
+
+def test_sweep_screen_next_size(snap_compare: Any, tmp_path: Path) -> None:
+    """s: the tables at the next seed size; c: validation per round at that size in place of the curve."""
+    from test_tui_sweep_sizes import build_sized_sweep_store
+
+    build_sized_sweep_store(tmp_path / "l2l.db")
+    assert snap_compare(frozen_app(tmp_path / "l2l.db"), terminal_size=SIZE, run_before=steps("w", "enter", "s", "c"))
+
+
+async def _pool_rows(pilot: Pilot[Any]) -> None:
+    pilot.app.screen.query_one("#flt-origin", Select).value = "pool"
+    await pilot.pause()
+
+
+def test_examples_pool_rows(snap_compare: Any, tmp_path: Path) -> None:
+    """A run with pool, eda and oracle rows: the "written by" filter on pool, the pool file and row in the detail."""
+    from test_tui_origins import build_origin_store
+
+    path, _ = build_origin_store(tmp_path / "l2l.db")
+    assert snap_compare(frozen_app(path), terminal_size=SIZE, run_before=steps("x", then=_pool_rows))
+
+
 def test_help(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> None:
     assert snap_compare(frozen_app(fixed_run_store[0]), terminal_size=SIZE, run_before=steps("question_mark"))

@@ -1,4 +1,5 @@
-"""The example browser: every example of a run, filtered by split, round, correctness, status and reason (with counts)."""
+"""The example browser: every example of a run, filtered by split, round, who made it (teacher, pool, eda, oracle),
+correctness, status and reason (with counts)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
 from l2l_tui.queries import EXAMPLE_LIMIT, ExampleFilter, example_detail, filter_examples, filter_options, open_store
 from l2l_tui.screens.base import AppScreen
+from l2l_tui.widgets.example_origin import SourcedExampleView
 from l2l_tui.widgets.example_table import ExampleTable
 from l2l_tui.widgets.example_view import ExampleView
 
-FILTERS = ("split", "origin_round", "eval_round", "result", "status", "reason")
-PROMPTS = {"split": "split", "origin_round": "written in", "eval_round": "answer: last", "result": "✓ / ✗",
-           "status": "status", "reason": "reason"}
+FILTERS = ("split", "origin_round", "origin", "eval_round", "result", "status", "reason")
+PROMPTS = {"split": "split", "origin_round": "written in", "origin": "written by", "eval_round": "answer: last",
+           "result": "✓ / ✗", "status": "status", "reason": "reason"}
+COUNTED = {"reason": "reason_counts", "origin": "origin_counts"}  # filters whose values show their example counts
 
 
 class OptionsLoaded(Message):
@@ -85,13 +88,14 @@ class ExamplesScreen(AppScreen):
             yield Input(placeholder="/ search text", id="flt-text", compact=True)
         yield Label("", id="examples-count")
         yield ExampleTable(id="examples-table")
-        yield ExampleView(id="example-view")
+        yield SourcedExampleView(id="example-view")
         yield Footer()
 
     def on_mount(self) -> None:
         """Load the filter options and the first rows."""
         self.sub_title = f"run {self.run_id} · examples"
         self.query_one("#example-view").border_title = "example"
+        self.query_one("#flt-origin").display = False  # only in runs with examples no teacher wrote
         self.query_one(ExampleTable).focus()
         self._load_options()
 
@@ -127,18 +131,20 @@ class ExamplesScreen(AppScreen):
     def _options_loaded(self, event: OptionsLoaded) -> None:
         opts = dict(event.options)
         opts["result"] = ["correct", "wrong"]
-        counts = opts.get("reason_counts") or {}
         for name in FILTERS:
             select = self.query_one(f"#flt-{name}", Select)
             values = opts.get(name, [])
             label = {"origin_round": "written r{}", "eval_round": "answer r{}"}.get(name, "{}")
             with select.prevent(Select.Changed):
-                if name == "reason":
+                if name in COUNTED:
+                    counts = opts.get(COUNTED[name]) or {}
                     select.set_options([(f"{v} ({counts.get(v, 0)})", v) for v in values])
                 else:
                     select.set_options([(label.format(v), v) for v in values])
                 current = getattr(self.flt, name)
                 select.value = current if current in values else Select.NULL
+        # pool, eda and oracle rows, or a filter set by whoever opened the screen
+        self.query_one("#flt-origin").display = any(v != "teacher" for v in opts.get("origin", [])) or bool(self.flt.origin)
         self._load_rows(self.flt)
 
     @on(ExamplesLoaded)

@@ -16,7 +16,8 @@ def one_line(text: str | None, width: int) -> str:
 
 
 class ExampleTable(RowTable):
-    """Examples of a run; the row key is the example id."""
+    """Examples of a run; the row key is the example id; a synthetic row no teacher wrote shows its origin in the split
+    column (synthetic·pool, synthetic·eda, synthetic·oracle)."""
 
     COLUMNS = (("id", "id"), ("split", "split"), ("round", "origin"), ("parent", "parent"), ("status", "status"),
                ("answer", "answer"), ("student", "student"), ("input", "input"))
@@ -31,7 +32,9 @@ class ExampleTable(RowTable):
             else:
                 mark, style = ("✓", "green") if r["correct"] else ("✗", "red")
                 student = Text(f"{mark} {one_line(r['extracted'] if r['extracted'] is not None else '∅', 12)}", style=style)
-            self.add_row(Text(str(r["id"]), justify="right"), r["split"], "-" if r["origin_round"] is None else str(r["origin_round"]),
+            origin = r.get("origin")
+            split = r["split"] if origin in (None, "teacher") else Text(f"{r['split']}·{origin}", style="cyan")
+            self.add_row(Text(str(r["id"]), justify="right"), split, "-" if r["origin_round"] is None else str(r["origin_round"]),
                          "-" if r["parent_id"] is None else f"#{r['parent_id']}",
                          Text(one_line(status, 20), style="red" if r["status"] == "rejected" else ""),
                          one_line(r["answer"], 12), student, one_line(r["input"], 64), key=str(r["id"]))
