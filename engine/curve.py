@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 from rich.text import Text
 
+from engine.report import fitted_table, left_then_right
 from engine.sweep_report import Spread, SweepReport
 
 PLAIN_ARMS = ("plain_tuned", "plain")  # the best a user does without a teacher, first found wins
@@ -105,15 +105,13 @@ def labels_saved(report: SweepReport, resamples: int = 2000, seed: int = 0) -> l
     return out
 
 
-def curve_parts(report: SweepReport) -> list[Any]:
+def curve_parts(report: SweepReport, width: int = 120) -> list[Any]:
     """The data-efficiency curve (test % per arm and seed size; oracle marked as the ceiling) and the labels saved."""
-    table = Table(title="data-efficiency curve: test % (mean ± sd over seed sets) by seed size", title_justify="left")
-    table.add_column("arm")
-    for n in report.sizes:
-        table.add_column(f"n={n}", justify="right")
-    for arm, points in curve(report).items():
-        name = f"{arm} (ceiling)" if arm == "oracle" else arm
-        table.add_row(name, *(points[n].show(100) + (f" ({points[n].n})" if points[n].n else "") for n in report.sizes))
+    rows = [[f"{arm} (ceiling)" if arm == "oracle" else arm,
+             *(points[n].show(100) + (f" ({points[n].n})" if points[n].n else "") for n in report.sizes)]
+            for arm, points in curve(report).items()]
+    table = fitted_table(["arm", *(f"n={n}" for n in report.sizes)], rows, width, left_then_right(len(report.sizes) + 1),
+                         title="data-efficiency curve: test % (mean ± sd over seed sets; runs) by seed size")
     lines = [Text("labels saved: the seeds the plain curve needs to match the best augmenting arm (interpolated in log "
                   "size; 95% CI from resampling seed sets)", style="bold")]
     lines += [Text("  " + saved.show()) for saved in labels_saved(report)] or [Text("  - (needs plain or plain_tuned at "

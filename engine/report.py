@@ -124,6 +124,11 @@ def _fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], width: in
         widths[pick[2]] -= pick[1]
 
 
+def left_then_right(columns: int) -> list[JustifyMethod]:
+    """A text column then `columns` - 1 number columns."""
+    return ["left", *(["right"] * (columns - 1))]  # type: ignore[list-item]
+
+
 def fitted_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, justify: Sequence[JustifyMethod],
                  title: str | None = None, drop: Sequence[str] = ()) -> Table:
     """A table that shows every cell whole in `width` characters (as when stdout is a pipe or a file: 80): headers

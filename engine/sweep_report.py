@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from engine.compare import correct_by_text
-from engine.report import per_set_deltas
+from engine.report import fitted_table, left_then_right, per_set_deltas
 from engine.status import RunStatus
 from engine.store import Store, private_dir
 
@@ -216,9 +215,9 @@ def _baselines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Path] | None = None,
-           curve: Sequence[Any] = ()) -> Group:
-    """The report as rich tables: per seed size, the arms and their paired differences; then `curve` (engine.curve's
-    parts, for a sweep with several seed sizes)."""
+           curve: Sequence[Any] = (), width: int = 120) -> Group:
+    """The report as tables that show every number whole in `width` characters: per seed size, the arms and one table
+    of paired differences per baseline; then `curve` (engine.curve's parts, for a sweep with several seed sizes)."""
     baselines = _baselines(rows)
     sweep = report.sweep
     sizes = sorted({row.get("seed_size", 0) for row in rows})
@@ -230,40 +229,28 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
     for size in sizes:
         at = [row for row in rows if row.get("seed_size", 0) == size]
         where = f" at {size} seeds" if size else ""
-        table = Table(title=f"per arm{where} (mean ± sd over seed sets)", title_justify="left")
-        for name, justify in (("arm", "left"), ("runs", "right"), ("val %", "right"), ("test %", "right"),
-                              ("steps", "right"), ("calls", "right"), ("kept", "right"), ("min", "right")):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        for row in at:
-            steps = row.get("steps")
-            table.add_row(row["arm"], f"{row['runs']}/{row['planned']}", row["val"].show(100), row["test"].show(100),
-                          steps.show(digits=0) if steps else "-", row["teacher_calls"].show(digits=0),
-                          row["kept"].show(digits=0), row["minutes"].show(digits=1))
-        deltas = Table(title=f"paired test difference{where}, points [95% CI, two-level bootstrap]; * = zero outside "
-                             "the CI", title_justify="left")
-        deltas.add_column("arm")
+        cells = [[row["arm"], f"{row['runs']}/{row['planned']}", row["val"].show(100), row["test"].show(100),
+                  row["steps"].show(digits=0) if row.get("steps") else "-", row["teacher_calls"].show(digits=0),
+                  row["kept"].show(digits=0), row["minutes"].show(digits=1)] for row in at]
+        parts.append(fitted_table(["arm", "runs", "val %", "test %", "steps", "calls", "kept", "min"], cells, width,
+                                  left_then_right(8), title=f"per arm{where} (mean ± sd over seed sets)",
+                                  drop=["min", "calls", "steps", "val %"]))
         for base in baselines:
-            deltas.add_column(f"vs {base}", justify="right")
-            deltas.add_column(f"per set vs {base}", justify="left")
-        for row in at:
-            cells = []
-            for base in baselines:
-                cells += [_delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])]
-            deltas.add_row(row["arm"], *cells)
-        parts += [table, deltas]
+            deltas = [[row["arm"], _delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])] for row in at
+                      if row["arm"] != base]
+            parts.append(fitted_table(["arm", f"vs {base}, points [95% CI]", "per seed set"], deltas, width,
+                                      [*left_then_right(2), "left"], title=f"paired test difference{where} against {base} "
+                                      "(two-level bootstrap; * = zero outside the CI)", drop=["per seed set"]))
     parts += list(curve)
     reasons = sorted({reason for row in rows for reason in row["rejected"]})
     if reasons:
-        rejected = Table(title="examples rejected, by reason (all seed sets and sizes)", title_justify="left")
-        rejected.add_column("arm")
-        for reason in reasons:
-            rejected.add_column(reason.replace("_", " "), justify="right")
         totals: dict[str, Counter[str]] = {}
         for row in rows:
             totals.setdefault(row["arm"], Counter()).update(row["rejected"])
-        for arm, counts in totals.items():
-            rejected.add_row(arm, *(str(counts.get(reason, 0)) for reason in reasons))
-        parts.append(rejected)
+        arms = [arm for arm, counts in totals.items() if counts]
+        counts = [[reason.replace("_", " "), *(str(totals[arm].get(reason, 0)) for arm in arms)] for reason in reasons]
+        parts.append(fitted_table(["reason", *arms], counts, width, left_then_right(len(arms) + 1),
+                                  title="examples rejected, by reason (all seed sets and sizes)"))
     for name, path in (files or {}).items():
         parts.append(Text(f"{name}: {path}", style="dim"))
     return Group(*parts)

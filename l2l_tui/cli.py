@@ -209,7 +209,8 @@ def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
     baselines = (*BASELINES, *(a for a in against or [] if a not in BASELINES))
     rows = [row for size in report_.sizes for row in arm_rows(report_, baselines, size)]
     files = write_files(report_, rows, report_folder(st, sweep_id))
-    out.print(render(report_, rows, files, curve_parts(report_) if len(report_.sizes) > 1 else ()))
+    curve = curve_parts(report_, out.width) if len(report_.sizes) > 1 else ()
+    out.print(render(report_, rows, files, curve, width=out.width))
 
 
 @app.command()

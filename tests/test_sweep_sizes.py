@@ -87,3 +87,19 @@ def test_report_prints_the_curve(sized: tuple[Path, dict]) -> None:
     header = (folder / "runs.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("arm,seed_size,seed_set")
     assert (folder / "report.png").stat().st_size > 1000
+
+
+def test_report_fits_80_columns_when_piped(sized: tuple[Path, dict]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from test_sweep import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "-m", "l2l_tui.cli", "report", "1", "--store", str(sized[0])], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines)
+    assert "against plain_tuned" in out.stdout and "data-efficiency curve" in out.stdout
