@@ -216,7 +216,7 @@ class SweepScreen(WatchedScreen):
         if sweep.get("error"):
             lines.append(f"[bold red]error:[/] {escape(sweep['error'])}")
         head = self.query_one("#sweep-head", Static)
-        if len(lines) > 2:
+        if len(lines) > 2 or sweep.get("judge"):
             head.styles.max_height = 5  # room for the teacher's line and an error under a head line that wraps
         head.update("\n".join(lines))
 
