@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from engine.tasks.presets import apply_preset
 from models.errors import ConfigError
@@ -118,7 +120,7 @@ class EvalConfig(Section):
 
 # Settings that change where or how a run computes, never what it computes (a test proves each): a sweep compares
 # resolved configs without them, so runs made before such a key existed, or with another value, are still twins.
-EXECUTION_ONLY: tuple[tuple[str, str], ...] = (("teacher", "isolate"),)
+EXECUTION_ONLY: tuple[tuple[str, str], ...] = (("teacher", "isolate"), ("tracking", "mlflow"))
 
 
 class TeacherConfig(Section):
@@ -197,6 +199,25 @@ class AugmentConfig(Section):
     hot_retry_max: float = Field(1.5, gt=0, le=2.0, description="The highest temperature a hot retry uses.")
 
 
+class TrackingConfig(Section):
+    """Where a run's results are also reported (the store stays the record); off by default."""
+
+    mlflow: str | None = Field(None, description="MLflow tracking URI (file:///absolute/folder or http(s)://host:port): the run's config as params, metrics per round, the best round and its adapter as artifacts; a sweep as a parent run with a child run per cell. A server that fails turns tracking off for the rest of the run with one warning. Needs the llm2llm[mlflow] extra.")
+
+    @field_validator("mlflow")
+    @classmethod
+    def _mlflow_uri(cls, value: str | None) -> str | None:
+        """An absolute file:// or an http(s):// URI, and MLflow installed to report to it."""
+        if value is None:
+            return None
+        if not (value.startswith("file:///") or value.startswith(("http://", "https://"))):
+            raise PydanticCustomError("tracking_uri", "expected file:///absolute/folder or http(s)://host:port")
+        if importlib.util.find_spec("mlflow") is None:
+            raise PydanticCustomError("mlflow_missing", "MLflow is not installed: pip install 'llm2llm[mlflow]' "
+                                                        "(or leave tracking.mlflow unset)")
+        return value
+
+
 class RunConfig(Section):
     """A whole run."""
 
@@ -213,6 +234,7 @@ class RunConfig(Section):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def to_json(self) -> str:
         """Canonical JSON of the resolved config (stored on the run)."""

@@ -17,6 +17,7 @@ from engine.report import duration, pct
 from engine.runs import Prepared, claim, create_run, effective_status, prepare
 from engine.status import RunStatus
 from engine.store import Store, now
+from engine.tracking import SweepTracking
 from models.errors import ConfigError, L2LError
 
 DATA_FILES = ("seed", "validation", "test", "pool")
@@ -144,9 +145,11 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     # (where shells start it ignored) was lost there, and SIGTERM ended the sweep without a word.
     signals = Signals()
     signals.install()
+    tracking = SweepTracking(store, sweep, on_line)  # an MLflow parent run when tracking.mlflow is set
 
     def stopped(why: str) -> str:
         store.update_sweep(sweep_id, status=RunStatus.STOPPED, ended=now())
+        tracking.end(RunStatus.STOPPED)
         on_line(f"{why}; continue with `l2l sweep --resume {sweep_id}`")
         return "stopped"
 
@@ -159,6 +162,7 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
             run_id = _cell_run(store, sweep, seed_set, arm, size)
             label = f"[{number}/{len(cells)}] set {seed_set}{f' · n{size}' if size else ''} · {arm.name}"
             status = effective_status(store.run(run_id))
+            tracking.cell(run_id, arm.name, seed_set, size)
             if status != RunStatus.FINISHED:
                 started = time.perf_counter()
                 echo = (lambda phase, done, total, _l=label: on_progress(f"{_l} · {phase}", done, total)) if on_progress else None
@@ -175,10 +179,12 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
         store.update_sweep(sweep_id, status=RunStatus.STOPPED if isinstance(err, KeyboardInterrupt) else RunStatus.FAILED,
                            ended=now(), error=None if isinstance(err, KeyboardInterrupt) else
                            str(err) if isinstance(err, L2LError) else f"{type(err).__name__}: {err}")
+        tracking.end(RunStatus.STOPPED if isinstance(err, KeyboardInterrupt) else RunStatus.FAILED)
         raise
     finally:
         signals.restore()
     store.update_sweep(sweep_id, status=RunStatus.FINISHED, ended=now())
+    tracking.end(RunStatus.FINISHED)
     return "finished"
 
 
