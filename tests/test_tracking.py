@@ -227,6 +227,25 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_cell(tiny_gguf: Path, tmp_path
     print(json.dumps(shown, indent=1, sort_keys=True, default=str))
 
 
+def test_a_sweep_with_its_server_down_says_so_once(tiny_gguf: Path, tmp_path: Path) -> None:
+    """The parent's first call fails: one line on the terminal, and each cell's run notes in the store that tracking
+    is off (the failure came earlier in this process) without trying again."""
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    proc = l2l("sweep", str(sweep_file(tiny_gguf, tmp_path, uri)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = " ".join((proc.stdout + proc.stderr).split())  # however the terminal wraps it
+    assert said.count("tracking off") == 1, said
+    assert f"tracking off for the rest of this run: reporting to MLflow at {uri} failed (adding a sweep cell)" in said
+    store = Store(tmp_path / "l2l.db", create=False)
+    assert store.sweep(1)["status"] == "finished"
+    for cell in store.sweep_runs(1):
+        notes = [(e["level"], e["message"]) for e in store.events(cell["run_id"]) if e["kind"] == "tracking"]
+        assert len(notes) == 1 and notes[0][0] == "warning"
+        assert notes[0][1].startswith(f"tracking off: MLflow at {uri} failed earlier in this process (MlflowException")
+    assert time.monotonic() - started < 300
+
+
 def test_without_mlflow_the_setting_is_refused_before_anything_runs(tiny_gguf: Path, tmp_path: Path) -> None:
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db")
     doc["tracking"] = {"mlflow": (tmp_path / "mlruns").as_uri()}
