@@ -79,7 +79,7 @@ def _table_room(columns: int, width: int) -> int:
 
 def _natural(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
     """Each column's width with no header or cell wrapped."""
-    return [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    return [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
 
 def _lines(text: str, width: int) -> int:

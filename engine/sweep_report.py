@@ -238,6 +238,8 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
         for base in baselines:
             deltas = [[row["arm"], _delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])] for row in at
                       if row["arm"] != base]
+            if not deltas:
+                continue
             parts.append(fitted_table(["arm", f"vs {base}, points [95% CI]", "per seed set"], deltas, width,
                                       [*left_then_right(2), "left"], title=f"paired test difference{where} against {base} "
                                       "(two-level bootstrap; * = zero outside the CI)", drop=["per seed set"]))
