@@ -63,6 +63,9 @@ def _training(run: dict[str, Any], cfg: RunConfig, rounds: list[dict[str, Any]],
             else "unknown: the run recorded no training plan")
     lora, train = cfg.lora, cfg.train
     length = f"{train.steps} optimizer steps" if train.steps else f"{train.epochs:g} epochs"
+    if train.eval_every:
+        length = (f"up to {length}, the length chosen on validation (scored every {train.eval_every} steps, the best "
+                  f"kept, stopped after {train.patience} looks without a gain)")
     start = "the base model" if cfg.loop.retrain_from == "base" else "the previous round's adapter"
     lines = ["## Training", "", f"- mode: {said}",
              f"- LoRA: rank {lora.r}, alpha {lora.alpha}, dropout {lora.dropout:g}, on {', '.join(lora.target_modules)}",
@@ -73,7 +76,9 @@ def _training(run: dict[str, Any], cfg: RunConfig, rounds: list[dict[str, Any]],
     details = ((row or {}).get("phases") or {}).get("train") or {}
     if details.get("steps") is not None:
         loss = f", mean loss {row['train_loss']:.4f}" if row and row.get("train_loss") is not None else ""
-        lines.append(f"- round {best}: {details['steps']} optimizer steps{loss}")
+        run_past = details.get("steps_run")
+        chosen = f" (chosen on validation of {run_past} run)" if details.get("selection") and run_past else ""
+        lines.append(f"- round {best}: {details['steps']} optimizer steps{chosen}{loss}")
     return "\n".join(lines)
 
 
