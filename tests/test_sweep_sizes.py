@@ -70,6 +70,8 @@ def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, d
         assert tuned["selection"], "plain_tuned chose its own length on validation"
         kept = [r["kept"] for r in store.rounds(ref) if r["kept"] is not None]
         for arm in ("eda", "oracle"):
+            if kept:  # made for the reference's kind of targets
+                assert store.run(cells[(arm, n)])["config"]["loop"]["targets"] == store.run(ref)["config"]["loop"]["targets"]
             got = [r["kept"] for r in store.rounds(cells[(arm, n)]) if r["kept"] is not None]
             assert all(g <= k for g, k in zip(got, kept, strict=False)), f"{arm} keeps at most what llm2llm kept"
         for row in store.examples(cells[("oracle", n)], split="synthetic"):
