@@ -226,14 +226,15 @@ class _Merger:
         return dst
 
     def _copy_calls(self, src: sqlite_utils.Database, new: dict[int, int], report: SourceReport) -> None:
-        """The teacher calls the copied runs made or were answered from; a key already in the target is not copied.
-        A call's run is remapped when that run was copied, else left empty (it was made by a run not copied)."""
+        """The teacher calls the copied runs made or were answered from, and the calls no run owns (a sweep's judge of
+        the teacher): the shared cache; a key already in the target is not copied. A call's run is remapped when that
+        run was copied, else left empty (it was made by a run not copied)."""
         if not new:
             return
         ids = json.dumps(list(new))
         rows = _rows(src, "SELECT * FROM teacher_calls WHERE run_id IN (SELECT value FROM json_each(?)) OR key IN "
                           "(SELECT teacher_call FROM examples WHERE run_id IN (SELECT value FROM json_each(?)) "
-                          "AND teacher_call IS NOT NULL) ORDER BY rowid", [ids, ids])
+                          "AND teacher_call IS NOT NULL) OR run_id IS NULL ORDER BY rowid", [ids, ids])
         present = {r[0] for r in self.db.execute(
             "SELECT key FROM teacher_calls WHERE key IN (SELECT value FROM json_each(?))",
             [json.dumps([r["key"] for r in rows])]).fetchall()}

@@ -21,7 +21,7 @@ from engine.merge import merge_stores
 from engine.runs import claim, prepare
 from engine.status import RunStatus
 from engine.store import Store, now
-from engine.sweep import Line, _cell_line, finished_twin, run_config
+from engine.sweep import Line, _cell_line, finished_twin, judge_once, run_config, uses_teacher
 from models.errors import L2LError
 
 
@@ -70,6 +70,8 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
     claim(store, "sweeps", sweep_id, "sweep")
     sweep = store.sweep(sweep_id)
     arms = [Arm.from_row(a) for a in sweep["arms"]]
+    if sweep.get("judge") is None and any(uses_teacher(sweep, arm) for arm in arms):
+        judge_once(store, sweep, arms[0], on_line)  # on the driver, into the sweep's own teacher cache
     sizes = sweep.get("seed_sizes") or [0]
     todo = [(s, n, arm) for s in range(sweep["seed_sets"]) for n in sizes for arm in arms]
     total = len(todo)

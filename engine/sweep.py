@@ -154,8 +154,8 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
         return "stopped"
 
     try:
-        if sweep.get("judge") is None and any(_uses_teacher(sweep, arm) for arm in arms):
-            _judge_once(store, sweep, arms[0], on_line)
+        if sweep.get("judge") is None and any(uses_teacher(sweep, arm) for arm in arms):
+            judge_once(store, sweep, arms[0], on_line)
         for number, (seed_set, size, arm) in enumerate(cells, 1):
             if signals.received:
                 return stopped(f"{signals.received} between runs: stopped")
@@ -188,13 +188,13 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     return "finished"
 
 
-def _uses_teacher(sweep: dict[str, Any], arm: Arm) -> bool:
+def uses_teacher(sweep: dict[str, Any], arm: Arm) -> bool:
     """Whether an arm's runs ask the teacher anything (more than one round, with the teacher as source)."""
     cfg, _ = run_config(sweep["doc"], sweep["source"] or "sweep", arm, 0, [])
     return cfg.loop.rounds > 1 and cfg.loop.source == "teacher"
 
 
-def _judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, limit: int = 100) -> None:
+def judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, limit: int = 100) -> None:
     """The teacher's blind accuracy on (up to `limit`) validation rows, as `l2l judge` measures it, stored on the sweep;
     its calls go through the store's teacher cache, so another sweep of the same task and teacher pays nothing."""
     import time

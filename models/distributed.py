@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from models.device import TrainingPlan
-from models.params import LoraParams, TrainParams
+from models.errors import ConfigError
+from models.params import LoraParams, Selection, TrainParams
 
 STEP = "L2L_STEP "  # the main process's step lines on stdout: "L2L_STEP step total loss"
 OnStep = Callable[[int, int, float], None]
@@ -91,10 +92,13 @@ class LaunchedStudent:
         self._local: Any = None
 
     def train(self, pairs: list[tuple[str, str]], cfg: TrainParams, seed: int, out_dir: Path,
-              on_step: OnStep | None = None, init_adapter: Path | None = None, padding: str = "grouped") -> Any:
+              on_step: OnStep | None = None, init_adapter: Path | None = None, padding: str = "grouped",
+              selection: Selection | None = None) -> Any:
         """Train on the launched processes (grouped padding only); the result becomes the adapter evaluated next."""
         if padding != "grouped":
             raise ValueError("multi-process training batches with padding='grouped' only")
+        if selection is not None:
+            raise ConfigError("train.eval_every: choosing the training length on validation needs train.processes = 1")
         self.free()
         stats = train_launched(self.folder, self.plan, self.lora, self.max_length, pairs, cfg, seed, out_dir,
                                self.processes, gradient_checkpointing=self.gradient_checkpointing,

@@ -144,11 +144,13 @@ def test_merge_remaps_ids_keeps_lineage_and_calls_once(stores: dict[str, Path], 
     assert keys_b and keys_t == keys_b
     copied_a, present_a = calls_line(out, stores["a"])
     copied_b, present_b = calls_line(out, stores["b"])
-    assert present_a == 0 and copied_a == b.count("teacher_calls", run_id=cells_b["llm2llm"])
+    # A's calls: its run's, and the sweep's judge of the teacher (no run owns those: the shared cache)
+    judged = a.count("teacher_calls", purpose="judge")
+    assert present_a == 0 and copied_a == b.count("teacher_calls", run_id=cells_b["llm2llm"]) + judged
     assert present_b > 0, "the re-run's cached calls were already in the target"
     assert copied_a + copied_b == len(keys_t)
     assert "run 3 → run 4 (tiny · llm2llm again)" in out
-    new_id = {cells_b["llm2llm"]: cells_t["llm2llm"]["run_id"], 2: cells_t["plain"]["run_id"], 3: 4}
+    new_id = {cells_b["llm2llm"]: cells_t["llm2llm"]["run_id"], 2: cells_t["plain"]["run_id"], 3: 4, None: None}
     assert {k: new_id[r] for k, r in b.db.execute("SELECT key, run_id FROM teacher_calls")} == \
         dict(t.db.execute("SELECT key, run_id FROM teacher_calls").fetchall()), "each call keeps the run that made it"
     assert_same_run(b, 3, t, 4)
