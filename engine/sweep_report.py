@@ -190,6 +190,8 @@ def arm_rows(report: SweepReport, baselines: tuple[str, ...] = BASELINES, size: 
             "kept": Spread.of([float(r.kept) for r in runs]), "minutes": Spread.of([r.minutes for r in runs]),
             "rejected": sum((r.rejected for r in runs), Counter()),
             "steps": Spread.of([float(r.steps) for r in runs if r.steps is not None]),
+            # what a teacher call buys: kept examples per call (write and verify calls alike)
+            "kept_per_call": Spread.of([r.kept / r.teacher_calls for r in runs if r.teacher_calls]),
         }
         for base in baselines:
             row[f"vs_{base}"] = paired(report, arm, base, size=size) if arm != base and base in report.arms else None
@@ -231,10 +233,11 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
         where = f" at {size} seeds" if size else ""
         cells = [[row["arm"], f"{row['runs']}/{row['planned']}", row["val"].show(100), row["test"].show(100),
                   row["steps"].show(digits=0) if row.get("steps") else "-", row["teacher_calls"].show(digits=0),
-                  row["kept"].show(digits=0), row["minutes"].show(digits=1)] for row in at]
-        parts.append(fitted_table(["arm", "runs", "val %", "test %", "steps", "calls", "kept", "min"], cells, width,
-                                  left_then_right(8), title=f"per arm{where} (mean ± sd over seed sets)",
-                                  drop=["min", "calls", "steps", "val %"]))
+                  row["kept"].show(digits=0), row["kept_per_call"].show(digits=2) if row.get("kept_per_call") else "-",
+                  row["minutes"].show(digits=1)] for row in at]
+        parts.append(fitted_table(["arm", "runs", "val %", "test %", "steps", "calls", "kept", "kept/call", "min"], cells,
+                                  width, left_then_right(9), title=f"per arm{where} (mean ± sd over seed sets)",
+                                  drop=["min", "calls", "kept/call", "steps", "val %"]))
         for base in baselines:
             deltas = [[row["arm"], _delta(row[f"vs_{base}"]), _per_set(row[f"vs_{base}"])] for row in at
                       if row["arm"] != base]
@@ -284,12 +287,13 @@ def write_files(report: SweepReport, rows: list[dict[str, Any]], folder: Path) -
     with open(arms_csv, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["arm", "seed_size", "runs", "val_mean", "val_sd", "test_mean", "test_sd", "teacher_calls_mean",
-                    "kept_mean", "minutes_mean", *(f"{k}_{b}" for b in baselines for k in ("delta", "ci_low", "ci_high")),
-                    "rejected"])
+                    "kept_mean", "kept_per_call_mean", "minutes_mean",
+                    *(f"{k}_{b}" for b in baselines for k in ("delta", "ci_low", "ci_high")), "rejected"])
         for row in rows:
             cells: list[Any] = [row["arm"], row.get("seed_size", 0), row["runs"], row["val"].mean, row["val"].sd,
                                 row["test"].mean, row["test"].sd,
-                                row["teacher_calls"].mean, row["kept"].mean, row["minutes"].mean]
+                                row["teacher_calls"].mean, row["kept"].mean, row["kept_per_call"].mean,
+                                row["minutes"].mean]
             for base in baselines:
                 p = row[f"vs_{base}"]
                 cells += [p.delta, p.ci_low, p.ci_high] if p else ["", "", ""]

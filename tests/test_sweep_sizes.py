@@ -83,7 +83,7 @@ def test_report_prints_the_curve(sized: tuple[Path, dict]) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "data-efficiency curve" in text and "n=4" in text and "n=8" in text
-    assert "labels saved" in text and "oracle (ceiling)" in text
+    assert "labels saved" in text and "oracle (ceiling)" in text and "kept/call" in text
     assert "teacher, judging 4 validation rows blind" in text
     folder = sized[0].parent / "sweeps" / "sweep-1"
     header = (folder / "runs.csv").read_text(encoding="utf-8").splitlines()[0]
