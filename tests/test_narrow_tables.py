@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from engine.example_rows import example_row
 from engine.store import Store
 
-SNAPSHOTS = Path(__file__).parent / "__snapshots__" / "test_narrow_tables"
+SNAPSHOTS = Path(__file__).parent / "text_snapshots" / "test_narrow_tables"  # syrupy fails a run on files it does not own in __snapshots__
 
 # The demo run the README shows (train size, misses, kept, rejected, seed/val/test accuracy, seconds per phase,
 # optimizer steps): a real run's numbers, so the widths are the ones a user sees.
