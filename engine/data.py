@@ -119,10 +119,15 @@ def to_examples(rows: Sequence[dict[str, Any]], task: Task, data_cfg: DataConfig
             continue
         ex.meta["row"] = i
         out.append(ex)
+    refuse_bad_rows(problems)
+    return out
+
+
+def refuse_bad_rows(problems: list[str]) -> None:
+    """One DataError naming the first bad row's place and reason, and how many more there are (none: nothing)."""
     if problems:
         more = f" (and {len(problems) - 1} more bad row{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
-    return out
 
 
 # --- splits -------------------------------------------------------------------------------------------------

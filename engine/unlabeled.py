@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.checks import LanguageCheck
 from engine.config import RunConfig
-from engine.data import input_text
+from engine.data import input_text, refuse_bad_rows
 from engine.dedup import normalise
 from engine.readers import load_rows
 from engine.tasks.base import Task
@@ -52,9 +52,7 @@ def load_unlabeled(cfg: RunConfig, task: Task, split_texts: Sequence[str], seed_
             texts.append(input_text(row, task, cfg.data, first=i == 0))
         except RowProblem as err:
             problems.append(f"{rows.where(i)}: {err}")
-    if problems:
-        more = f" (and {len(problems) - 1} more bad row{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
-        raise DataError(problems[0] + more)
+    refuse_bad_rows(problems)
     pool = UnlabeledPool(path=Path(path), texts=[], rows=[])
     if any(cfg.data.target_field in row for row in rows):
         pool.notes.append(f"{path}: rows carry a '{cfg.data.target_field}' field; the pool's labels are not used "
