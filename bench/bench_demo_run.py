@@ -13,11 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.config import RunConfig  # noqa: E402
-from engine.report import overhead_rows  # noqa: E402
-from engine.runs import prepare  # noqa: E402
-from engine.store import Store  # noqa: E402
 from summary import report  # noqa: E402
+
+from engine.config.schema import RunConfig  # noqa: E402
+from engine.reports.run_report import overhead_rows  # noqa: E402
+from engine.run.runs import prepare  # noqa: E402
+from engine.store.db import Store  # noqa: E402
 
 
 def quick_demo(store_path: Path) -> int:
@@ -31,7 +32,7 @@ def quick_demo(store_path: Path) -> int:
 
 def memory_check(store: Store, run_id: int) -> list[tuple[str, float, float]]:
     """(phase, estimated MB, measured peak MB) for train, evaluate and teacher phases of the run."""
-    from engine.dry_run import estimate_memory as estimate_run
+    from engine.tools.dry_run import estimate_memory as estimate_run
 
     cfg = RunConfig.model_validate(store.run(run_id)["config"])
     prepared = prepare(cfg)

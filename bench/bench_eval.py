@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import find_model, task_pairs  # noqa: E402
-
-from models.params import LoraParams, TrainParams  # noqa: E402
-from models.device import plan_training  # noqa: E402
-from models.student import Student  # noqa: E402
 from summary import report  # noqa: E402
+
+from models.device import plan_training  # noqa: E402
+from models.params import LoraParams, TrainParams  # noqa: E402
+from models.student import Student  # noqa: E402
 
 LABELS = ["positive", "negative"]
 

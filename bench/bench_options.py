@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from summary import report  # noqa: E402
 
-from engine.config import resolve  # noqa: E402
-from engine.data import to_examples  # noqa: E402
+from engine.config.schema import resolve  # noqa: E402
+from engine.data.load import to_examples  # noqa: E402
 from engine.tasks.registry import make_task  # noqa: E402
 from models.batching import encode_continuation, encode_prompt  # noqa: E402
 from models.catalog import resolve_model  # noqa: E402

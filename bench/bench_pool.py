@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.dedup import normalise  # noqa: E402
-from engine.retrieval import BM25  # noqa: E402
+from engine.data.dedup import normalise  # noqa: E402
+from engine.data.retrieval import BM25  # noqa: E402
 
 
 def pool(rows: int, seed: int = 0) -> list[str]:

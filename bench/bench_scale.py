@@ -23,8 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.config import resolve  # noqa: E402
-from engine.store import Store, now  # noqa: E402
+from engine.config.schema import resolve  # noqa: E402
+from engine.store.db import Store, now  # noqa: E402
 
 REASONS = ("label_disagrees", "meta_text", "near_duplicate", "copy_of_seed", "length", "label_balance", "wrong_language")
 WORDS = ("a", "film", "that", "never", "quite", "earns", "its", "brilliant", "ending", "but", "the", "cast", "is",
@@ -121,8 +121,8 @@ def measure(path: Path, run_id: int, repeat: int = 3) -> list[tuple[str, float, 
     """(what, first s, median s) for every read the bar covers."""
     from rich.console import Console
 
-    from engine.export import export_run
-    from engine.report import run_summary, runs_table
+    from engine.export.run_export import export_run
+    from engine.reports.run_report import run_summary, runs_table
     from l2l_tui.queries import (
         ExampleFilter,
         dashboard_rounds,

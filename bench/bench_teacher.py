@@ -20,8 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.teacher.base import TeacherRequest  # noqa: E402
 from summary import report  # noqa: E402
+
+from models.teacher.base import TeacherRequest  # noqa: E402
 
 SYSTEM = (
     "You write new training examples for a small student model. The task: grade-school math word problems. "

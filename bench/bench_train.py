@@ -28,12 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.params import LoraParams, TrainParams  # noqa: E402
+from summary import report  # noqa: E402
+
 from models.convert import resolve_student_folder  # noqa: E402
 from models.device import plan_training  # noqa: E402
+from models.params import LoraParams, TrainParams  # noqa: E402
 from models.paths import model_cache  # noqa: E402
 from models.student import Student  # noqa: E402
-from summary import report  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 MODES = ("grouped", "longest", "max_length", "naive")

@@ -16,12 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.compare import paired_delta  # noqa: E402
-from engine.demo import demo_config  # noqa: E402
-from engine.loop import Loop  # noqa: E402
-from engine.report import duration  # noqa: E402
-from engine.runs import create_run, prepare  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.experiments.demo import demo_config  # noqa: E402
+from engine.reports.compare import paired_delta  # noqa: E402
+from engine.reports.run_report import duration  # noqa: E402
+from engine.run.loop import Loop  # noqa: E402
+from engine.run.runs import create_run, prepare  # noqa: E402
+from engine.store.db import Store  # noqa: E402
 
 # Everything a setting depends on is spelled out, so that changing demo.toml does not change what was measured.
 COMMON = ["student.model=smollm2-135m-instruct", "student.max_length=256", "train.batch_size=8", "train.learning_rate=3e-4",

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.export import PARTS, export_run, read_manifest  # noqa: E402
-from engine.export_check import roundtrip  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.export.check import roundtrip  # noqa: E402
+from engine.export.run_export import PARTS, export_run, read_manifest  # noqa: E402
+from engine.store.db import Store  # noqa: E402
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import RunConfig  # noqa: E402
-from engine.export import export_run  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.config.schema import RunConfig  # noqa: E402
+from engine.export.run_export import export_run  # noqa: E402
+from engine.store.db import Store  # noqa: E402
 from engine.tasks.common import fill_template  # noqa: E402
 from engine.tasks.registry import make_task  # noqa: E402
 

@@ -359,8 +359,8 @@ def bench_big(scratch: Path, tokenizer: Any, sizes: Sizes) -> list[Row]:
 def measure_teacher(path: Path, mode: str, sizes: Sizes) -> dict[str, Any]:
     """Load the teacher in one mode with every layer offloaded, warm up, generate: tokens/s, info, VRAM taken."""
     import torch
-
     from bench_teacher import build_requests
+
     from models.teacher.llama_cpp import LlamaCppTeacher
     from models.teacher.own_process import ProcessTeacher
 
@@ -382,7 +382,7 @@ def measure_teacher(path: Path, mode: str, sizes: Sizes) -> dict[str, Any]:
 
 def teacher_row(path: Path, name: str, sizes: Sizes) -> Row:
     """Batched (parallel 8) vs sequential tokens/s, and what llama.cpp says it offloaded."""
-    from engine.model_slots import describe_teacher
+    from engine.run.model_slots import describe_teacher
 
     seq, bat = (measure_teacher(path, mode, sizes) for mode in ("sequential", "batched"))
     info = bat["info"]
@@ -425,7 +425,7 @@ def run_row(student: Path, teacher: Path, scratch: Path, tiny: bool) -> Row:
     """`l2l run` in a subprocess, then the store: the plan is qlora-nf4 and every phase carries its peak memory."""
     import tomli_w
 
-    from engine.store import Store
+    from engine.store.db import Store
 
     store_path = scratch / "run" / "l2l.db"
     config = scratch / "run" / "gpu-bench.toml"
@@ -451,7 +451,7 @@ def run_row(student: Path, teacher: Path, scratch: Path, tiny: bool) -> Row:
 
 def run_check(run: dict[str, Any], rounds: list[dict[str, Any]], seconds: float, on_gpu: bool) -> Row:
     """The run's row: plan mode, status, and the per-phase peak (VRAM on a GPU, RSS recorded either way)."""
-    from engine.model_slots import describe_teacher
+    from engine.run.model_slots import describe_teacher
 
     plan = run.get("plan") or {}
     key = "peak_vram_mb" if on_gpu else "peak_rss_mb"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.dedup import normalise  # noqa: E402
+from engine.data.dedup import normalise  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO.parent / "shared" / "data" / "rotten_tomatoes" / "train.jsonl"
@@ -42,7 +42,7 @@ def write_pool() -> None:
 def score(store_path: Path) -> None:
     """Per run and round: the teacher's blind label of each pool row proposed (kept = it agreed with the miss's label)
     against the row's true label."""
-    from engine.store import Store
+    from engine.store.db import Store
 
     truth = {int(r["row"]): r["label"] for r in map(json.loads, LABELS.read_text(encoding="utf-8").splitlines())}
     store = Store(store_path, create=False)

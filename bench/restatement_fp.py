@@ -1,4 +1,4 @@
-"""False positives of the restatement rule (engine/dedup.py, issue 29) on real rows of the five shared data sets.
+"""False positives of the restatement rule (engine/data/dedup.py, issue 29) on real rows of the five shared data sets.
 
 A distinct real row of the same data set and label stands in for a new example a teacher may rightly write from a seed:
 the rule should almost never call it a restatement. For a seeded sample of rows of each data set this prints, at a few
@@ -29,7 +29,7 @@ from rapidfuzz import fuzz, process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.dedup import (  # noqa: E402
+from engine.data.dedup import (  # noqa: E402
     RESTATEMENT,
     RESTATEMENT_MIN_NUMBERS,
     RESTATEMENT_MIN_SHARE,
@@ -45,7 +45,7 @@ from engine.dedup import (  # noqa: E402
 )
 
 THRESHOLDS = (0.75, 0.8, 0.85, 0.9, 0.95)
-# each guard added in turn; the last line is the rule as engine/dedup.py applies it
+# each guard added in turn; the last line is the rule as engine/data/dedup.py applies it
 Guard = Callable[[ContentWords, ContentWords], bool]
 GUARDS: list[tuple[str, Guard]] = [
     ("containment alone", lambda a, b: comparable(a, b, 0, 0, 0)),

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.checks import has_control_chars  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.config.schema import RunConfig  # noqa: E402
+from engine.filter.checks import has_control_chars  # noqa: E402
+from engine.store.db import Store  # noqa: E402
 from engine.tasks.registry import make_task  # noqa: E402
 from models.catalog import resolve_model  # noqa: E402
 from models.teacher.base import TeacherRequest  # noqa: E402

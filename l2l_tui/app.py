@@ -192,8 +192,8 @@ class L2LApp(App[None]):
 
     def start_run(self, run_id: int) -> None:
         """Start or resume a run in a detached worker process."""
-        from engine.runs import effective_status, pid_alive
-        from engine.worker import spawn_worker
+        from engine.run.runs import effective_status, pid_alive
+        from engine.run.worker import spawn_worker
 
         def start(store: Any) -> int:
             run = store.run(run_id)
@@ -214,7 +214,7 @@ class L2LApp(App[None]):
 
     def stop_run(self, run_id: int) -> None:
         """Ask a run's worker to finish the phase in flight and exit."""
-        from engine.runs import effective_status, request_stop
+        from engine.run.runs import effective_status, request_stop
 
         def stop(store: Any) -> None:
             status = effective_status(store.run(run_id))
@@ -228,7 +228,7 @@ class L2LApp(App[None]):
     def export_dialog(self, run_id: int) -> None:
         """Ask for a folder and whether to build the model files, then export: the final training set (JSONL) and the
         best adapter, and on request the merged model, the GGUFs and an Ollama Modelfile (as `l2l export`)."""
-        from engine.export import LIGHT, PARTS, export_run
+        from engine.export.run_export import LIGHT, PARTS, export_run
         from l2l_tui.screens.confirm import ConfirmScreen
         from l2l_tui.screens.file_picker import PathPicker
 
@@ -254,8 +254,8 @@ class L2LApp(App[None]):
 
     def delete_dialog(self, run_id: int) -> None:
         """Ask, then delete a run that is not running."""
-        from engine.runs import effective_status
-        from engine.worker import worker_log
+        from engine.run.runs import effective_status
+        from engine.run.worker import worker_log
         from l2l_tui.screens.confirm import ConfirmScreen
 
         def delete(store: Any) -> None:

@@ -22,14 +22,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from engine.status import LIVE, RunStatus
+from engine.store.status import LIVE, RunStatus
 from models.errors import ConfigError, L2LError
 
 if TYPE_CHECKING:
     from typer._click.exceptions import ClickException
 
-    from engine.config import RunConfig
-    from engine.judge import JudgeReport
+    from engine.config.schema import RunConfig
+    from engine.experiments.judge import JudgeReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
                   help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")
@@ -48,7 +48,7 @@ def _store_path(store: Path | None) -> Path:
 
 
 def _open_store(store: Path | None, create: bool = False):
-    from engine.store import Store
+    from engine.store.db import Store
 
     return Store(_store_path(store), create=create)
 
@@ -71,14 +71,14 @@ def run(
     detach: bool = typer.Option(False, "--detach", help="Start the run in a background worker and return its id."),
 ) -> None:
     """Validate CONFIG and its data, create a run in the store, and run the LLM2LLM loop."""
-    from engine.config import load_config
-    from engine.runs import create_run, prepare
+    from engine.config.schema import load_config
+    from engine.run.runs import create_run, prepare
 
     cfg = load_config(config, set_)
     if store is not None:
         cfg.store = store
     if dry_run:
-        from engine.dry_run import dry_run as do_dry_run
+        from engine.tools.dry_run import dry_run as do_dry_run
 
         out.print(do_dry_run(cfg))
         return
@@ -89,7 +89,7 @@ def run(
     run_id = create_run(st, prepared)
     console.print(f"[bold]run {run_id}[/] created in {st.path}")
     if detach:
-        from engine.worker import spawn_worker
+        from engine.run.worker import spawn_worker
 
         pid = spawn_worker(st.path, run_id)
         out.print(f"{run_id}")
@@ -102,7 +102,7 @@ def run(
 def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."), store: Path | None = StoreOpt,
            detach: bool = typer.Option(False, "--detach", help="Resume in a background worker.")) -> None:
     """Continue a stopped, crashed or failed run from its last finished phase."""
-    from engine.runs import effective_status
+    from engine.run.runs import effective_status
 
     st = _open_store(store)
     run_row = st.run(run_id)
@@ -113,7 +113,7 @@ def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."),
         console.print(f"run {run_id} is already finished")
         return
     if detach:
-        from engine.worker import spawn_worker
+        from engine.run.worker import spawn_worker
 
         pid = spawn_worker(st.path, run_id)
         console.print(f"run {run_id} resumed in worker pid {pid}")
@@ -123,9 +123,9 @@ def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."),
 
 def _execute(st, run_id: int) -> None:
     """Run the loop in this process with a progress bar on the terminal."""
-    from engine.cli_progress import CliProgress
-    from engine.loop import Loop
-    from engine.report import run_summary
+    from engine.reports.cli_progress import CliProgress
+    from engine.reports.run_report import run_summary
+    from engine.run.loop import Loop
 
     with CliProgress(console) as progress:
         loop = Loop(st, run_id, on_progress=progress.update, on_log=progress.log)
@@ -148,11 +148,11 @@ def sweep(
     ray_address: str | None = typer.Option(None, "--ray", help="Run each unfinished cell as a Ray task on the cluster at this address ('local': a Ray of this machine's own), merged into the store here."),
 ) -> None:
     """Run every (arm, seed set) of an experiment as its own run; the same command again continues where it stopped."""
-    from engine.cli_progress import CliProgress
-    from engine.sweep import open_sweep, plan_sweep, run_sweep, sweep_store_path
+    from engine.experiments.sweep import open_sweep, plan_sweep, run_sweep, sweep_store_path
+    from engine.reports.cli_progress import CliProgress
 
     if ray_address is not None:  # before the sweep is created: nothing is written when Ray is missing
-        from engine.ray_sweep import import_ray
+        from engine.experiments.ray_sweep import import_ray
 
         import_ray()
     if resume is not None:
@@ -174,7 +174,7 @@ def sweep(
                       f"{plan.seed_sets} seed sets")
     with CliProgress(console) as progress:
         if ray_address is not None:
-            from engine.ray_sweep import run_sweep_ray
+            from engine.experiments.ray_sweep import run_sweep_ray
 
             status = run_sweep_ray(st, sweep_id, ray_address, on_line=lambda line: progress.log(line))
         else:
@@ -199,8 +199,8 @@ def report(sweep_id: int = typer.Argument(..., help="Sweep id (printed by `l2l s
 
 
 def _print_report(st, sweep_id: int, against: list[str] | None = None) -> None:
-    from engine.curve import curve_parts
-    from engine.sweep_report import BASELINES, arm_rows, gather, render, report_folder, write_files
+    from engine.reports.curve import curve_parts
+    from engine.reports.sweep_report import BASELINES, arm_rows, gather, render, report_folder, write_files
 
     report_ = gather(st, sweep_id)
     unknown = [a for a in against or [] if a not in report_.arms]
@@ -225,8 +225,8 @@ def judge(
 
     Writes nothing: run it before a long run to see whether the teacher is a better judge than the majority label,
     or with --compare to see whether another teacher or setting judges better on the same rows."""
-    from engine.config import load_config
-    from engine.judge import paired
+    from engine.config.schema import load_config
+    from engine.experiments.judge import paired
 
     if split not in ("seed", "validation", "test"):
         raise ConfigError(f"--split: {split!r} is not one of seed, validation, test")
@@ -241,9 +241,9 @@ def judge(
 
 def _judge_with(cfg: RunConfig, split: str, limit: int, label: str = "") -> JudgeReport:
     """Judge one config's split and print its report."""
-    from engine.judge import judge as judge_rows
-    from engine.model_slots import open_run_teacher
-    from engine.runs import prepare
+    from engine.experiments.judge import judge as judge_rows
+    from engine.run.model_slots import open_run_teacher
+    from engine.run.runs import prepare
 
     prepared = prepare(cfg)
     examples = getattr(prepared.splits, split)[:limit]
@@ -263,7 +263,7 @@ def _judge_with(cfg: RunConfig, split: str, limit: int, label: str = "") -> Judg
 @app.command()
 def status(run_id: int | None = typer.Argument(None, help="Run id; all runs when omitted."), store: Path | None = StoreOpt) -> None:
     """Show all runs, or one run's rounds."""
-    from engine.report import run_summary, runs_table
+    from engine.reports.run_report import run_summary, runs_table
 
     st = _open_store(store)
     out.print(runs_table(st, width=out.width) if run_id is None else run_summary(st, run_id, width=out.width))
@@ -272,7 +272,7 @@ def status(run_id: int | None = typer.Argument(None, help="Run id; all runs when
 @app.command()
 def stop(run_id: int = typer.Argument(...), store: Path | None = StoreOpt) -> None:
     """Ask a running worker to finish its current phase and exit."""
-    from engine.runs import request_stop
+    from engine.run.runs import request_stop
 
     request_stop(_open_store(store), run_id)
     console.print(f"stop requested for run {run_id}; it exits after the phase in flight")
@@ -289,13 +289,13 @@ def export(run_id: int = typer.Argument(...), out_dir: Path = typer.Option(Path(
     """Write the training set (JSONL: rows, prompt/completion, chat), the best adapter, the merged model, GGUFs and an Ollama Modelfile."""
     from rich.table import Table
 
-    from engine.export import PARTS, export_run, read_manifest
+    from engine.export.run_export import PARTS, export_run, read_manifest
 
     parts = [p.strip() for p in only.split(",") if p.strip()] if only else list(PARTS)
     st = _open_store(store)
     export_run(st, run_id, out_dir, parts, quants=quant, dtype=dtype, say=lambda msg: console.print(msg))
     if check:
-        from engine.export_check import roundtrip
+        from engine.export.check import roundtrip
 
         results = roundtrip(st, run_id, out_dir, n_threads=threads, say=lambda msg: console.print(f"check: {msg}"))
         agree = Table("export", "held-out prompts", "same answer as the run", "accuracy", title="round trip")
@@ -315,7 +315,7 @@ def merge(
     unfinished: bool = typer.Option(False, "--unfinished", help="Also merge stopped, failed and never-started runs (never one a worker still writes)."),
 ) -> None:
     """Copy the finished runs of stores made elsewhere into one store, in one transaction: new ids, lineage, teacher calls and sweep cells kept; a run already there is skipped."""
-    from engine.merge import merge_stores
+    from engine.experiments.merge import merge_stores
 
     for report_ in merge_stores(sources, into, unfinished=unfinished):
         for line in report_.lines():
@@ -329,7 +329,7 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Smaller data and one round: a smoke test of the whole path."),
 ) -> None:
     """Run plain fine-tuning and LLM2LLM side by side on the embedded demo task, offline, on CPU."""
-    from engine.demo import run_demo
+    from engine.experiments.demo import run_demo
 
     run_demo(_store_path(store), set_, quick=quick, console=console, out=out)
 
@@ -338,8 +338,8 @@ def demo(
 def doctor(config: Path | None = typer.Option(None, "--config", help="Also check this run config's teacher endpoint."),
            set_: list[str] = typer.Option([], "--set", help="Override a key of the config (repeatable).")) -> None:
     """Check the installation: libraries, device, model cache, store; with --config, the teacher endpoint it names."""
-    from engine.config import load_config
-    from engine.doctor import report
+    from engine.config.schema import load_config
+    from engine.tools.doctor import report
 
     out.print(report(load_config(config, set_) if config is not None or set_ else None))
 

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from engine.report import seconds
+from engine.reports.run_report import seconds
 
 FROZEN = "··"
 STATUS_STYLE = {
@@ -29,7 +29,7 @@ def local_time(ts: str | None, frozen: bool = False, with_date: bool = True) -> 
 
 
 def span(value: float | None, frozen: bool = False) -> str:
-    """A duration in seconds as '12s' / '3m04s' (engine.report.seconds), hidden when frozen."""
+    """A duration in seconds as '12s' / '3m04s' (engine.reports.run_report.seconds), hidden when frozen."""
     return FROZEN if frozen and value is not None else seconds(value)
 
 

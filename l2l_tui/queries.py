@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.report import duration, round_rows
-from engine.runs import effective_status
-from engine.store import Store, now
-from engine.worker import worker_log
+from engine.reports.run_report import duration, round_rows
+from engine.run.runs import effective_status
+from engine.run.worker import worker_log
+from engine.store.db import Store, now
 
 LIVE_STATUSES = ("running", "stopping")
 EXAMPLE_LIMIT = 2000
-# Who made a synthetic example: examples.meta.origin (pool, eda, oracle: engine/sources.py), else the teacher wrote it.
+# Who made a synthetic example: examples.meta.origin (pool, eda, oracle: engine/augment/sources.py), else the teacher wrote it.
 ORIGIN_SQL = ("CASE WHEN e.split != 'synthetic' THEN NULL WHEN json_valid(e.meta) "
               "THEN COALESCE(json_extract(e.meta, '$.origin'), 'teacher') ELSE 'teacher' END")
 ORIGIN_ORDER = ("teacher", "pool", "eda", "oracle")
@@ -42,7 +42,7 @@ def run_list(store: Store) -> list[dict[str, Any]]:
 
 
 def dashboard_rounds(store: Store, run_id: int) -> list[dict[str, Any]]:
-    """engine.report.round_rows plus what the filter, training and evaluation recorded per round (rounds.phases)."""
+    """engine.reports.run_report.round_rows plus what the filter, training and evaluation recorded per round (rounds.phases)."""
     with store.snapshot():  # one committed state: never a round half-way through a phase's commit
         phases_of = {r["idx"]: r.get("phases") or {} for r in store.rounds(run_id)}
         rounds = round_rows(store, run_id)
@@ -259,16 +259,16 @@ def sweep_signature(store: Store, sweep_id: int) -> tuple[Any, ...] | None:
 
 @dataclass
 class SweepView:
-    """One sweep as the sweep screen shows it (engine.sweep_report's numbers, curves for the plots, written files)."""
+    """One sweep as the sweep screen shows it (engine.reports.sweep_report's numbers, curves for the plots, written files)."""
 
     sweep: dict[str, Any]
-    rows: list[dict[str, Any]]  # engine.sweep_report.arm_rows at every seed size (each row has its seed_size)
-    runs: list[Any]  # engine.sweep_report.RunFacts of every created run, finished or not
+    rows: list[dict[str, Any]]  # engine.reports.sweep_report.arm_rows at every seed size (each row has its seed_size)
+    runs: list[Any]  # engine.reports.sweep_report.RunFacts of every created run, finished or not
     round_curves: dict[int, dict[str, list[tuple[int, float, float, float, int]]]]  # seed size -> sweep_curves
     finished: tuple[int, ...]  # ids of the finished runs the numbers rest on
     sizes: list[int] = field(default_factory=lambda: [0])  # SweepReport.sizes: [0] for a sweep without seed sizes
-    data_curve: dict[str, dict[int, Any]] = field(default_factory=dict)  # engine.curve.curve (several sizes only)
-    saved: list[str] = field(default_factory=list)  # engine.curve.labels_saved, shown (several sizes only)
+    data_curve: dict[str, dict[int, Any]] = field(default_factory=dict)  # engine.reports.curve.curve (several sizes only)
+    saved: list[str] = field(default_factory=list)  # engine.reports.curve.labels_saved, shown (several sizes only)
     first_val: dict[int, float] = field(default_factory=dict)  # seed size -> mean round-0 validation of finished runs
     files: dict[str, Path] = field(default_factory=dict)
     files_error: str | None = None
@@ -321,10 +321,10 @@ def first_validation(runs: list[Any], sizes: list[int]) -> dict[int, float]:
 
 
 def sweep_view(store: Store, sweep_id: int, previous: SweepView | None = None) -> SweepView:
-    """gather + arm_rows (at every seed size) of engine.sweep_report, engine.curve's curve and labels saved, and the
+    """gather + arm_rows (at every seed size) of engine.reports.sweep_report, engine.reports.curve's curve and labels saved, and the
     CSVs and PNG written; the arm rows (a bootstrap per arm and size), the curve and the files of `previous` are
     reused while the set of finished runs is the same (only finished runs enter them)."""
-    from engine.sweep_report import arm_rows, gather, report_folder, write_files
+    from engine.reports.sweep_report import arm_rows, gather, report_folder, write_files
 
     report = gather(store, sweep_id)
     sweep = {**report.sweep, "status": effective_status(report.sweep)}
@@ -339,7 +339,7 @@ def sweep_view(store: Store, sweep_id: int, previous: SweepView | None = None) -
     view = SweepView(sweep=sweep, rows=[row for size in sizes for row in arm_rows(report, size=size)], runs=report.runs,
                      round_curves=round_curves, finished=finished, sizes=sizes, first_val=first_val)
     if len(sizes) > 1:
-        from engine.curve import curve, labels_saved
+        from engine.reports.curve import curve, labels_saved
 
         view.data_curve = curve(report)
         view.saved = [saved.show() for saved in labels_saved(report)]

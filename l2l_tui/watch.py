@@ -9,8 +9,8 @@ from typing import Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from engine.runs import effective_status
-from engine.store import Store
+from engine.run.runs import effective_status
+from engine.store.db import Store
 from l2l_tui.queries import dashboard_rounds, events_tail, log_tail, open_store, run_list, sweep_list, sweep_signature
 from models.errors import StoreError
 

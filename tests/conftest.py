@@ -54,7 +54,7 @@ def tiny_config_doc(tiny_gguf: Path, store: Path, **loop: object) -> dict:
 @pytest.fixture
 def tiny_config(tiny_gguf: Path, tmp_path: Path):
     """A RunConfig of a tiny 2-round run whose store lives in tmp_path."""
-    from engine.config import resolve
+    from engine.config.schema import resolve
 
     return resolve(tiny_config_doc(tiny_gguf, tmp_path / "l2l.db"))
 
@@ -62,10 +62,10 @@ def tiny_config(tiny_gguf: Path, tmp_path: Path):
 @pytest.fixture(scope="session")
 def tiny_run_store(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """A store holding one finished tiny 2-round run (made once per session; copy it before writing)."""
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     folder = tmp_path_factory.mktemp("tiny_run")
     cfg = resolve(tiny_config_doc(tiny_gguf, folder / "l2l.db"))

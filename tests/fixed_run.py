@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.config import resolve
-from engine.example_rows import example_row
-from engine.store import Store
+from engine.config.schema import resolve
+from engine.data.example_rows import example_row
+from engine.store.db import Store
 from engine.tasks.base import Example
 
 FIXTURES = Path(__file__).parent / "fixtures"

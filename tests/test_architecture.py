@@ -1,5 +1,5 @@
-"""The house's arrows point down: l2l_tui → engine → models, models imports nothing of ours, no import cycles,
-and importing the engine never loads textual. Checked on the source (AST, imports at any depth) and at import time."""
+"""The house's arrows point down: l2l_tui → engine → models, models imports nothing of ours, inside engine/ each
+subpackage imports only its own floor and those below, no import cycles, and importing the engine never loads textual. Checked on the source (AST, imports at any depth) and at import time."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("l2l_tui", "engine", "models")
 MAY_IMPORT = {"l2l_tui": {"l2l_tui", "engine", "models"}, "engine": {"engine", "models"}, "models": {"models"}}
 UI_ONLY = ("textual", "textual_plotext")
+# engine/'s subpackages, lowest floor first: each may import its own and lower floors, never a higher one
+ENGINE_FLOORS = ["config", "tasks", "store", "data", "filter", "augment", "run", "reports", "experiments", "export",
+                 "tools"]
 
 
 def module_name(path: Path) -> str:
@@ -67,6 +70,30 @@ def test_imports_point_down_only() -> None:
     assert offenders == [], "\n".join(offenders)
 
 
+def engine_floor(module: str) -> int | None:
+    """The floor of an engine module (its subpackage's place in ENGINE_FLOORS), None outside a subpackage."""
+    parts = module.split(".")
+    if parts[0] != "engine" or len(parts) < 2:
+        return None
+    return ENGINE_FLOORS.index(parts[1]) if parts[1] in ENGINE_FLOORS else None
+
+
+def test_engine_is_subpackages_on_floors() -> None:
+    loose = sorted(name for name in SOURCES if name.count(".") == 1 and name.startswith("engine.")
+                   and name.split(".")[1] not in ENGINE_FLOORS)
+    assert loose == [], f"engine modules outside a subpackage: {loose}"
+    offenders = []
+    for name, path in SOURCES.items():
+        here = engine_floor(name)
+        if here is None:
+            continue
+        for line, module in imports(path):
+            there = engine_floor(module)
+            if there is not None and there > here:
+                offenders.append(f"{path.relative_to(REPO)}:{line}: {ENGINE_FLOORS[here]} imports {module} (a higher floor)")
+    assert offenders == [], "\n".join(offenders)
+
+
 def test_no_import_cycles() -> None:
     graph: dict[str, set[str]] = {name: set() for name in SOURCES}
     for name, path in SOURCES.items():
@@ -115,6 +142,7 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_the_checker_sees_a_cycle_and_a_backward_import() -> None:
     assert strongly_connected({"a": {"b"}, "b": {"a"}, "c": set()}) == [{"a", "b"}]
     assert ("models", "engine") not in {(k, m) for k, v in MAY_IMPORT.items() for m in v}
+    assert engine_floor("engine.run.loop") == ENGINE_FLOORS.index("run") and engine_floor("engine") is None
 
 
 def test_importing_engine_and_models_does_not_load_the_app() -> None:

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.checks import PromptEcho, guess_language
-from engine.config import resolve
-from engine.data import load_splits
-from engine.example_rows import example_row
-from engine.filtering import CandidateFilter
-from engine.readers import load_rows
+from engine.config.schema import resolve
+from engine.data.example_rows import example_row
+from engine.data.load import load_splits
+from engine.data.readers import load_rows
+from engine.filter.checks import PromptEcho, guess_language
+from engine.filter.filtering import CandidateFilter
 from engine.tasks.base import Example
 from engine.tasks.math import canonical, final_number, numbers_in, parse_number
 from engine.tasks.registry import make_task
@@ -375,9 +375,10 @@ class GarbageTeacher:
 
 def test_a_round_of_garbage_replies_is_counted_never_crashes(tiny_gguf: Path, tmp_path: Path) -> None:
     from conftest import tiny_config_doc
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db", rounds=2, targets="all")
     doc["checks"] = {"length": 0, "label_balance": 0, "requested_label": False}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ChecksumError, L2LError, ModelNotFoundError
 from models import catalog
 from models.catalog import CatalogEntry, SourcePackage
+from models.errors import ChecksumError, L2LError, ModelNotFoundError
 
 _REAL_CACHE = os.environ.get("L2L_MODEL_CACHE")
 

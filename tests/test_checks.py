@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.checks import (
-    asks,
+from engine.config.schema import ChecksConfig, resolve
+from engine.data.example_rows import example_row
+from engine.filter.checks import (
     LengthRange,
     MetaText,
+    asks,
     balance_cap,
     has_control_chars,
     label_mismatch,
@@ -23,9 +25,7 @@ from engine.checks import (
     seeds_pair_dollars,
     unpaired_dollars,
 )
-from engine.config import ChecksConfig, resolve
-from engine.example_rows import example_row
-from engine.filtering import CandidateFilter
+from engine.filter.filtering import CandidateFilter
 from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task
@@ -130,7 +130,7 @@ def test_the_grammar_lets_latex_follow_a_backslash() -> None:
 
 
 def test_stored_candidates_keep_latex_and_non_ascii(tmp_path: Path) -> None:
-    from engine.store import Store
+    from engine.store.db import Store
 
     store = Store(tmp_path / "l2l.db")
     task = task_of("math_topic")
@@ -254,7 +254,7 @@ def test_prompt_templates_declare_exactly_their_inputs(name: str) -> None:
 
 
 def test_grounding_shows_real_seeds_of_the_same_label() -> None:
-    from engine.augment import grounding
+    from engine.augment.requests import grounding
 
     task = task_of("rotten_tomatoes")
     rows = jsonl("rotten_tomatoes_20.jsonl")
@@ -289,7 +289,7 @@ def test_unpaired_math_is_rejected_where_the_seeds_pair_their_dollars() -> None:
 
 
 def test_verify_shots_show_each_label_on_real_seeds_and_leave_the_default_prompt_as_it_was() -> None:
-    from engine.augment import verify_shots
+    from engine.augment.requests import verify_shots
 
     topic = task_of("math_topic")
     rows = jsonl("math_topic_42.jsonl")

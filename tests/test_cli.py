@@ -42,7 +42,7 @@ def test_sweep_help_shows_the_table_name_rich_would_eat() -> None:
 def test_cli_progress_echoes_a_sample_of_teacher_examples_per_phase() -> None:
     from rich.console import Console
 
-    from engine.cli_progress import TEACHER_SAMPLE, CliProgress
+    from engine.reports.cli_progress import TEACHER_SAMPLE, CliProgress
 
     console = Console(width=60, record=True)
     progress = CliProgress(console)
@@ -60,8 +60,8 @@ def fixed_store(path: Path) -> Path:
     """A store with three runs written from fixed rows (no model run), the longest names a sweep makes."""
     import json
 
-    from engine.config import resolve
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.store.db import Store
 
     store = Store(path)
     cfg = resolve({"task": {"preset": "rotten_tomatoes"}})
@@ -76,8 +76,8 @@ def fixed_store(path: Path) -> Path:
 def test_status_fits_80_and_120_columns_without_cutting_words(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from engine.report import runs_table
-    from engine.store import Store
+    from engine.reports.run_report import runs_table
+    from engine.store.db import Store
 
     store = Store(fixed_store(tmp_path / "l2l.db"))
     for width, headers in ((80, ["id", "name", "status", "rounds", "val %", "took"]),
@@ -97,8 +97,8 @@ def test_status_fits_80_and_120_columns_without_cutting_words(tmp_path: Path) ->
 def test_a_runs_rounds_fit_80_columns_and_show_each_phase_from_110(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from engine.report import run_summary
-    from engine.store import Store
+    from engine.reports.run_report import run_summary
+    from engine.store.db import Store
 
     store = Store(fixed_store(tmp_path / "l2l.db"))
     run_id = max(r["id"] for r in store.runs() if r["status"] == "finished")

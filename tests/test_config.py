@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig, load_config, parse_override, resolve
+from engine.config.presets import PRESETS
+from engine.config.schema import RunConfig, load_config, parse_override, resolve
 from models.errors import ConfigError
-from engine.tasks.presets import PRESETS
 
 
 def test_defaults_construct_without_a_task() -> None:

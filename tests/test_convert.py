@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import models.convert as convert
-from models.errors import ModelNotFoundError
 from models.catalog import sha256_file
 from models.convert import resolve_student_folder
 from models.device import plan_training
+from models.errors import ModelNotFoundError
 from models.params import LoraParams, TrainParams
 from models.student import Student
 

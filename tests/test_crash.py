@@ -20,10 +20,10 @@ import psutil
 import pytest
 from conftest import tiny_config_doc
 
-from engine.config import resolve
-from engine.loop import Loop
-from engine.runs import create_run, effective_status, prepare
-from engine.store import Store
+from engine.config.schema import resolve
+from engine.run.loop import Loop
+from engine.run.runs import create_run, effective_status, prepare
+from engine.store.db import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SOCKET_BLOCK = '''
@@ -84,19 +84,19 @@ def calls_paid(store: Store, run_id: int) -> dict[str, str]:
 
 # The workers the faults kill are forked from a server that imported torch, transformers, peft and llama.cpp once
 # (a fresh interpreter per kill point would spend most of its time importing).
-PRELOAD = ["engine.worker", "engine.loop", "torch", "transformers", "peft", "llama_cpp", "models.student",
+PRELOAD = ["engine.run.worker", "engine.run.loop", "torch", "transformers", "peft", "llama_cpp", "models.student",
            "models.teacher.llama_cpp", "models.convert"]
 
 
 def _worker_main(store: str, run_id: int, fault: str | None, log: str) -> None:
-    """engine.worker's main in a forked child, its stdout and stderr sent to `log`, L2L_FAULT set to `fault`."""
+    """engine.run.worker's main in a forked child, its stdout and stderr sent to `log`, L2L_FAULT set to `fault`."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.environ.pop("L2L_FAULT", None)
     if fault:
         os.environ["L2L_FAULT"] = fault
-    from engine.worker import main
+    from engine.run.worker import main
 
     code = 1
     try:
@@ -130,7 +130,7 @@ def worker(ctx: Any, store: Path, run_id: int, fault: str | None = None) -> subp
 @pytest.fixture(scope="module")
 def reference(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The uninterrupted run: a detached worker (as the app starts it) whose Python cannot open a socket."""
-    from engine.worker import spawn_worker
+    from engine.run.worker import spawn_worker
 
     folder = tmp_path_factory.mktemp("reference")
     site = tmp_path_factory.mktemp("site")
@@ -242,7 +242,7 @@ def test_sigterm_from_outside_mid_training_stops_at_a_step(tiny_gguf: Path, tmp_
     store, run_id = new_run(tiny_gguf, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("L2L_FAULT", None)
-    proc = subprocess.Popen([sys.executable, "-m", "engine.worker", str(store.path), str(run_id)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "engine.run.worker", str(store.path), str(run_id)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -318,7 +318,7 @@ def test_full_disk_mid_run_fails_clearly_and_the_store_resumes(tiny_gguf: Path, 
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("L2L_FAULT", None)
-    proc = subprocess.run([sys.executable, "-m", "engine.worker", str(tmp_path / "l2l.db"), str(run_id)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "engine.run.worker", str(tmp_path / "l2l.db"), str(run_id)], env=env,
                           capture_output=True, text=True, timeout=600, preexec_fn=small_disk)
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
@@ -364,7 +364,7 @@ def test_store_logs_adapters_and_folders_are_the_owners_only(reference: dict[str
 def test_the_worker_log_holds_nothing_beyond_the_store(reference: dict[str, Any]) -> None:
     """Each log line is an event the store holds, or holds no text of the data (the pool's unused rows included)."""
     store, run_id = reference["store"], reference["run_id"]
-    from engine.worker import worker_log
+    from engine.run.worker import worker_log
 
     events = {e["message"] for e in store.events(run_id, limit=100_000)}
     texts = [json.loads(line)["text"] for line in (REPO / "tests/fixtures/rotten_tomatoes_20.jsonl").read_text(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import tiny_config_doc
 
-from engine.curve import LabelsSaved, curve, labels_saved, needed_size
-from engine.status import RunStatus
-from engine.sweep_report import RunFacts, SweepReport
+from engine.reports.curve import LabelsSaved, curve, labels_saved, needed_size
+from engine.reports.sweep_report import RunFacts, SweepReport
+from engine.store.status import RunStatus
 
 
 def _facts(arm: str, size: int, seed_set: int, test: float) -> RunFacts:
@@ -66,8 +66,8 @@ def test_labels_saved_interval_widens_with_spread_between_seed_sets() -> None:
 
 
 def test_larger_seed_sets_contain_the_smaller_ones(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.data import load_splits
+    from engine.config.schema import resolve
+    from engine.data.load import load_splits
     from engine.tasks.registry import make_task
 
     for seed_draw in (None, 3):
@@ -85,7 +85,7 @@ def test_larger_seed_sets_contain_the_smaller_ones(tiny_gguf: Path, tmp_path: Pa
 
 
 def test_eda_edits_the_miss_deterministically() -> None:
-    from engine.eda import edits, vocabulary
+    from engine.augment.eda import edits, vocabulary
 
     miss = "the acting is wooden and the plot drags on far too long for a film this thin"
     vocab = vocabulary(["a warm and funny film", "the cast is superb", miss])
@@ -102,11 +102,11 @@ def test_eda_edits_the_miss_deterministically() -> None:
 
 def test_eda_arm_never_keeps_a_validation_or_test_text(tiny_gguf: Path, tmp_path: Path) -> None:
     """A run with loop.source = eda writes edits of its misses; the filter keeps none equal to an evaluation row."""
-    from engine.config import resolve
-    from engine.dedup import normalise
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.data.dedup import normalise
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db", source="eda", examples_per_miss=3)
     doc["checks"] = {"verify": False, "meta_text": False, "prompt_echo": False}
@@ -131,10 +131,10 @@ def test_training_length_chosen_on_validation_keeps_the_best_adapter(tiny_gguf: 
     import torch
     from safetensors.torch import load_file
 
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db", rounds=1)
     doc["train"] = {"steps": 12, "eval_every": 2, "patience": 2, "batch_size": 4, "learning_rate": 0.5,

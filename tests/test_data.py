@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import RunConfig, resolve
-from engine.data import balanced_draw, load_splits, to_examples
-from engine.readers import Rows, load_rows
-from models.errors import ConfigError, DataError
+from engine.config.schema import RunConfig, resolve
+from engine.data.load import balanced_draw, load_splits, to_examples
+from engine.data.readers import Rows, load_rows
 from engine.tasks.registry import make_task
+from models.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RT20 = FIXTURES / "rotten_tomatoes_20.jsonl"

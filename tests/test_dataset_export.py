@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from engine.config import RunConfig
-from engine.export import LIGHT, export_run, read_manifest
-from engine.store import Store
+from engine.config.schema import RunConfig
+from engine.export.run_export import LIGHT, export_run, read_manifest
+from engine.store.db import Store
 
 pytest.importorskip("llama_cpp")
 
@@ -36,7 +36,7 @@ def exported(tiny_run_store: tuple[Path, int], tmp_path_factory: pytest.TempPath
 def _one_kept_row_of_each_origin(store: Store, run_id: int) -> None:
     """A kept teacher row (the random teacher's text rarely passes the checks), an unlabeled-pool row, an oracle row and
     an edit, each with its lineage as the loop stores it."""
-    from engine.example_rows import example_from_row, example_row
+    from engine.data.example_rows import example_from_row, example_row
     from engine.tasks.base import Example
 
     parent = store.examples(run_id, split="seed")[0]
@@ -166,8 +166,8 @@ def test_the_model_card_in_the_adapter_folder(exported: tuple[Store, int, Path])
 
 def _bare_run(tmp_path: Path, teacher: dict[str, Any], identity: str | None, student: str | None = None) -> tuple[Store, int]:
     """A finished math run with one seed and one kept teacher row, whose teacher call was stored under `identity`."""
-    from engine.config import resolve
-    from engine.example_rows import example_row
+    from engine.config.schema import resolve
+    from engine.data.example_rows import example_row
     from engine.tasks.base import Example
 
     store = Store(tmp_path / "l2l.db")
@@ -202,7 +202,7 @@ def test_a_teacher_hash_the_store_does_not_hold_is_called_unknown(teacher: dict[
 
 
 def test_a_catalog_students_card_gives_the_sha256_its_download_was_checked_against(tmp_path: Path) -> None:
-    from engine.model_card import model_card
+    from engine.export.model_card import model_card
     from engine.tasks.registry import make_task
     from models.catalog import entry
 

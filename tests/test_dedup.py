@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.dedup import DedupIndex, fold_math_names, normalise, text_hash
+from engine.data.dedup import DedupIndex, fold_math_names, normalise, text_hash
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REVIEWS = [json.loads(line)["text"] for line in (FIXTURES / "rotten_tomatoes_20.jsonl").read_text(encoding="utf-8").splitlines()]

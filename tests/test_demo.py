@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.demo import demo_config
-from engine.runs import prepare
+from engine.experiments.demo import demo_config
+from engine.run.runs import prepare
 
 
 def test_demo_config_validates_and_loads_its_packaged_data(tmp_path: Path) -> None:
@@ -27,10 +27,10 @@ def test_demo_quick_and_overrides(tmp_path: Path) -> None:
 def test_control_run_matches_the_chosen_rounds_optimizer_steps(store_copy: tuple[Path, int]) -> None:
     from rich.console import Console
 
-    from engine.demo import comparison, control_config
-    from engine.loop import Loop
-    from engine.runs import create_run
-    from engine.store import Store
+    from engine.experiments.demo import comparison, control_config
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run
+    from engine.store.db import Store
 
     path, run_id = store_copy
     store = Store(path)
@@ -51,8 +51,8 @@ def test_control_run_matches_the_chosen_rounds_optimizer_steps(store_copy: tuple
 
 
 def test_paired_delta_across_runs_pairs_the_same_test_texts(store_copy: tuple[Path, int]) -> None:
-    from engine.compare import paired_delta
-    from engine.store import Store
+    from engine.reports.compare import paired_delta
+    from engine.store.db import Store
 
     path, run_id = store_copy
     store = Store(path)

@@ -58,10 +58,10 @@ def test_two_processes_train_the_same_steps_as_one(tiny_gguf: Path, tmp_path: Pa
 
 
 def test_loop_launches_the_processes_the_config_asks_for(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
     from tests.conftest import tiny_config_doc
 
     results = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.dry_run import masked_text
+from engine.tools.dry_run import masked_text
 from models.tokenizer import load_tokenizer
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.config import RunConfig
-from engine.export import PARTS, export_run, read_manifest, sha256_of
-from engine.store import Store
+from engine.config.schema import RunConfig
+from engine.export.run_export import PARTS, export_run, read_manifest, sha256_of
+from engine.store.db import Store
 from engine.tasks.registry import make_task
 from models.errors import ModelFileError
 from models.export_modelfile import Modelfile, go_template, parse, render, write_text
@@ -40,7 +40,7 @@ def exported(tiny_run_store: tuple[Path, int], tmp_path_factory: pytest.TempPath
 
 def _keep_one_synthetic(store: Store, run_id: int) -> None:
     """Make one teacher-written example kept (inserting one, with its lineage, when the teacher wrote none)."""
-    from engine.example_rows import example_from_row, example_row
+    from engine.data.example_rows import example_from_row, example_row
 
     written = store.examples(run_id, split="synthetic")
     with store.transaction():
@@ -74,7 +74,7 @@ def test_datasets_carry_prompt_completion_chat_and_lineage(exported: tuple[Store
     chat = [json.loads(line) for line in (out / f"run-{run_id}-train.chat.jsonl").open()]
     kept = store.examples(run_id, split="seed") + store.examples(run_id, split="synthetic", status="kept")
     assert len(plain) == len(chat) == len(kept) and any(r["split"] == "synthetic" for r in plain)
-    from engine.example_rows import example_from_row
+    from engine.data.example_rows import example_from_row
 
     for p, c, row in zip(plain, chat, kept, strict=True):
         ex = example_from_row(row)
@@ -119,7 +119,7 @@ def test_merged_model_is_a_16_bit_folder_with_the_adapter_folded_in(exported: tu
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     a = next(v for k, v in lora.items() if "layers.0.self_attn.q_proj.lora_A" in k)
     b = next(v for k, v in lora.items() if "layers.0.self_attn.q_proj.lora_B" in k)
-    from engine.export import student_folder
+    from engine.export.run_export import student_folder
 
     base_dir = student_folder(RunConfig.model_validate(store.run(run_id)["config"]))
     with safe_open(str(base_dir / "model.safetensors"), framework="pt") as fh:
@@ -185,7 +185,7 @@ def test_modelfile_rebuilds_the_training_prompt_and_stops(exported: tuple[Store,
     from gguf import GGUFReader
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    from engine.example_rows import example_from_row
+    from engine.data.example_rows import example_from_row
 
     field = GGUFReader(out / f"run-{run_id}-f16.gguf").fields["tokenizer.chat_template"]
     chat = Jinja2ChatFormatter(template=field.contents(), eos_token="", bos_token="")
@@ -196,7 +196,7 @@ def test_modelfile_rebuilds_the_training_prompt_and_stops(exported: tuple[Store,
 
 
 def test_round_trip_agrees_with_the_runs_predictions(exported: tuple[Store, int, Path], capsys: Any) -> None:
-    from engine.export_check import roundtrip
+    from engine.export.check import roundtrip
 
     store, run_id, out = exported
     results = roundtrip(store, run_id, out, n_threads=1)
@@ -218,7 +218,7 @@ def test_gguf_generation_stops_where_the_student_stops(exported: tuple[Store, in
     store, run_id, out = exported
     mf = parse((out / f"run-{run_id}.Modelfile").read_text())
     task = make_task(RunConfig.model_validate(store.run(run_id)["config"]).task)
-    from engine.example_rows import example_from_row
+    from engine.data.example_rows import example_from_row
 
     prompts = [render(mf.template, example_from_row(r).input) for r in store.examples(run_id)[:12]]
     gguf = GgufStudent(out / f"run-{run_id}-f16.gguf", n_ctx=512, n_threads=1, parameters=mf.parameters)
@@ -336,8 +336,8 @@ def test_an_export_killed_mid_way_is_finished_by_the_next_one(point: str, tiny_r
 
 
 def test_data_export_of_a_multiple_choice_run_keeps_text_byte_for_byte(tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.example_rows import example_row
+    from engine.config.schema import resolve
+    from engine.data.example_rows import example_row
     from engine.tasks.base import Example
 
     store = Store(tmp_path / "l2l.db")
@@ -370,8 +370,8 @@ def test_data_export_of_a_multiple_choice_run_keeps_text_byte_for_byte(tmp_path:
 
 def _sentiment_store(path: Path, n_synthetic: int) -> tuple[Store, int]:
     """A finished sentiment run holding one seed and `n_synthetic` kept teacher rows."""
-    from engine.config import resolve
-    from engine.example_rows import example_row
+    from engine.config.schema import resolve
+    from engine.data.example_rows import example_row
     from engine.tasks.base import Example
 
     store = Store(path)

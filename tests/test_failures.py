@@ -13,11 +13,11 @@ import psutil
 import pytest
 from conftest import tiny_config_doc
 
-from engine.config import resolve
-from engine.failures import failure_cause
-from engine.runs import create_run, prepare
-from engine.store import SCHEMA_VERSION, Store
-from engine.worker import spawn_worker, worker_log
+from engine.config.schema import resolve
+from engine.run.failures import failure_cause
+from engine.run.runs import create_run, prepare
+from engine.run.worker import spawn_worker, worker_log
+from engine.store.db import SCHEMA_VERSION, Store
 from models.errors import StoreError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_a_store_from_a_newer_llm2llm_is_refused_untouched(tmp_path: Path) -> No
 
 def test_a_run_that_cannot_start_says_why_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A run whose stored config no longer validates fails before the loop starts, still as one stored line."""
-    from engine.worker import main
+    from engine.run.worker import main
 
     store = Store(tmp_path / "l2l.db")
     run_id = store.create_run("broken", '{"loop": {"rounds": -1}}', "x", 0, {}, {}, {})

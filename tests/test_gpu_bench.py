@@ -84,7 +84,7 @@ def test_offload_warning_only_for_a_gpu_the_build_cannot_use(gpu: bool, offload:
 
 
 def test_describe_teacher_appends_the_warning() -> None:
-    from engine.model_slots import describe_teacher
+    from engine.run.model_slots import describe_teacher
 
     info = {"backend": "llama_cpp", "model": "/m/t.gguf", "mode": "batched", "parallel": 8, "n_ctx": 4096,
             "gpu_offload_supported": False, "n_gpu_layers_requested": -1, "n_gpu_layers_offloaded": 0, "n_layer": 28}
@@ -98,7 +98,7 @@ def test_doctor_shows_a_warning_row(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
     import models.device
-    from engine.doctor import report
+    from engine.tools.doctor import report
 
     monkeypatch.setattr(models.device, "gpu_present", lambda: True)
     # doctor asks llama.cpp in a fresh process, where a patch of llama_cpp here would not reach
@@ -111,7 +111,7 @@ def test_doctor_shows_a_warning_row(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_describe_teacher_counts_layers_as_llama_cpp_does() -> None:
-    from engine.model_slots import describe_teacher
+    from engine.run.model_slots import describe_teacher
 
     # The H200 run: 28 blocks plus the output layer, all offloaded (llama.cpp prints "offloaded 29/29 layers").
     info = {"backend": "llama_cpp", "model": "/m/t.gguf", "gpu_offload_supported": True, "n_gpu_layers_requested": -1,

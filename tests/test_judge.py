@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import tiny_config_doc
 
-from engine.judge import JudgeReport, paired
+from engine.experiments.judge import JudgeReport, paired
 
 
 def _report(right: dict[str, tuple[int, int]], seconds: float = 1.0) -> JudgeReport:
@@ -50,7 +50,7 @@ def test_two_judges_are_paired_on_the_same_rows_with_an_exact_mcnemar_p() -> Non
 
 
 def test_judge_asks_the_real_teacher_about_every_row_and_writes_nothing(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
+    from engine.config.schema import resolve
 
     store = tmp_path / "store" / "l2l.db"
     config = tmp_path / "tiny.toml"
@@ -72,7 +72,7 @@ def test_judge_asks_the_real_teacher_about_every_row_and_writes_nothing(tiny_ggu
 
 
 def test_judge_refuses_a_bad_split_in_one_line(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
+    from engine.config.schema import resolve
 
     config = tmp_path / "tiny.toml"
     config.write_text(resolve(tiny_config_doc(tiny_gguf, tmp_path / "l2l.db")).to_toml(), encoding="utf-8")

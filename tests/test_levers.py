@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from conftest import tiny_config_doc
 
-from engine.arms import BUILTIN
-from engine.augment import (
+from engine.augment.requests import (
     Target,
     cache_key,
     choose_targets,
@@ -26,13 +25,14 @@ from engine.augment import (
     teacher_schema,
     write_request,
 )
-from engine.config import RunConfig, TaskConfig, apply_overrides, resolve
-from engine.example_rows import example_from_row, example_row
-from engine.loop import Loop
-from engine.model_slots import open_run_teacher
-from engine.runs import create_run, prepare, request_stop
-from engine.scoring import is_miss
-from engine.store import Store
+from engine.config.schema import RunConfig, TaskConfig, apply_overrides, resolve
+from engine.data.example_rows import example_from_row, example_row
+from engine.experiments.arms import BUILTIN
+from engine.run.loop import Loop
+from engine.run.model_slots import open_run_teacher
+from engine.run.runs import create_run, prepare, request_stop
+from engine.run.scoring import is_miss
+from engine.store.db import Store
 from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task
@@ -60,7 +60,7 @@ BEFORE_CLASSIFICATION_REQUEST = (
     "wants to be.\n\nCorrect label: negative\n\nThe student answered: positive\n\nNow write the 3 new texts; the "
     "correct label of each is negative."
 )
-# The cache key of one write call built through engine.augment with a default config (identity 'teacher-id', round 1).
+# The cache key of one write call built through engine.augment.requests with a default config (identity 'teacher-id', round 1).
 BEFORE_KEY = "92f995c6aeb98e97d1297398f74ab572046f0f49d74116d3576bba881ba7d193"
 
 MISS = Example(input="It's not that the movie is bad, it's that it never decides what it wants to be.",

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from engine.config import resolve
-from engine.loop import Loop
-from engine.report import overhead_rows
-from engine.runs import create_run, prepare, request_stop
-from engine.store import Store
 from conftest import tiny_config_doc
+
+from engine.config.schema import resolve
+from engine.reports.run_report import overhead_rows
+from engine.run.loop import Loop
+from engine.run.runs import create_run, prepare, request_stop
+from engine.store.db import Store
+
 
 def store_counts(store: Store, run_id: int) -> dict[str, object]:
     """Everything a run produced, as counts and scores (ids and timings excluded)."""
@@ -74,7 +75,7 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
 
 def test_rejections_include_a_duplicate_of_seed(tiny_gguf: Path, tmp_path: Path) -> None:
     """Near-duplicate filter runs against seed/validation/test inputs (no leakage)."""
-    from engine.dedup import DedupIndex
+    from engine.data.dedup import DedupIndex
 
     cfg = resolve(tiny_config_doc(tiny_gguf, tmp_path / "l2l.db"))
     prepared = prepare(cfg)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.tools.dry_run import estimate_memory as estimate_run
 from models.convert import resolve_student_folder
-from engine.dry_run import estimate_memory as estimate_run
 from models.memory import describe, estimate_phases, folder_shape, gguf_shape, release_heap
 
 
@@ -29,7 +29,7 @@ def test_estimate_grows_with_batch_sequence_and_context(tiny_gguf: Path) -> None
 
 
 def test_dry_run_shows_the_estimate(tiny_config) -> None:
-    from engine.dry_run import dry_run_sections
+    from engine.tools.dry_run import dry_run_sections
 
     sections = dry_run_sections(tiny_config)
     est = sections["memory"]

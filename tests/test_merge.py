@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 from conftest import tiny_config_doc
 
-from engine.store import SCHEMA_VERSION, Store
+from engine.store.db import SCHEMA_VERSION, Store
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ["llm2llm", "plain"]
@@ -54,8 +54,8 @@ def snapshot_copy(src: Path, dst: Path) -> Path:
 
 def created_run(tiny_gguf: Path, store: Path, seed: int) -> int:
     """A run created (validated, examples written) and never started."""
-    from engine.config import resolve
-    from engine.runs import create_run, prepare
+    from engine.config.schema import resolve
+    from engine.run.runs import create_run, prepare
 
     doc = tiny_config_doc(tiny_gguf, store)
     doc["seed"] = seed
@@ -68,9 +68,9 @@ def created_run(tiny_gguf: Path, store: Path, seed: int) -> int:
 
 def rerun_renamed(path: Path, run_id: int, name: str) -> int:
     """The same run again under another name, to the end: its teacher calls come from the cache the first one filled."""
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
 
     st = Store(path, create=False)
     try:
@@ -157,7 +157,7 @@ def test_merge_remaps_ids_keeps_lineage_and_calls_once(stores: dict[str, Path], 
     used = {r[0] for r in t.db.execute("SELECT teacher_call FROM examples WHERE teacher_call IS NOT NULL")}
     assert used and used <= keys_t
 
-    from engine.sweep_report import arm_rows, gather
+    from engine.reports.sweep_report import arm_rows, gather
 
     rows = {r["arm"]: r for r in arm_rows(gather(t, sweep["id"]))}
     assert set(rows) == set(ARMS)
@@ -218,7 +218,7 @@ def test_kill_9_mid_merge_leaves_the_target_as_it_was(stores: dict[str, Path], t
 
 
 def test_unfinished_runs_come_only_when_asked(stores: dict[str, Path], tmp_path: Path) -> None:
-    from engine.merge import merge_stores
+    from engine.experiments.merge import merge_stores
 
     (report,) = merge_stores([stores["a"]], tmp_path / "new.db", unfinished=True)
     assert len(report.merged) == 2 and not report.not_merged
@@ -248,7 +248,7 @@ def test_a_newer_store_is_refused_naming_it(stores: dict[str, Path], tmp_path: P
 
 
 def test_bad_sources_are_refused_before_anything_is_written(tmp_path: Path) -> None:
-    from engine.merge import merge_stores
+    from engine.experiments.merge import merge_stores
     from models.errors import StoreError
 
     junk = tmp_path / "junk.db"
@@ -269,8 +269,8 @@ def test_bad_sources_are_refused_before_anything_is_written(tmp_path: Path) -> N
 def test_an_older_store_merges_without_being_migrated_in_place(tmp_path: Path) -> None:
     import sqlite_utils
 
-    from engine.merge import merge_stores
-    from engine.store import MIGRATIONS
+    from engine.experiments.merge import merge_stores
+    from engine.store.db import MIGRATIONS
 
     old = tmp_path / "v3.db"
     db = sqlite_utils.Database(sqlite3.connect(str(old)))
@@ -301,7 +301,7 @@ def test_an_older_store_merges_without_being_migrated_in_place(tmp_path: Path) -
 
 def test_a_cell_whose_run_never_finished_takes_the_finished_run(stores: dict[str, Path], tmp_path: Path) -> None:
     """A sweep killed after creating a cell's run, before it ran: merging a store where that cell finished fills it."""
-    from engine.merge import merge_stores
+    from engine.experiments.merge import merge_stores
 
     target = snapshot_copy(stores["a"], tmp_path / "target.db")
     st = Store(target, create=False)

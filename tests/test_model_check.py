@@ -14,8 +14,8 @@ import pytest
 import tomli_w
 from conftest import tiny_config_doc
 
-from engine.config import resolve
-from engine.runs import prepare
+from engine.config.schema import resolve
+from engine.run.runs import prepare
 from models.errors import ModelFileError
 from models.model_check import GGUF_TRAINABLE, check_hf_folder, check_model, read_gguf_header
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
-from engine.example_rows import example_row
-from engine.store import Store
+from engine.data.example_rows import example_row
+from engine.store.db import Store
 
 SNAPSHOTS = Path(__file__).parent / "text_snapshots" / "test_narrow_tables"  # syrupy fails a run on files it does not own in __snapshots__
 
@@ -30,8 +30,8 @@ CONTROL_RIGHT = 246
 
 def demo_store(path: Path) -> tuple[Store, int, int]:
     """A store holding the demo run above and its control run, written as the loop writes them; returns (store, run, control)."""
-    from engine.demo import control_config, demo_config
-    from engine.runs import prepare
+    from engine.experiments.demo import control_config, demo_config
+    from engine.run.runs import prepare
 
     cfg = demo_config(path)
     test = prepare(cfg, check_models=False).splits.test
@@ -104,7 +104,7 @@ def demo(tmp_path: Path) -> tuple[Store, int, int]:
 
 
 def test_round_table_at_80_columns(demo: tuple[Store, int, int]) -> None:
-    from engine.report import rounds_table
+    from engine.reports.run_report import rounds_table
 
     store, run_id, _ = demo
     text = render(rounds_table(store, run_id, title="rounds", width=80))
@@ -115,7 +115,7 @@ def test_round_table_at_80_columns(demo: tuple[Store, int, int]) -> None:
 
 
 def test_run_summary_at_80_columns(demo: tuple[Store, int, int]) -> None:
-    from engine.report import run_summary
+    from engine.reports.run_report import run_summary
 
     store, run_id, _ = demo
     text = render(run_summary(store, run_id, width=80))
@@ -124,7 +124,7 @@ def test_run_summary_at_80_columns(demo: tuple[Store, int, int]) -> None:
 
 
 def test_demo_result_table_at_80_columns(demo: tuple[Store, int, int]) -> None:
-    from engine.demo import result_table
+    from engine.experiments.demo import result_table
 
     store, run_id, control_id = demo
     text = render(result_table(store, run_id, control_id, width=80))
@@ -135,7 +135,7 @@ def test_demo_result_table_at_80_columns(demo: tuple[Store, int, int]) -> None:
 
 
 def test_whole_demo_comparison_fits_80_columns(demo: tuple[Store, int, int]) -> None:
-    from engine.demo import comparison
+    from engine.experiments.demo import comparison
 
     store, run_id, control_id = demo
     text = render(comparison(store, run_id, control_id, width=80))
@@ -144,7 +144,7 @@ def test_whole_demo_comparison_fits_80_columns(demo: tuple[Store, int, int]) -> 
 
 
 def test_wide_terminals_keep_every_phase_column(demo: tuple[Store, int, int]) -> None:
-    from engine.report import rounds_table
+    from engine.reports.run_report import rounds_table
 
     store, run_id, _ = demo
     text = render(rounds_table(store, run_id, width=120), width=120)
@@ -155,7 +155,7 @@ def test_wide_terminals_keep_every_phase_column(demo: tuple[Store, int, int]) ->
 
 @pytest.mark.parametrize("width", [60, 80])
 def test_a_long_runs_numbers_stay_whole(demo: tuple[Store, int, int], width: int) -> None:
-    from engine.report import rounds_table
+    from engine.reports.run_report import rounds_table
 
     store, run_id, _ = demo
     store.upsert_round(run_id, 1, train_size=10_400, misses=1_250, generated=6_912, kept=1_234, rejected=5_678,

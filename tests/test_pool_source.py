@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, tiny_config_doc
 
-from engine.retrieval import BM25
+from engine.data.retrieval import BM25
 from models.errors import ConfigError, DataError
 
 POOL = FIXTURES / "rt_unlabeled_60.jsonl"
@@ -40,11 +40,11 @@ def _pool_doc(tiny_gguf: Path, store: Path, pool: Path = POOL, **loop: object) -
 
 
 def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.dedup import normalise
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.data.dedup import normalise
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     cfg = resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db"))
     prepared = prepare(cfg)
@@ -68,10 +68,10 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
 
 
 def test_pool_random_draws_other_rows_than_nearest(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     picked = {}
     for pick in ("nearest", "random"):
@@ -87,7 +87,7 @@ def test_resume_after_kill_mid_labelling_pays_no_call_twice(tiny_gguf: Path, tmp
     import tomli_w
     from test_sweep import l2l
 
-    from engine.store import Store
+    from engine.store.db import Store
 
     config = tmp_path / "pool.toml"
     config.write_text(tomli_w.dumps(_pool_doc(tiny_gguf, tmp_path / "l2l.db")), encoding="utf-8")
@@ -107,8 +107,8 @@ def test_resume_after_kill_mid_labelling_pays_no_call_twice(tiny_gguf: Path, tmp
 
 @pytest.mark.parametrize("case", ["empty", "bad_row", "no_verify", "not_classification"])
 def test_a_bad_pool_is_one_clear_error_and_writes_nothing(case: str, tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.runs import prepare
+    from engine.config.schema import resolve
+    from engine.run.runs import prepare
 
     pool = tmp_path / "pool.jsonl"
     pool.write_text(POOL.read_text(encoding="utf-8"), encoding="utf-8")
@@ -134,8 +134,8 @@ def test_a_bad_pool_is_one_clear_error_and_writes_nothing(case: str, tiny_gguf: 
 
 
 def test_pool_warnings_are_one_line_each(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.runs import prepare
+    from engine.config.schema import resolve
+    from engine.run.runs import prepare
 
     pool = tmp_path / "labelled.jsonl"
     rows = [json.loads(line) for line in (FIXTURES / "rotten_tomatoes_20.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -12,7 +12,7 @@ import pytest
 import tomli_w
 from conftest import tiny_config_doc
 
-from engine.store import Store
+from engine.store.db import Store
 
 REPO = Path(__file__).resolve().parents[1]
 

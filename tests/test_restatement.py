@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from engine.config import ChecksConfig, resolve
-from engine.dedup import RESTATEMENT, ContentWords, Restatements, comparable, containment, restates
-from engine.example_rows import example_row
-from engine.filtering import CandidateFilter
+from engine.config.schema import ChecksConfig, resolve
+from engine.data.dedup import RESTATEMENT, ContentWords, Restatements, comparable, containment, restates
+from engine.data.example_rows import example_row
+from engine.filter.filtering import CandidateFilter
 from engine.tasks.base import Example
 from engine.tasks.registry import make_task
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine.store import Store
+from engine.store.db import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import TrainConfig
+from engine.config.schema import TrainConfig
 from models.batching import epoch_plan, step_groups
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from engine.store import MIGRATIONS, SCHEMA_VERSION, Store
+from engine.store.db import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def _v3_store(path: Path) -> None:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.params import LoraParams, TrainParams
-from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.batching import IGNORE, collate, encode_pair, epoch_plan, length_grouped_batches, truncate_left
 from models.device import device_info, plan_training
+from models.errors import ConfigError, DataError, ModelNotFoundError
+from models.params import LoraParams, TrainParams
 from models.student import Student
 
 PAIRS = [

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
-
 from conftest import tiny_config_doc
-from engine.store import Store
+
+from engine.store.db import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ["plain", "one_shot", "random", "paper", "llm2llm"]
@@ -73,7 +73,7 @@ def test_killed_sweep_continues_without_redoing_finished_runs(swept: tuple[Path,
 
 
 def test_arms_and_seed_sets_are_what_they_claim(swept: tuple[Path, dict]) -> None:
-    from engine.config import RunConfig
+    from engine.config.schema import RunConfig
 
     store = Store(swept[0], create=False)
     cells = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
@@ -124,7 +124,7 @@ def test_the_teacher_never_sees_the_students_answer_in_the_paper_arm(swept: tupl
 def test_report_numbers_match_the_store(swept: tuple[Path, dict]) -> None:
     from rich.console import Console
 
-    from engine.sweep_report import arm_rows, gather, paired, render, write_files
+    from engine.reports.sweep_report import arm_rows, gather, paired, render, write_files
 
     store = Store(swept[0], create=False)
     report = gather(store, 1)
@@ -171,8 +171,8 @@ def test_report_pairs_with_the_arms_asked_for(swept: tuple[Path, dict], tmp_path
 
 
 def test_a_user_arm_and_bad_arms(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import SweepConfig
-    from engine.arms import resolve_arms
+    from engine.config.schema import SweepConfig
+    from engine.experiments.arms import resolve_arms
     from models.errors import ConfigError
 
     arms = resolve_arms(SweepConfig(define={"k1": ["loop.examples_per_miss=1"]}), ["plain", "k1", "llm2llm"])
@@ -187,7 +187,7 @@ def test_a_user_arm_and_bad_arms(tiny_gguf: Path, tmp_path: Path) -> None:
 
 def test_a_store_given_on_the_command_line_is_relative_to_the_working_directory(
         tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.sweep import plan_sweep
+    from engine.experiments.sweep import plan_sweep
 
     (tmp_path / "configs").mkdir()
     config = sweep_config(tiny_gguf, tmp_path / "configs")

@@ -10,7 +10,7 @@ import tomli_w
 from conftest import tiny_config_doc
 from test_sweep import l2l
 
-from engine.store import Store
+from engine.store.db import Store
 
 ARMS = ["llm2llm", "plain", "plain_tuned", "eda", "oracle"]
 SIZES = [4, 8]

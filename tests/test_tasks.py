@@ -12,9 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import RunConfig, TaskConfig, resolve
-from engine.data import load_splits
-from models.errors import ConfigError
+from engine.config.schema import RunConfig, TaskConfig, resolve
+from engine.data.load import load_splits
 from engine.tasks.base import Example, Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.free_text import FreeTextTask
@@ -22,6 +21,7 @@ from engine.tasks.math import MathTask, canonical, final_number, parse_number, s
 from engine.tasks.multiple_choice import MultipleChoiceTask
 from engine.tasks.registry import make_task
 from engine.tasks.teacher_prompt import max_reply_chars
+from models.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

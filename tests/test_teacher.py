@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from engine.config import TeacherConfig
+from engine.config.schema import TeacherConfig
 from models.errors import ConfigError, ModelNotFoundError
 from models.teacher import open_teacher
 from models.teacher.base import TeacherReply, TeacherRequest

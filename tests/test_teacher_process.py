@@ -97,10 +97,10 @@ def test_the_teacher_process_ends_with_its_parent_and_the_parent_never_loads_lla
 
 
 def test_a_run_with_its_teacher_in_its_own_process_writes_what_it_writes_in_one(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
 
     written = {}
     for isolate in ("never", "always"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from engine.config import TeacherConfig
+from engine.config.schema import TeacherConfig
 from models.teacher import open_teacher
 from models.teacher.openai_http import OpenAITeacher, ServerError, server_models
 from models.teacher.reply_json import loads_reply
@@ -131,10 +130,10 @@ def test_unreachable_endpoint_is_an_error_reply_after_bounded_retries() -> None:
 
 
 def test_loop_with_the_server_teacher_records_it_and_caches_calls(server: str, tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.config import resolve
-    from engine.loop import Loop
-    from engine.runs import create_run, prepare
-    from engine.store import Store
+    from engine.config.schema import resolve
+    from engine.run.loop import Loop
+    from engine.run.runs import create_run, prepare
+    from engine.store.db import Store
     from tests.conftest import tiny_config_doc
 
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db", rounds=2)
@@ -159,8 +158,8 @@ def test_loop_with_the_server_teacher_records_it_and_caches_calls(server: str, t
 def test_doctor_checks_the_configured_endpoint(server: str, tmp_path: Path) -> None:
     from rich.console import Console
 
-    from engine.config import resolve
-    from engine.doctor import endpoint_rows
+    from engine.config.schema import resolve
+    from engine.tools.doctor import endpoint_rows
 
     ok = endpoint_rows(resolve({"teacher": {"backend": "openai", "base_url": server, "model": ALIAS}}))
     missing = endpoint_rows(resolve({"teacher": {"backend": "openai", "base_url": server, "model": "other"}}))

@@ -18,11 +18,11 @@ import pytest
 import tomli_w
 from conftest import tiny_config_doc
 
-from engine.config import resolve
-from engine.loop import Loop
-from engine.runs import create_run, prepare
-from engine.store import Store
-from engine.tracking import flatten_params
+from engine.config.schema import resolve
+from engine.run.loop import Loop
+from engine.run.runs import create_run, prepare
+from engine.run.tracking import flatten_params
+from engine.store.db import Store
 
 mlflow = pytest.importorskip("mlflow", reason="the llm2llm[mlflow] extra")
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # the test's own clients read the file store too
@@ -119,8 +119,8 @@ def test_a_run_reports_its_config_rounds_best_round_and_adapter(finished: dict[s
 def test_tracking_is_execution_only(finished: dict[str, Any], tiny_run_store: tuple[Path, int]) -> None:
     """tracking.mlflow changes where results are reported, not what is computed (so it is in EXECUTION_ONLY): the
     tracked run equals the untracked one made from the same config, and a sweep takes either as the other's twin."""
-    from engine.config import EXECUTION_ONLY
-    from engine.sweep import finished_twin
+    from engine.config.schema import EXECUTION_ONLY
+    from engine.experiments.sweep import finished_twin
 
     assert ("tracking", "mlflow") in EXECUTION_ONLY
     plain_store, plain_id = Store(tiny_run_store[0], create=False), tiny_run_store[1]
@@ -262,7 +262,7 @@ def test_without_mlflow_the_setting_is_refused_before_anything_runs(tiny_gguf: P
 
 
 def test_params_are_flattened_and_long_values_cut() -> None:
-    from engine.tracking import PARAM_VALUE_MAX, flatten_params
+    from engine.run.tracking import PARAM_VALUE_MAX, flatten_params
 
     flat = flatten_params({"a": {"b": 1, "c": [1, 2], "d": None, "e": {}}, "s": "x" * 5000, "t": True})
     assert flat["a.b"] == "1" and flat["a.c"] == "[1, 2]" and flat["a.d"] == "null" and flat["a.e"] == "{}"

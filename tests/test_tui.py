@@ -16,9 +16,9 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from engine.config import RunConfig, load_config
-from engine.runs import create_run, effective_status, pid_alive, prepare
-from engine.store import Store
+from engine.config.schema import RunConfig, load_config
+from engine.run.runs import create_run, effective_status, pid_alive, prepare
+from engine.store.db import Store
 from l2l_tui.app import L2LApp
 from l2l_tui.screens.confirm import ConfirmScreen
 from l2l_tui.screens.dashboard import DashboardScreen

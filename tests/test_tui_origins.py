@@ -11,8 +11,8 @@ from rich.console import Console
 from test_tui_sweep import SIZE, async_test, plain, settle, until
 from textual.widgets import Select, Static
 
-from engine.report import origin_counts, run_summary
-from engine.store import Store
+from engine.reports.run_report import origin_counts, run_summary
+from engine.store.db import Store
 from l2l_tui.app import L2LApp
 from l2l_tui.queries import ExampleFilter, filter_examples, filter_options
 from l2l_tui.screens.examples import ExamplesScreen

@@ -112,7 +112,7 @@ def test_new_run_form(snap_compare: Any, fixed_run_store: tuple[Path, int]) -> N
 
 
 def test_dry_run_preview(snap_compare: Any, fixed_run_store: tuple[Path, int], tiny_config: Any) -> None:
-    from engine.dry_run import dry_run_sections
+    from engine.tools.dry_run import dry_run_sections
     from l2l_tui.screens.dry_run import DryRunScreen
 
     sections = dry_run_sections(tiny_config)

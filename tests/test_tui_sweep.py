@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import Select, Static
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from engine.store import Store, now
+from engine.store.db import Store, now
 from l2l_tui.app import L2LApp
 from l2l_tui.queries import reason_counts, sweep_signature, sweep_view
 from l2l_tui.screens.dashboard import DashboardScreen
@@ -217,7 +217,7 @@ async def open_sweep(pilot: Pilot[Any]) -> SweepScreen:
 # tests ----------------------------------------------------------------------------------------------------------
 @async_test
 async def test_sweep_screen_shows_each_arms_numbers_deltas_rejections_and_report(tmp_path: Path) -> None:
-    from engine.sweep_report import gather, paired
+    from engine.reports.sweep_report import gather, paired
 
     path = tmp_path / "l2l.db"
     built = build_sweep_store(path)

@@ -10,7 +10,7 @@ from typing import Any
 
 from test_tui_sweep import SIZE, async_test, cell, open_sweep
 
-from engine.store import Store, now
+from engine.store.db import Store, now
 from l2l_tui.app import L2LApp
 from l2l_tui.queries import sweep_list, sweep_view
 from l2l_tui.widgets.curve_plot import CurvePlot, SavedLines

@@ -19,9 +19,9 @@ import pytest
 from conftest import tiny_config_doc
 from rich.console import Console
 
-from engine.config import resolve
-from engine.runs import claim, create_run, effective_status, prepare, process_started
-from engine.store import Store
+from engine.config.schema import resolve
+from engine.run.runs import claim, create_run, effective_status, prepare, process_started
+from engine.store.db import Store
 from models.errors import StoreError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def _consistent(store: Store, run_id: int, n_eval: int) -> None:
 
 
 def test_readers_polling_hard_while_a_worker_writes(tiny_gguf: Path, tmp_path: Path) -> None:
-    from engine.report import run_summary, runs_table
+    from engine.reports.run_report import run_summary, runs_table
     from l2l_tui.queries import ExampleFilter, dashboard_rounds, events_tail, filter_examples, filter_options, lineage, run_list
 
     store, run_id = _tiny_run(tiny_gguf, tmp_path)
@@ -188,7 +188,7 @@ def test_readers_polling_hard_while_a_worker_writes(tiny_gguf: Path, tmp_path: P
     store.close()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("L2L_FAULT", None)
-    worker = subprocess.Popen([sys.executable, "-m", "engine.worker", str(tmp_path / "l2l.db"), str(run_id)], env=env,
+    worker = subprocess.Popen([sys.executable, "-m", "engine.run.worker", str(tmp_path / "l2l.db"), str(run_id)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     reads, phases, started = 0, set(), time.monotonic()
     sink = Console(file=io.StringIO(), width=160)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import TaskConfig
+from engine.config.schema import TaskConfig
 from engine.tasks.common import fill_template, split_template
 from engine.tasks.teacher_prompt import NO_DIVERSITY, Diversity
 

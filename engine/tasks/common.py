@@ -8,7 +8,7 @@ import re
 import unicodedata
 from typing import Any
 
-from engine.config import DataConfig
+from engine.config.schema import DataConfig
 from models.errors import ConfigError
 
 _SPACES = re.compile(r"\s+")

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from engine.config import DataConfig
+from engine.config.schema import DataConfig
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, target_name
 from engine.tasks.prompt_templates import load_template

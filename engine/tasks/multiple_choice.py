@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config import DataConfig, TaskConfig
+from engine.config.schema import DataConfig, TaskConfig
 from engine.tasks.base import Example, Task
 from engine.tasks.common import RowProblem, fill_template, normalise_answer, raw_key
 from engine.tasks.prompt_templates import load_template

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from engine.config import TaskConfig
+from engine.config.presets import PRESETS
+from engine.config.schema import TaskConfig
 from engine.tasks.base import Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.free_text import FreeTextTask
 from engine.tasks.math import MathTask
 from engine.tasks.multiple_choice import MultipleChoiceTask
-from engine.tasks.presets import PRESETS
 from models.errors import ConfigError
 
 TASK_KINDS: dict[str, type[Task]] = {

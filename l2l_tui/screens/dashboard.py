@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.worker import worker_log
+from engine.run.worker import worker_log
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChanged, StoreWatcher, WatchFailed
 from l2l_tui.widgets.accuracy_plot import AccuracyPlot

@@ -13,7 +13,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Footer, Header, Static
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from l2l_tui.screens.base import AppScreen
 from l2l_tui.screens.file_picker import PathPicker
 from l2l_tui.widgets.config_form import ConfigForm
@@ -153,7 +153,7 @@ class NewRunScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="form", exit_on_error=False)
     def _preview(self, cfg: RunConfig) -> None:
-        from engine.dry_run import dry_run_sections
+        from engine.tools.dry_run import dry_run_sections
 
         try:
             sections = dry_run_sections(cfg)
@@ -201,7 +201,7 @@ class NewRunScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="form", exit_on_error=False)
     def _load(self, path: Path) -> None:
-        from engine.config import load_config
+        from engine.config.schema import load_config
 
         try:
             cfg = load_config(path)
@@ -228,8 +228,8 @@ class NewRunScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="form", exit_on_error=False)
     def _launch(self, cfg: RunConfig) -> None:
-        from engine.runs import create_run, prepare
-        from engine.worker import spawn_worker
+        from engine.run.runs import create_run, prepare
+        from engine.run.worker import spawn_worker
         from l2l_tui.queries import open_store
 
         store_path = self.l2l.store_path

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
-from engine.store import RUN_STATUSES
+from engine.store.db import RUN_STATUSES
 from l2l_tui.queries import events_tail, log_tail, open_store
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import RunsChanged, StoreWatcher, WatchFailed

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 
-from engine.config import RunConfig, resolve
+from engine.config.schema import RunConfig, resolve
 from models.errors import L2LError
 
 EXPANDED = ("run", "task", "data", "student", "teacher", "loop")

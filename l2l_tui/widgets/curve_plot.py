@@ -30,7 +30,7 @@ class CurvePlot(PlotextPlot):
         self.draw()
 
     def show(self, curve: dict[str, dict[int, Any]], current: int | None = None) -> None:
-        """Plot this curve (engine.curve.curve: arm -> size -> Spread of test accuracy), marking the size `current`."""
+        """Plot this curve (engine.reports.curve.curve: arm -> size -> Spread of test accuracy), marking the size `current`."""
         self.curve, self.current = curve, current
         self.draw()
 
@@ -68,7 +68,7 @@ class CurvePlot(PlotextPlot):
 
 
 class SavedLines(Static):
-    """engine.curve.labels_saved as lines: the seeds the plain curve needs to match the best augmenting arm."""
+    """engine.reports.curve.labels_saved as lines: the seeds the plain curve needs to match the best augmenting arm."""
 
     DEFAULT_CSS = "SavedLines { height: auto; max-height: 6; padding: 0 1; }"
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from rich.text import Text
 
-from engine.report import PHASE_NAMES, pct
+from engine.reports.run_report import PHASE_NAMES, pct
 from l2l_tui.fmt import span
 from l2l_tui.widgets.row_table import RowTable
 
 
 class RoundTable(RowTable):
-    """One row per round (engine.report.round_rows); round 0 is the plain fine-tuning baseline, * marks the best."""
+    """One row per round (engine.reports.run_report.round_rows); round 0 is the plain fine-tuning baseline, * marks the best."""
 
     COLUMNS = (("round", "round"), ("phase", "phase"), ("train", "train_size"), ("miss", "misses"), ("kept/rej", "new"),
                ("rejected", "reasons"), ("seed %", "seed"), ("val %", "val"), ("test %", "test"), ("loss", "loss"), ("train", "t_train"),

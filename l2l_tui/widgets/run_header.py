@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from textual.widgets import Static
 
-from engine.report import pct
+from engine.reports.run_report import pct
 from l2l_tui.fmt import local_time, short_model, status_markup
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.binding import Binding
 
-from engine.report import pct
+from engine.reports.run_report import pct
 from l2l_tui.fmt import STATUS_STYLE, cut, local_time, short_model, span
 from l2l_tui.widgets.row_table import RowTable
 

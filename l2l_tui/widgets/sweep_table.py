@@ -7,11 +7,11 @@ from typing import Any
 
 from rich.text import Text
 
-from engine.report import pct, per_set_deltas
+from engine.reports.run_report import pct, per_set_deltas
 from l2l_tui.fmt import STATUS_STYLE
 from l2l_tui.widgets.row_table import RowTable
 
-BASELINES = ("plain", "paper")  # engine.sweep_report.BASELINES, without importing numpy on the UI thread
+BASELINES = ("plain", "paper")  # engine.reports.sweep_report.BASELINES, without importing numpy on the UI thread
 
 
 def delta_text(p: Any) -> Text:
@@ -24,7 +24,7 @@ def delta_text(p: Any) -> Text:
 
 
 def per_set_text(p: Any) -> Text:
-    """The delta of each seed set both arms finished (engine.report.per_set_deltas)."""
+    """The delta of each seed set both arms finished (engine.reports.run_report.per_set_deltas)."""
     return Text("-", style="dim") if p is None else Text(per_set_deltas(p.per_set))
 
 
@@ -35,7 +35,7 @@ class ArmTable(RowTable):
                ("kept", "kept"), ("minutes", "minutes"), ("run ids", "ids"))
 
     def show(self, rows: list[dict[str, Any]], run_ids: dict[str, list[int]]) -> None:
-        """Replace the rows (engine.sweep_report.arm_rows; run_ids: every created run of an arm)."""
+        """Replace the rows (engine.reports.sweep_report.arm_rows; run_ids: every created run of an arm)."""
         self.fill([(row["arm"], [
             Text(row["arm"], style="bold"), Text(f"{row['runs']}/{row['planned']}", justify="right"),
             Text(row["val"].show(100), justify="right"), Text(row["test"].show(100), justify="right"),
@@ -52,7 +52,7 @@ class DeltaTable(RowTable):
         (f"vs {base} [95% CI]", f"vs_{base}"), (f"per seed set vs {base}", f"sets_{base}"))))
 
     def show(self, rows: list[dict[str, Any]]) -> None:
-        """Replace the rows (engine.sweep_report.arm_rows)."""
+        """Replace the rows (engine.reports.sweep_report.arm_rows)."""
         self.fill([(row["arm"], [Text(row["arm"], style="bold"),
                                  *(t for base in BASELINES for t in (delta_text(row[f"vs_{base}"]), per_set_text(row[f"vs_{base}"])))])
                    for row in rows])
@@ -87,7 +87,7 @@ class ArmRunsTable(RowTable):
                ("test %", "test"), ("kept", "kept"), ("rej", "rejected"))
 
     def show(self, runs: list[Any], seed_sets: int) -> None:
-        """Replace the rows (engine.sweep_report.RunFacts of one arm)."""
+        """Replace the rows (engine.reports.sweep_report.RunFacts of one arm)."""
         by_set = {r.seed_set: r for r in runs}
         rows: list[tuple[str, list[Any]]] = []
         for s in range(max(seed_sets, max(by_set, default=-1) + 1)):

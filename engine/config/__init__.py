@@ -1,0 +1,1 @@
+"""The run config: its schema, loading and overrides, and the task presets."""

@@ -1,0 +1,1 @@
+"""Data files to validated examples and splits: readers, deduplication, retrieval."""

@@ -1,0 +1,1 @@
+"""Many runs: arms, sweeps (local, Ray), merges, the teacher judge and the demo."""

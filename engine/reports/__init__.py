@@ -1,0 +1,1 @@
+"""What runs and sweeps look like as tables, curves and comparisons."""

@@ -1,0 +1,1 @@
+"""One run: the loop, its phases, model slots, scoring, checkpoints, faults and the worker process."""

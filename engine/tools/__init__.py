@@ -1,0 +1,1 @@
+"""Checks a user runs before a run: doctor and the dry run."""
