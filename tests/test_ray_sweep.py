@@ -97,8 +97,8 @@ def test_without_ray_the_sweep_is_refused_in_one_line(tiny_gguf: Path, tmp_path:
 
 
 def test_a_worker_killed_mid_cell_fails_the_sweep_and_it_resumes(tiny_gguf: Path, tmp_path: Path) -> None:
-    """kill -9 of the Ray worker in the reference cell's training: nothing is filed, the matched cell is never sent,
-    the sweep says failed in one line; --resume with Ray runs both cells."""
+    """kill -9 of the Ray worker in the reference cell's training, on every try Ray makes: nothing is filed, the
+    matched cell is never sent, the sweep says failed in one line; --resume with Ray runs both cells."""
     pytest.importorskip("ray")
     config = sweep_config(tiny_gguf, tmp_path)
     killed = l2l("sweep", str(config), "--ray", "local", fault="train:0:kill")

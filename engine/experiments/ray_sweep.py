@@ -3,7 +3,8 @@ worker; the driver, the one writer of the sweep's store, merges each cell's stor
 
 Workers need llm2llm installed and the config's data and model files at the same paths as the driver (a shared
 read-only folder or the same layout on every node); the SQLite store never leaves the driver's disk. A matched arm
-(plain's steps, one_shot's budget) is sent once its reference cell is merged, as a local sweep orders them."""
+(plain's steps, one_shot's budget) is sent once its reference cell is merged, as a local sweep orders them. The
+sweep's teacher calls go with each cell, so a call another cell (or an earlier sweep) paid for is not paid again."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from engine.store.db import Store, now
 from engine.store.status import RunStatus
 from models.errors import L2LError
 
+MAX_RETRIES = 2  # a cell whose worker or node died is sent again this many times
+
 
 def import_ray() -> ModuleType:
     """Ray, or one line saying how to install it (it is an optional extra)."""
@@ -34,9 +37,12 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str) -> dict[str, Any]:
+def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
     """On a worker: one cell's run to the end in a store of its own (kept on the worker with the run's adapters), the
-    sweep row and the cell filed in it; returns that store's bytes, the run's status and where it ran."""
+    sweep row and the cell filed in it, the sweep's teacher calls cached there first; returns that store's bytes, the
+    run's status, where it ran and how many teacher calls it paid."""
+    import ray
+
     from engine.config.schema import RunConfig
     from engine.run.loop import Loop
     from engine.run.runs import create_run
@@ -47,6 +53,9 @@ def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str) -> d
     folder = l2l_home() / "ray-cells" / sweep["digest"] / f"{cell['arm']}{size}-set{cell['seed_set']}-{uuid.uuid4().hex[:8]}"
     store = Store(folder / "l2l.db")
     try:
+        with store.transaction():
+            for call in calls:
+                store.save_teacher_call(call)
         run_id = create_run(store, prepare(cfg))
         with store.transaction():
             sweep_id = store.create_sweep(sweep["name"], sweep["doc"], sweep["arms"], sweep["seed_sets"], sweep["digest"],
@@ -57,11 +66,13 @@ def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str) -> d
             error = None
         except L2LError as err:  # the run's failure is in its row; the driver reports it
             status, error = RunStatus.FAILED, str(err)
+        paid = store.count("teacher_calls") - len(calls)
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         store.close()
     return {"store": (folder / "l2l.db").read_bytes(), "status": str(status), "error": error, "host": os.uname().nodename,
-            "folder": str(folder), "overrides": cell["overrides"]}
+            "node": ray.get_runtime_context().get_node_id()[:8], "paid": paid, "folder": str(folder),
+            "overrides": cell["overrides"]}
 
 
 def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -> str:
@@ -81,6 +92,7 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
     failed: list[str] = []
     ray: ModuleType | None = None
     remote: Any = None
+    cache: tuple[int, Any] | None = None  # (calls in the sweep's cache, those calls in Ray's object store)
     try:
         while todo or pending:
             waiting = len(todo)
@@ -106,7 +118,9 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
                 if ray is None:
                     ray, remote = _connect(address)
                 row = {"arm": arm.name, "seed_set": seed_set, "seed_size": size, "overrides": overrides}
-                pending[remote.remote(sweep, row, cfg.to_json())] = (cell, time.perf_counter())
+                if cache is None or cache[0] != store.count("teacher_calls"):  # put again only when merges added calls
+                    cache = (store.count("teacher_calls"), ray.put(store.teacher_calls()))
+                pending[remote.remote(sweep, row, cfg.to_json(), cache[1])] = (cell, time.perf_counter())
             if not pending:
                 if failed or not todo:
                     break
@@ -134,7 +148,8 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
                 failed.append(f"{labels[cell]}: {reason}")
                 on_line(f"{labels[cell]} · {reason}")
                 continue
-            on_line(cell_line(store, labels[cell], run_id, time.perf_counter() - started) + f" · on {result['host']}")
+            on_line(cell_line(store, labels[cell], run_id, time.perf_counter() - started)
+                    + f" · on {result['host']} (node {result['node']}) · {result['paid']} teacher calls paid")
     except BaseException as err:
         if ray is not None:
             for ref in pending:
@@ -154,14 +169,16 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
 
 
 def _connect(address: str) -> tuple[ModuleType, Any]:
-    """Ray connected (or started, for 'local') and run_cell as a task: one CPU, and one GPU where the cluster has any."""
+    """Ray connected (or started, for 'local') and run_cell as a task: one CPU, and one GPU where the cluster has any.
+    A task whose worker or node dies is run again (twice at most, wherever Ray has room); a run that fails for a
+    reason in its data or config returns its failure and is not retried."""
     ray = import_ray()
     if address == "local":
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
     else:
         ray.init(address=address, log_to_driver=False)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # one cell per GPU: student and teacher take turns
-    return ray, ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_cell)
+    return ray, ray.remote(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES)(run_cell)
 
 
 def _cells(store: Store, sweep_id: int) -> dict[tuple[str, int, int], int]:

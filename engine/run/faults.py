@@ -7,7 +7,8 @@ manifest is written) and 'export:0:writing' in the middle of writing a JSONL fil
 (the phase's results are computed, not yet committed), 'done' (just committed), 'stepN' (after training step N), 'save'
 (inside the adapter save: the weights file is left half-written), 'batchN' (after evaluation batch N), 'replyN' (after
 the N-th teacher reply of the phase was committed), 'unsavedN' (the N-th reply came back, not committed yet).
-How: kill (SIGKILL), term (SIGTERM), int (SIGINT, as Ctrl-C).
+How: kill (SIGKILL), term (SIGTERM), int (SIGINT, as Ctrl-C). With L2L_FAULT_ONCE=<path> the fault acts only in the
+first process to reach it (it makes the file), as a worker that dies once and is then run again.
 """
 
 from __future__ import annotations
@@ -45,8 +46,20 @@ def fault_point(phase: str, idx: int, point: str | None = None) -> None:
     if spec is None:
         return
     where = f"{phase}:{idx}" if point is None else f"{phase}:{idx}:{point}"
-    if spec[0] == where:
+    if spec[0] == where and _first_here():
         act(spec[1])
+
+
+def _first_here() -> bool:
+    """True unless L2L_FAULT_ONCE names a file another process made already (made now, atomically, if not)."""
+    marker = os.environ.get("L2L_FAULT_ONCE")
+    if not marker:
+        return True
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 @contextmanager

@@ -359,6 +359,10 @@ class Store:
         rows = list(self.db.query("SELECT * FROM teacher_calls WHERE key = ?", [key]))
         return rows[0] if rows else None
 
+    def teacher_calls(self) -> list[dict[str, Any]]:
+        """Every cached teacher call (a sweep sends them to its Ray workers, so no call is paid twice)."""
+        return list(self.db.query("SELECT * FROM teacher_calls ORDER BY key"))
+
     def save_teacher_call(self, row: dict[str, Any]) -> None:
         """Record a teacher call as soon as it finishes (its own commit: a crash must not pay twice)."""
         self.db.table("teacher_calls").insert({"created": now(), **row}, pk="key", replace=True)

@@ -1,0 +1,76 @@
+"""`l2l sweep --ray ADDRESS` on a real Ray cluster of two worker nodes on this machine (ray.cluster_utils.Cluster):
+the cells run on both nodes, a worker killed mid-cell is run again and the sweep ends with every cell once, and a
+second sweep whose calls the store already holds pays the teacher for none of them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+from conftest import tiny_config_doc
+
+from engine.store.db import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep(config: Path, address: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The `l2l sweep` driver in a process of its own, connected to the cluster at `address`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L2L_FAULT")}  # faults are for the workers
+    code = "import sys\nfrom l2l_tui.cli import main\nsys.argv = ['l2l', *sys.argv[1:]]\nmain()"
+    return subprocess.run([sys.executable, "-c", code, "sweep", str(config), "--ray", address, *extra],
+                          env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=900)
+
+
+def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_paid_twice(
+        tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db")
+    doc["loop"]["score_test_every_round"] = False
+    doc["data"].update(validation_size=4, test_size=4)
+    doc["sweep"] = {"arms": ["llm2llm"], "seed_sets": 2}  # two cells that wait on nothing: one per node at once
+    config = tmp_path / "sweep.toml"
+    config.write_text(tomli_w.dumps(doc), encoding="utf-8")
+
+    # the nodes' workers inherit this environment: this checkout's code, and the first worker to reach training dies
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("RAY_worker_register_timeout_seconds", "600")
+    monkeypatch.setenv("L2L_FAULT", "train:0:kill")
+    monkeypatch.setenv("L2L_FAULT_ONCE", str(tmp_path / "killed"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+
+        first = sweep(config, cluster.address)
+        assert first.returncode == 0, first.stderr[-4000:]
+        assert (tmp_path / "killed").exists(), "no worker was killed"
+        done = re.findall(r"· on \S+ \(node (\w+)\) · (\d+) teacher calls paid", first.stderr)
+        assert len(done) == 2 and len({node for node, _ in done}) == 2, first.stderr[-4000:]
+        assert all(int(paid) > 0 for _, paid in done)
+        store = Store(tmp_path / "l2l.db", create=False)
+        assert store.sweep(1)["status"] == "finished"
+        cells = store.sweep_runs(1)
+        assert sorted(c["seed_set"] for c in cells) == [0, 1], "every cell once"
+        assert len(store.runs()) == 2 and all(r["status"] == "finished" for r in store.runs())
+        calls = store.count("teacher_calls")
+        store.close()
+
+        # another experiment by name only: not a finished twin, so it runs again, asking exactly the cached calls
+        again = sweep(config, cluster.address, "--set", "name=tiny-again")
+        assert again.returncode == 0, again.stderr[-4000:]
+        paid = re.findall(r"· (\d+) teacher calls paid", again.stderr)
+        assert paid == ["0", "0"], again.stderr[-4000:]
+        store = Store(tmp_path / "l2l.db", create=False)
+        assert len(store.runs()) == 4 and store.count("teacher_calls") == calls
+        store.close()
+    finally:
+        cluster.shutdown()
