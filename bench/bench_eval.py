@@ -23,6 +23,7 @@ from bench_train import find_model, task_pairs  # noqa: E402
 from models.params import LoraParams, TrainParams  # noqa: E402
 from models.device import plan_training  # noqa: E402
 from models.student import Student  # noqa: E402
+from models.student_train import StudentTrainer  # noqa: E402
 from summary import report  # noqa: E402
 
 LABELS = ["positive", "negative"]
@@ -52,8 +53,8 @@ def main() -> None:
         print(f"model: {origin}\nprompts: {len(pairs)} from {data_origin}; batch {args.batch_size}")
         if args.train_epochs > 0:
             distinct = list(dict.fromkeys(pairs))
-            stats = student.train(distinct, TrainParams(epochs=args.train_epochs, batch_size=8, learning_rate=3e-4),
-                                  seed=0, out_dir=Path(scratch) / "adapter")
+            stats = StudentTrainer(student).train(distinct, TrainParams(epochs=args.train_epochs, batch_size=8, learning_rate=3e-4),
+                                                  seed=0, out_dir=Path(scratch) / "adapter")
             print(f"fine-tuned on {len(distinct)} distinct rows: {stats.steps} steps, {stats.seconds:.1f}s, loss {stats.final_loss:.3f}")
         prompts = [p for p, _ in pairs]
         gold = [r.strip() for _, r in pairs]

@@ -47,6 +47,7 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
     from models.device import plan_training
     from models.params import LoraParams, TeacherParams, TrainParams
     from models.student import Student
+    from models.student_train import StudentTrainer
     from models.teacher import open_teacher
     from models.teacher.base import TeacherRequest
     from models.threads import TorchThreads
@@ -73,7 +74,7 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
 
     def train() -> None:
         student.threads = TorchThreads(threads)
-        student.train(pairs, TrainParams(steps=4, batch_size=8, learning_rate=3e-4), seed=0, out_dir=tmp / "adapter")
+        StudentTrainer(student).train(pairs, TrainParams(steps=4, batch_size=8, learning_rate=3e-4), seed=0, out_dir=tmp / "adapter")
 
     def evaluate() -> None:
         student.threads = TorchThreads(threads)

@@ -229,13 +229,15 @@ def dry_run_estimate(student: Any, sizes: Sizes) -> float:
 def measure_training(student: Any, sizes: Sizes, out: Path) -> dict[str, Any]:
     """A 2-step warm-up, then STEPS optimizer steps on one batch: tokens/s, peaks, losses and the dry-run estimate."""
     from models.params import TrainParams
+    from models.student_train import StudentTrainer
 
     params = TrainParams(steps=STEPS, batch_size=sizes.batch, learning_rate=sizes.lr, warmup_ratio=0.0,
                          scheduler="constant")
     pairs = train_pairs(sizes)
+    trainer = StudentTrainer(student)
     if student.plan.device == "cuda":  # first-call kernel set-up and QLoRA's k-bit preparation stay out of the timing
-        student.train(pairs, TrainParams(steps=2, batch_size=sizes.batch, learning_rate=sizes.lr), seed=0, out_dir=out / "warm")
-    stats = student.train(pairs, params, seed=0, out_dir=out / "adapter")
+        trainer.train(pairs, TrainParams(steps=2, batch_size=sizes.batch, learning_rate=sizes.lr), seed=0, out_dir=out / "warm")
+    stats = trainer.train(pairs, params, seed=0, out_dir=out / "adapter")
     return {"mode": student.plan.mode, "device": student.plan.device, "tokens_per_s": stats.tokens_per_s,
             "peak_vram_mb": stats.peak_vram_mb, "peak_rss_mb": stats.peak_rss_mb, "losses": stats.losses,
             "estimate_mb": dry_run_estimate(student, sizes), "seconds": stats.seconds, "batch": sizes.batch,

@@ -29,7 +29,7 @@ from engine.failures import RunFailed, append_traceback, failure_cause, worker_l
 from engine.faults import fault_point, torn_adapter_save
 from engine.filtering import CandidateFilter
 from engine.meter import PhaseMeter
-from engine.model_slots import ModelSlots, describe_teacher
+from engine.model_slots import ModelSlots, describe_teacher, trainer_of
 from engine.progress_writer import Progress, ProgressWriter
 from engine.runs import claim
 from engine.scoring import accuracy, is_miss, predict
@@ -189,9 +189,10 @@ class Loop:
             student = self.models.student(meter, adapter=None)
             prog = self.progress(idx, "train", unit="step")
             with torn_adapter_save(idx):
-                stats = student.train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
-                                      on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
-                                      init_adapter=Path(init) if init else None, selection=self._selection(student))
+                stats = trainer_of(student).train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
+                                                  on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
+                                                  init_adapter=Path(init) if init else None,
+                                                  selection=self._selection(student))
             meter.mark("compute", stats.seconds)
             publish(staging, adapter_dir)
             self.models.trained(str(adapter_dir))

@@ -14,6 +14,7 @@ from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.batching import IGNORE, collate, encode_pair, epoch_plan, length_grouped_batches, truncate_left
 from models.device import device_info, plan_training
 from models.student import Student
+from models.student_train import StudentTrainer
 
 PAIRS = [
     ("Review: a joy from start to end\nSentiment:", " positive"),
@@ -88,7 +89,7 @@ def trained(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """A student trained on PAIRS until it knows them, and its saved adapter."""
     s = Student.load(tiny_folder, plan_training("none"), LoraParams(r=8, alpha=16, dropout=0.0), MAX_LEN)
     out = tmp_path_factory.mktemp("adapter")
-    s.train(PAIRS, TrainParams(epochs=15, learning_rate=1e-2, batch_size=2, warmup_ratio=0.1), seed=0, out_dir=out)
+    StudentTrainer(s).train(PAIRS, TrainParams(epochs=15, learning_rate=1e-2, batch_size=2, warmup_ratio=0.1), seed=0, out_dir=out)
     return s, out
 
 
@@ -174,7 +175,7 @@ def test_collate_pads_to_the_batch_max_on_either_side(student: Student) -> None:
 def test_training_changes_only_the_adapter_and_loss_falls(student: Student, tmp_path: Path) -> None:
     base_before = {k: v.clone() for k, v in student.base.state_dict().items()}
     steps: list[tuple[int, int, float]] = []
-    stats = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a", on_step=lambda s, t, l: steps.append((s, t, l)))
+    stats = StudentTrainer(student).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a", on_step=lambda s, t, l: steps.append((s, t, l)))
     assert stats.steps == 20 and len(steps) == 20 and steps[-1][:2] == (20, 20)
     assert stats.losses[-1] < 0.3 * stats.losses[0]
     assert stats.trainable_params > 0 and stats.tokens > 0 and stats.peak_vram_mb is None
@@ -190,9 +191,10 @@ def test_training_changes_only_the_adapter_and_loss_falls(student: Student, tmp_
 
 def test_same_seed_gives_the_same_adapter_and_retraining_starts_from_base(student: Student, tmp_path: Path) -> None:
     cfg = TrainParams(epochs=2, learning_rate=1e-2, batch_size=2, grad_accum=2)
-    s1 = student.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "a")
-    s2 = student.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "b")
-    s3 = student.train(PAIRS, cfg, seed=4, out_dir=tmp_path / "c")
+    trainer = StudentTrainer(student)
+    s1 = trainer.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "a")
+    s2 = trainer.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "b")
+    s3 = trainer.train(PAIRS, cfg, seed=4, out_dir=tmp_path / "c")
     a, b, c = (load_file(str(p / "adapter_model.safetensors")) for p in (tmp_path / "a", tmp_path / "b", tmp_path / "c"))
     assert s1.losses == s2.losses and s1.steps == 2
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -200,17 +202,18 @@ def test_same_seed_gives_the_same_adapter_and_retraining_starts_from_base(studen
 
 
 def test_continue_from_an_adapter(student: Student, tmp_path: Path) -> None:
-    first = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
-    more = student.train(PAIRS, TrainParams(epochs=1, batch_size=2, learning_rate=1e-3), seed=0, out_dir=tmp_path / "b", init_adapter=tmp_path / "a")
+    trainer = StudentTrainer(student)
+    first = trainer.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    more = trainer.train(PAIRS, TrainParams(epochs=1, batch_size=2, learning_rate=1e-3), seed=0, out_dir=tmp_path / "b", init_adapter=tmp_path / "a")
     assert more.losses[0] < 0.5 * first.losses[0]  # starts where the first run ended, not from scratch
 
 
 def test_gradient_checkpointing_gives_the_same_losses(tiny_folder: Path, tmp_path: Path) -> None:
     lora = LoraParams(r=8, alpha=16, dropout=0.0)
-    plain = Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    plain = StudentTrainer(Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN)).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
     ckpt = Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN, gradient_checkpointing=True)
     assert getattr(ckpt.lm, "is_activation_checkpointing", None) or ckpt.lm.is_gradient_checkpointing
-    again = ckpt.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
+    again = StudentTrainer(ckpt).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
     assert again.losses == pytest.approx(plain.losses, rel=1e-4)
 
 
@@ -219,7 +222,7 @@ def test_qlora_nf4_trains_and_reloads_on_the_cpu(tiny_folder: Path, tmp_path: Pa
     lora = LoraParams(r=8, alpha=16, dropout=0.0)
     s = Student.load(tiny_folder, plan, lora, MAX_LEN)
     assert type(s.base.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
-    stats = s.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "q")
+    stats = StudentTrainer(s).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "q")
     assert stats.losses[-1] < 0.3 * stats.losses[0]
     labels = [" positive", " negative"]
     prompts = [p for p, _ in PAIRS]
@@ -234,7 +237,7 @@ def test_qlora_nf4_trains_and_reloads_on_the_cpu(tiny_folder: Path, tmp_path: Pa
 
 def test_empty_training_set_is_refused(student: Student, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="empty"):
-        student.train([], FAST, seed=0, out_dir=tmp_path / "a")
+        StudentTrainer(student).train([], FAST, seed=0, out_dir=tmp_path / "a")
 
 
 def test_saved_adapter_reloads_with_identical_logits(trained: tuple[Student, Path], tiny_folder: Path) -> None:
@@ -306,13 +309,13 @@ def test_score_options_batched_equals_unbatched_and_the_reference(trained: tuple
 
 def test_inference_folds_the_adapter_in_and_training_afterwards_starts_from_the_base(student: Student, tmp_path: Path) -> None:
     base_before = {k: v.clone() for k, v in student.base.state_dict().items()}
-    first = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    first = StudentTrainer(student).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
     labels = [" positive", " negative"]
     with_branches = [reference_scores(student, p, labels) for p, _ in PAIRS]  # LoRA layers not merged yet
     merged = student.score_options([p for p, _ in PAIRS], [labels] * len(PAIRS), batch_size=4)
     assert student._merged
     assert merged == [pytest.approx(r, abs=1e-4) for r in with_branches]
-    again = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
+    again = StudentTrainer(student).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
     assert again.losses == pytest.approx(first.losses, rel=1e-4), "the merged weights leaked into the next training"
     student.detach_adapter()
     after = student.base.state_dict()
