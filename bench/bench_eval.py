@@ -23,6 +23,7 @@ from bench_train import find_model, task_pairs  # noqa: E402
 from models.params import LoraParams, TrainParams  # noqa: E402
 from models.device import plan_training  # noqa: E402
 from models.student import Student  # noqa: E402
+from models.student_score import StudentScorer  # noqa: E402
 from models.student_train import StudentTrainer  # noqa: E402
 from summary import report  # noqa: E402
 
@@ -58,19 +59,20 @@ def main() -> None:
             print(f"fine-tuned on {len(distinct)} distinct rows: {stats.steps} steps, {stats.seconds:.1f}s, loss {stats.final_loss:.3f}")
         prompts = [p for p, _ in pairs]
         gold = [r.strip() for _, r in pairs]
-        student.score_options(prompts[:2], [[" " + l for l in LABELS]] * 2, 2)  # warm-up
+        scorer = StudentScorer(student)
+        scorer.score_options(prompts[:2], [[" " + l for l in LABELS]] * 2, 2)  # warm-up
 
         t = time.perf_counter()
-        scores = student.score_options(prompts, [[" " + l for l in LABELS]] * len(prompts), args.batch_size)
+        scores = scorer.score_options(prompts, [[" " + l for l in LABELS]] * len(prompts), args.batch_size)
         t_score = time.perf_counter() - t
         by_score = [LABELS[max(range(len(LABELS)), key=row.__getitem__)] for row in scores]
 
         t = time.perf_counter()
-        batched = student.generate(prompts, args.max_new_tokens, ["\n"], args.batch_size)
+        batched = scorer.generate(prompts, args.max_new_tokens, ["\n"], args.batch_size)
         t_batch = time.perf_counter() - t
 
         t = time.perf_counter()
-        single = [student.generate([p], args.max_new_tokens, ["\n"], 1)[0] for p in prompts]
+        single = [scorer.generate([p], args.max_new_tokens, ["\n"], 1)[0] for p in prompts]
         t_single = time.perf_counter() - t
         student.free()
 

@@ -253,14 +253,17 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
 
 def measure_eval(student: Any, sizes: Sizes) -> dict[str, Any]:
     """score_options and generate, batched vs one prompt at a time (the same prompts; a warm-up call first)."""
+    from models.student_score import StudentScorer
+
+    scorer = StudentScorer(student)
     prompts = eval_prompts(sizes)
     options = [OPTIONS] * len(prompts)
-    student.score_options(prompts[:2], options[:2], sizes.eval_batch)
-    student.generate(prompts[:2], sizes.new_tokens, ["\n"], sizes.eval_batch)
+    scorer.score_options(prompts[:2], options[:2], sizes.eval_batch)
+    scorer.generate(prompts[:2], sizes.new_tokens, ["\n"], sizes.eval_batch)
     out: dict[str, Any] = {"prompts": len(prompts)}
     for name, batch in (("one", 1), ("batched", sizes.eval_batch)):
-        scores, s_sec = timed(student.score_options, prompts, options, batch)
-        texts, g_sec = timed(student.generate, prompts, sizes.new_tokens, ["\n"], batch)
+        scores, s_sec = timed(scorer.score_options, prompts, options, batch)
+        texts, g_sec = timed(scorer.generate, prompts, sizes.new_tokens, ["\n"], batch)
         out[name] = {"score_per_s": round(len(prompts) / s_sec, 2), "generate_per_s": round(len(prompts) / g_sec, 2),
                      "picks": [max(range(len(s)), key=s.__getitem__) for s in scores], "texts": texts}
     return out

@@ -1,6 +1,6 @@
 """Student training over several processes: `accelerate launch` starts one process per GPU (or per share of the CPU,
 gloo) and each runs StudentTrainer.train with its Accelerator (DDP); the launching process only waits, reads the steps
-and the stats. `LaunchedStudent` puts this behind the student's interface for the loop; evaluation stays in-process.
+and the stats. `LaunchedStudent` offers the trainer's and the scorer's calls to the loop; evaluation stays in-process.
 
 GPU launch, by hand:  accelerate launch --multi_gpu --num_processes 2 -m models.distributed JOB.json
 """
@@ -120,12 +120,16 @@ class LaunchedStudent:
         return self._local
 
     def score_options(self, *args: Any, **kwargs: Any) -> list[list[float]]:
-        """Student.score_options in this process."""
-        return self.local().score_options(*args, **kwargs)
+        """StudentScorer.score_options in this process."""
+        from models.student_score import StudentScorer
+
+        return StudentScorer(self.local()).score_options(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> list[str]:
-        """Student.generate in this process."""
-        return self.local().generate(*args, **kwargs)
+        """StudentScorer.generate in this process."""
+        from models.student_score import StudentScorer
+
+        return StudentScorer(self.local()).generate(*args, **kwargs)
 
     def free(self) -> None:
         """Release the in-process student, if loaded."""

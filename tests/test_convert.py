@@ -15,6 +15,7 @@ from models.convert import resolve_student_folder
 from models.device import plan_training
 from models.params import LoraParams, TrainParams
 from models.student import Student
+from models.student_score import StudentScorer
 from models.student_train import StudentTrainer
 
 
@@ -86,6 +87,6 @@ def test_converted_gguf_trains_and_generates(converted: tuple[Path, Path, list[s
     s = Student.load(folder, plan_training("none"), LoraParams(r=4, alpha=8), max_length=64)
     stats = StudentTrainer(s).train([("Review: good\nSentiment:", " positive")] * 4, TrainParams(epochs=1, batch_size=2), seed=0, out_dir=tmp_path / "a")
     assert stats.steps == 2 and (tmp_path / "a" / "adapter_model.safetensors").is_file()
-    outs = s.generate(["Review: good\nSentiment:", "Hi"], max_new_tokens=4, stop=["\n"], batch_size=2)
+    outs = StudentScorer(s).generate(["Review: good\nSentiment:", "Hi"], max_new_tokens=4, stop=["\n"], batch_size=2)
     assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
     s.free()
