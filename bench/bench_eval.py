@@ -24,6 +24,8 @@ from summary import report  # noqa: E402
 from models.device import plan_training  # noqa: E402
 from models.params import LoraParams, TrainParams  # noqa: E402
 from models.student import Student  # noqa: E402
+from models.student_score import StudentScorer  # noqa: E402
+from models.student_train import StudentTrainer  # noqa: E402
 
 LABELS = ["positive", "negative"]
 
@@ -52,24 +54,25 @@ def main() -> None:
         print(f"model: {origin}\nprompts: {len(pairs)} from {data_origin}; batch {args.batch_size}")
         if args.train_epochs > 0:
             distinct = list(dict.fromkeys(pairs))
-            stats = student.train(distinct, TrainParams(epochs=args.train_epochs, batch_size=8, learning_rate=3e-4),
-                                  seed=0, out_dir=Path(scratch) / "adapter")
+            stats = StudentTrainer(student).train(distinct, TrainParams(epochs=args.train_epochs, batch_size=8, learning_rate=3e-4),
+                                                  seed=0, out_dir=Path(scratch) / "adapter")
             print(f"fine-tuned on {len(distinct)} distinct rows: {stats.steps} steps, {stats.seconds:.1f}s, loss {stats.final_loss:.3f}")
         prompts = [p for p, _ in pairs]
         gold = [r.strip() for _, r in pairs]
-        student.score_options(prompts[:2], [[" " + l for l in LABELS]] * 2, 2)  # warm-up
+        scorer = StudentScorer(student)
+        scorer.score_options(prompts[:2], [[" " + l for l in LABELS]] * 2, 2)  # warm-up
 
         t = time.perf_counter()
-        scores = student.score_options(prompts, [[" " + l for l in LABELS]] * len(prompts), args.batch_size)
+        scores = scorer.score_options(prompts, [[" " + l for l in LABELS]] * len(prompts), args.batch_size)
         t_score = time.perf_counter() - t
         by_score = [LABELS[max(range(len(LABELS)), key=row.__getitem__)] for row in scores]
 
         t = time.perf_counter()
-        batched = student.generate(prompts, args.max_new_tokens, ["\n"], args.batch_size)
+        batched = scorer.generate(prompts, args.max_new_tokens, ["\n"], args.batch_size)
         t_batch = time.perf_counter() - t
 
         t = time.perf_counter()
-        single = [student.generate([p], args.max_new_tokens, ["\n"], 1)[0] for p in prompts]
+        single = [scorer.generate([p], args.max_new_tokens, ["\n"], 1)[0] for p in prompts]
         t_single = time.perf_counter() - t
         student.free()
 

@@ -1,5 +1,6 @@
 """Benchmark: scoring multi-token options from each prompt's KV cache vs one whole sequence per (prompt, option) pair.
 
+The per-pair path is the reference scorer the tests keep (tests/reference_scorer.py, PairScorer).
 Real rows, real SmolLM2-135M-Instruct student (the catalog's GGUF converted to an fp32 HF folder), CPU:
   math_topic  the preset's prompt ("Problem: ...\\nSubject:") against the 7 MATH subject names (1 to 3 tokens each);
   mmlu_stem   the preset's prompt (question, lettered options, "Answer:") against " " + each option's text.
@@ -39,6 +40,8 @@ from models.device import plan_training  # noqa: E402
 from models.params import LoraParams  # noqa: E402
 from models.paths import model_cache  # noqa: E402
 from models.student import Student  # noqa: E402
+from models.student_score import StudentScorer  # noqa: E402
+from tests.reference_scorer import PairScorer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "engine" / "demo_data"
 
@@ -90,10 +93,11 @@ def timed(score: Callable[..., list[list[float]]], *args: Any) -> tuple[list[lis
 def bench(student: Student, task: str, n: int, batch_size: int) -> None:
     """Time both paths on one task and print seconds, ratio, agreement and accuracy."""
     prompts, options, gold = task_rows(task, n)
-    student._score_pairs(prompts[:2], options[:2], 2)  # warm-up
-    student.score_options(prompts[:2], options[:2], 2)
-    old, t_old, c_old = timed(student._score_pairs, prompts, options, batch_size)
-    new, t_new, c_new = timed(student.score_options, prompts, options, batch_size)
+    reference, scorer = PairScorer(student), StudentScorer(student)
+    reference.score_options(prompts[:2], options[:2], 2)  # warm-up
+    scorer.score_options(prompts[:2], options[:2], 2)
+    old, t_old, c_old = timed(reference.score_options, prompts, options, batch_size)
+    new, t_new, c_new = timed(scorer.score_options, prompts, options, batch_size)
     fit = [i for i in range(len(prompts)) if fits(student, prompts[i], options[i])]
     diff = max(abs(a - b) for i in fit for a, b in zip(old[i], new[i]))
     pairs = sum(len(o) for o in options)

@@ -35,6 +35,7 @@ from models.device import plan_training  # noqa: E402
 from models.params import LoraParams, TrainParams  # noqa: E402
 from models.paths import model_cache  # noqa: E402
 from models.student import Student  # noqa: E402
+from models.student_train import StudentTrainer  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 MODES = ("grouped", "longest", "max_length", "naive")
@@ -123,7 +124,7 @@ def run_mode(student: Student, pairs: list[tuple[str, str]], mode: str, batch_si
     cfg = TrainParams(epochs=1, batch_size=batch_size, learning_rate=1e-4, warmup_ratio=0.0)
     student._fast_head = mode != "naive"
     try:
-        stats = student.train(pairs, cfg, seed=0, out_dir=out / mode, padding="max_length" if mode == "naive" else mode)
+        stats = StudentTrainer(student).train(pairs, cfg, seed=0, out_dir=out / mode, padding="max_length" if mode == "naive" else mode)
     finally:
         student._fast_head = True
     return {
@@ -156,7 +157,7 @@ def main() -> None:
         print(f"model: {origin}\n  {folder}\nplan: {plan.mode} on {plan.device}; batch {args.batch_size}, "
               f"{args.steps} steps per mode, max_length {args.max_length}")
         warm, _ = task_pairs("sentiment", args.batch_size)
-        student.train(warm, TrainParams(epochs=1, batch_size=args.batch_size), seed=0, out_dir=Path(scratch) / "warm")
+        StudentTrainer(student).train(warm, TrainParams(epochs=1, batch_size=args.batch_size), seed=0, out_dir=Path(scratch) / "warm")
         for task in args.tasks.split(","):
             pairs, data_origin = task_pairs(task, args.steps * args.batch_size)
             lengths = sorted(len(student.tokenizer(p)["input_ids"]) + len(student.tokenizer(r)["input_ids"]) + 1 for p, r in pairs)

@@ -47,6 +47,8 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
     from models.device import plan_training
     from models.params import LoraParams, TeacherParams, TrainParams
     from models.student import Student
+    from models.student_score import StudentScorer
+    from models.student_train import StudentTrainer
     from models.teacher import open_teacher
     from models.teacher.base import TeacherRequest
     from models.threads import TorchThreads
@@ -73,12 +75,12 @@ def slices(tiny: bool, threads: int | None, tmp: Path) -> dict[str, Callable[[],
 
     def train() -> None:
         student.threads = TorchThreads(threads)
-        student.train(pairs, TrainParams(steps=4, batch_size=8, learning_rate=3e-4), seed=0, out_dir=tmp / "adapter")
+        StudentTrainer(student).train(pairs, TrainParams(steps=4, batch_size=8, learning_rate=3e-4), seed=0, out_dir=tmp / "adapter")
 
     def evaluate() -> None:
         student.threads = TorchThreads(threads)
         options = [[" negative", " positive"]] * len(evals)
-        student.score_options([prompt.format(r["text"]) for r in evals], options, 32)
+        StudentScorer(student).score_options([prompt.format(r["text"]) for r in evals], options, 32)
 
     def teach() -> None:
         teacher = open_teacher(TeacherParams(model=str(teacher_path), parallel=8, n_threads=threads, isolate="never"),

@@ -229,13 +229,15 @@ def dry_run_estimate(student: Any, sizes: Sizes) -> float:
 def measure_training(student: Any, sizes: Sizes, out: Path) -> dict[str, Any]:
     """A 2-step warm-up, then STEPS optimizer steps on one batch: tokens/s, peaks, losses and the dry-run estimate."""
     from models.params import TrainParams
+    from models.student_train import StudentTrainer
 
     params = TrainParams(steps=STEPS, batch_size=sizes.batch, learning_rate=sizes.lr, warmup_ratio=0.0,
                          scheduler="constant")
     pairs = train_pairs(sizes)
+    trainer = StudentTrainer(student)
     if student.plan.device == "cuda":  # first-call kernel set-up and QLoRA's k-bit preparation stay out of the timing
-        student.train(pairs, TrainParams(steps=2, batch_size=sizes.batch, learning_rate=sizes.lr), seed=0, out_dir=out / "warm")
-    stats = student.train(pairs, params, seed=0, out_dir=out / "adapter")
+        trainer.train(pairs, TrainParams(steps=2, batch_size=sizes.batch, learning_rate=sizes.lr), seed=0, out_dir=out / "warm")
+    stats = trainer.train(pairs, params, seed=0, out_dir=out / "adapter")
     return {"mode": student.plan.mode, "device": student.plan.device, "tokens_per_s": stats.tokens_per_s,
             "peak_vram_mb": stats.peak_vram_mb, "peak_rss_mb": stats.peak_rss_mb, "losses": stats.losses,
             "estimate_mb": dry_run_estimate(student, sizes), "seconds": stats.seconds, "batch": sizes.batch,
@@ -251,14 +253,17 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
 
 def measure_eval(student: Any, sizes: Sizes) -> dict[str, Any]:
     """score_options and generate, batched vs one prompt at a time (the same prompts; a warm-up call first)."""
+    from models.student_score import StudentScorer
+
+    scorer = StudentScorer(student)
     prompts = eval_prompts(sizes)
     options = [OPTIONS] * len(prompts)
-    student.score_options(prompts[:2], options[:2], sizes.eval_batch)
-    student.generate(prompts[:2], sizes.new_tokens, ["\n"], sizes.eval_batch)
+    scorer.score_options(prompts[:2], options[:2], sizes.eval_batch)
+    scorer.generate(prompts[:2], sizes.new_tokens, ["\n"], sizes.eval_batch)
     out: dict[str, Any] = {"prompts": len(prompts)}
     for name, batch in (("one", 1), ("batched", sizes.eval_batch)):
-        scores, s_sec = timed(student.score_options, prompts, options, batch)
-        texts, g_sec = timed(student.generate, prompts, sizes.new_tokens, ["\n"], batch)
+        scores, s_sec = timed(scorer.score_options, prompts, options, batch)
+        texts, g_sec = timed(scorer.generate, prompts, sizes.new_tokens, ["\n"], batch)
         out[name] = {"score_per_s": round(len(prompts) / s_sec, 2), "generate_per_s": round(len(prompts) / g_sec, 2),
                      "picks": [max(range(len(s)), key=s.__getitem__) for s in scores], "texts": texts}
     return out

@@ -1,6 +1,6 @@
 """Student training over several processes: `accelerate launch` starts one process per GPU (or per share of the CPU,
-gloo) and each runs Student.train with its Accelerator (DDP); the launching process only waits, reads the steps and
-the stats. `LaunchedStudent` puts this behind the student's interface for the loop; evaluation stays in-process.
+gloo) and each runs StudentTrainer.train with its Accelerator (DDP); the launching process only waits, reads the steps
+and the stats. `LaunchedStudent` offers the trainer's and the scorer's calls to the loop; evaluation stays in-process.
 
 GPU launch, by hand:  accelerate launch --multi_gpu --num_processes 2 -m models.distributed JOB.json
 """
@@ -43,7 +43,7 @@ def train_launched(folder: Path, plan: TrainingPlan, lora: LoraParams, max_lengt
                    cfg: TrainParams, seed: int, out_dir: Path, processes: int, *, gradient_checkpointing: bool = False,
                    init_adapter: Path | None = None, on_step: OnStep | None = None) -> Any:
     """Train an adapter into out_dir on `processes` launched processes; returns the main process's TrainStats."""
-    from models.student import TrainStats
+    from models.student_train import TrainStats
 
     out_dir = Path(out_dir)
     work = out_dir.parent / f".launch-{os.getpid()}"
@@ -120,12 +120,16 @@ class LaunchedStudent:
         return self._local
 
     def score_options(self, *args: Any, **kwargs: Any) -> list[list[float]]:
-        """Student.score_options in this process."""
-        return self.local().score_options(*args, **kwargs)
+        """StudentScorer.score_options in this process."""
+        from models.student_score import StudentScorer
+
+        return StudentScorer(self.local()).score_options(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> list[str]:
-        """Student.generate in this process."""
-        return self.local().generate(*args, **kwargs)
+        """StudentScorer.generate in this process."""
+        from models.student_score import StudentScorer
+
+        return StudentScorer(self.local()).generate(*args, **kwargs)
 
     def free(self) -> None:
         """Release the in-process student, if loaded."""
@@ -140,6 +144,7 @@ def worker(job_path: Path) -> None:
     from accelerate import Accelerator
 
     from models.student import Student
+    from models.student_train import StudentTrainer
 
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     plan = TrainingPlan(**job["plan"])
@@ -154,9 +159,10 @@ def worker(job_path: Path) -> None:
     def on_step(step: int, total: int, loss: float) -> None:
         print(f"{STEP}{step} {total} {loss!r}", flush=True)
 
-    stats = student.train([(p, r) for p, r in job["pairs"]], TrainParams(**job["params"]), job["seed"], Path(job["out_dir"]),
-                          on_step=on_step if main else None,
-                          init_adapter=Path(job["init_adapter"]) if job["init_adapter"] else None, accelerator=accelerator)
+    stats = StudentTrainer(student).train([(p, r) for p, r in job["pairs"]], TrainParams(**job["params"]), job["seed"],
+                                          Path(job["out_dir"]), on_step=on_step if main else None,
+                                          init_adapter=Path(job["init_adapter"]) if job["init_adapter"] else None,
+                                          accelerator=accelerator)
     if main:
         Path(job["stats"]).write_text(json.dumps({**asdict(stats), "adapter_dir": str(stats.adapter_dir)}), encoding="utf-8")
     accelerator.wait_for_everyone()

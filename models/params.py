@@ -35,7 +35,7 @@ class TrainParams:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     steps: int | None = None
-    eval_every: int = 0  # > 0: the planned steps are a cap, the length is chosen on validation (Student.train)
+    eval_every: int = 0  # > 0: the planned steps are a cap, the length is chosen on validation (StudentTrainer.train)
     patience: int = 3
 
     def micro_batches(self, n_examples: int) -> int:

@@ -1,89 +1,29 @@
-"""The student: a causal LM with a LoRA adapter, trained with an exact, seeded loop and evaluated in batches."""
+"""The student's model handle: a causal LM loaded once, with at most one LoRA adapter; trained by models.student_train,
+scored by models.student_score."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 import inspect
-import math
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
-import torch.nn.functional as F
 
-from models.batching import (
-    IGNORE,
-    Encoded,
-    collate,
-    encode_continuation,
-    encode_pair,
-    encode_prompt,
-    epoch_plan,
-    step_groups,
-    truncate_left,
-)
-from models.device import TrainingPlan, peak_rss_mb, reset_peak_rss
-from models.errors import ConfigError, DataError, ModelNotFoundError
+from models.device import TrainingPlan
+from models.errors import ConfigError, ModelNotFoundError
 from models.memory import release_heap
-from models.params import LoraParams, Selection, TrainParams
+from models.params import LoraParams
 from models.threads import TorchThreads
 
 # Architectures whose logits are exactly lm_head(decoder hidden state) (Gemma's soft-capping is applied by hand):
 # for these the head runs only on the positions that matter (response tokens, option tokens).
 _PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3", "olmo", "olmo2", "smollm3"}
-
-
-@dataclass
-class TrainStats:
-    """What one training run did and cost."""
-
-    steps: int
-    epochs: float
-    final_loss: float
-    mean_loss: float
-    tokens: int  # non-pad tokens processed (prompt + response), all epochs
-    seconds: float
-    tokens_per_s: float
-    trainable_params: int
-    peak_rss_mb: float
-    peak_vram_mb: float | None
-    adapter_dir: Path
-    losses: list[float] = field(default_factory=list)  # per optimizer step
-    padded_tokens: int = 0  # tokens including padding, to show the padding waste
-    steps_run: int = 0  # optimizer steps taken; with a selection, `steps` is the chosen (best) step and the adapter its
-    selection: list[tuple[int, float]] = field(default_factory=list)  # (step, validation score) at each look
-
-
-class _StopOnStrings:
-    """StoppingCriteria: a row is done once its generated text holds a stop string or ends with EOS."""
-
-    def __init__(self, tokenizer: Any, stops: Sequence[str], start: int, eos_ids: set[int]) -> None:
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stops if s]
-        self.start = start
-        self.eos_ids = eos_ids
-        self.done: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        if self.done is None:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for row in (~self.done).nonzero().flatten().tolist():
-            new = input_ids[row, self.start :].tolist()
-            if new and new[-1] in self.eos_ids:
-                self.done[row] = True
-                continue
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            if any(s in text for s in self.stops):
-                self.done[row] = True
-        return cast(torch.BoolTensor, self.done.clone())
 
 
 class Student:
@@ -97,9 +37,9 @@ class Student:
         self.max_length = max_length
         self.folder = folder
         self.device = torch.device("cuda", _local_rank()) if plan.device == "cuda" else torch.device("cpu")
-        self._peft: Any = None
+        self.peft: Any = None  # the PeftModel of the attached adapter, if any
         self._merged = False  # adapter folded into the base weights for inference
-        self._training = False  # inside train(): a validation look must not fold the adapter into the base
+        self._looking = False  # a validation look inside training must not fold the adapter into the base
         self._gradient_checkpointing = False
         self._kbit_ready = plan.mode != "qlora-nf4"
         self._fast_head = getattr(base.config, "model_type", "") in _PLAIN_HEAD
@@ -116,7 +56,7 @@ class Student:
         self.pad_id = pad if pad is not None else self.eos_id
         self.threads: TorchThreads | None = None  # on a CPU: torch's threads follow the free cores between steps
 
-    def _between_batches(self) -> None:
+    def between_batches(self) -> None:
         """Between two optimizer steps or evaluation batches: let the thread count follow the free cores."""
         if self.threads is not None:
             self.threads.step()
@@ -171,7 +111,7 @@ class Student:
     @property
     def lm(self) -> Any:
         """The Hugging Face causal LM, with the current adapter's layers injected (if any)."""
-        return self._peft.get_base_model() if self._peft is not None else self.base
+        return self.peft.get_base_model() if self.peft is not None else self.base
 
     def attach_adapter(self, adapter: Path, trainable: bool = False) -> None:
         """Replace the current adapter (if any) by a saved one."""
@@ -181,23 +121,23 @@ class Student:
         if not (adapter / "adapter_config.json").is_file():
             raise ModelNotFoundError(f"{adapter}: no adapter_config.json, not a saved adapter")
         self.detach_adapter()
-        self._peft = PeftModel.from_pretrained(self.base, str(adapter), is_trainable=trainable)
+        self.peft = PeftModel.from_pretrained(self.base, str(adapter), is_trainable=trainable)
         if not trainable:
-            self._peft.eval()
+            self.peft.eval()
 
     def detach_adapter(self) -> None:
         """Remove the adapter's layers, leaving the untouched base model."""
-        if self._peft is not None:
+        if self.peft is not None:
             if self._merged:
-                self._peft.unmerge_adapter()
+                self.peft.unmerge_adapter()
                 self._merged = False
-            self.base = self._peft.unload()
-            self._peft = None
+            self.base = self.peft.unload()
+            self.peft = None
             self.base.requires_grad_(False)
             if hasattr(self.base, "peft_config"):
                 del self.base.peft_config
 
-    def _fresh_adapter(self) -> None:
+    def fresh_adapter(self) -> None:
         """A newly initialised LoRA adapter on the base weights (uses the torch RNG: seed first)."""
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
@@ -212,24 +152,35 @@ class Student:
             task_type="CAUSAL_LM",
         )
         try:
-            self._peft = get_peft_model(self.base, cfg)
+            self.peft = get_peft_model(self.base, cfg)
         except ValueError as err:
             raise ConfigError(f"lora.target_modules {self.lora.target_modules}: {err}") from None
 
-    def _ready_for_inference(self) -> None:
+    def ready_for_inference(self) -> None:
         """Fold the LoRA weights into the base (fp32/bf16 only): forward passes skip every adapter branch.
 
         A 4-bit base cannot take the merge without rounding, so QLoRA keeps the adapter separate.
         """
-        if self._training:
-            self._peft.eval()
+        if self._looking:
+            self.peft.eval()
             return
-        if self._peft is not None and not self._merged and self.plan.mode != "qlora-nf4":
-            self._peft.eval()
-            self._peft.merge_adapter()
+        if self.peft is not None and not self._merged and self.plan.mode != "qlora-nf4":
+            self.peft.eval()
+            self.peft.merge_adapter()
             self._merged = True
 
-    def _prepare_kbit(self) -> None:
+    @contextlib.contextmanager
+    def looking(self) -> Iterator[None]:
+        """A validation look inside training: the adapter in eval mode and unmerged, then back to training mode."""
+        self._looking = True
+        try:
+            self.peft.eval()
+            yield
+        finally:
+            self._looking = False
+            self.peft.train()
+
+    def prepare_kbit(self) -> None:
         """prepare_model_for_kbit_training, once, before the first QLoRA training."""
         if self._kbit_ready:
             return
@@ -243,7 +194,7 @@ class Student:
         )
         self._kbit_ready = True
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast on CUDA when the plan computes in bf16; nothing on the CPU."""
         if self.device.type == "cuda" and self.plan.compute_dtype == "bfloat16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -251,12 +202,12 @@ class Student:
 
     def trainable_params(self) -> int:
         """Parameters that training updates (the adapter's)."""
-        model = self._peft if self._peft is not None else self.base
+        model = self.peft if self.peft is not None else self.base
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    # ---------------------------------------------------------------- forward helpers
+    # ---------------------------------------------------------------- forward
 
-    def _selected_logits(
+    def selected_logits(
         self,
         ids: torch.Tensor,
         mask: torch.Tensor,
@@ -265,7 +216,8 @@ class Student:
         positions: torch.Tensor | None = None,
         cache: Any = None,
     ) -> torch.Tensor:
-        """fp32 logits at positions (rows[k], cols[k]) only; the LM head never runs on the other positions.
+        """fp32 logits at positions (rows[k], cols[k]) only (training's loss, scoring); the LM head never runs on the
+        other positions.
 
         With `cache` the forward pass continues (and extends) that KV cache at the given `positions`.
         """
@@ -287,432 +239,14 @@ class Student:
         logits = lm(input_ids=ids, attention_mask=mask, **extra).logits
         return logits[rows, cols - (ids.shape[1] - logits.shape[1])].float()
 
-    def _loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Summed next-token cross-entropy over the labelled positions of a batch."""
-        ids = batch["input_ids"].to(self.device)
-        mask = batch["attention_mask"].to(self.device)
-        target = batch["labels"][:, 1:].to(self.device)
-        rows, cols = (target != IGNORE).nonzero(as_tuple=True)
-        logits = self._selected_logits(ids, mask, rows, cols)
-        return F.cross_entropy(logits, target[rows, cols], reduction="sum")
-
-    # ---------------------------------------------------------------- training
-
-    def train(
-        self,
-        pairs: list[tuple[str, str]],
-        cfg: TrainParams,
-        seed: int,
-        out_dir: Path,
-        on_step: Callable[[int, int, float], None] | None = None,
-        init_adapter: Path | None = None,
-        padding: Literal["grouped", "longest", "max_length"] = "grouped",
-        accelerator: Any = None,
-        selection: Selection | None = None,
-    ) -> TrainStats:
-        """Train a fresh adapter (or continue `init_adapter`) on (prompt, response) pairs and save it to out_dir.
-
-        padding='grouped' (default) batches examples of similar length, each batch padded to its own max;
-        'longest' (plain shuffle, batch max) and 'max_length' (plain shuffle, padded to max_length) are the
-        baselines bench/bench_train.py compares against.
-
-        With an `accelerator` (models/distributed.py launches one process per GPU, or per CPU share) each process takes
-        its share of every micro-batch and DDP sums the gradients, so every optimizer step is the single-process step;
-        only the main process saves the adapter and reports steps.
-
-        With a `selection` the planned steps are a cap: the adapter is scored on validation every `selection.every` steps
-        and at the end, the best one is saved, and training stops after `selection.patience` looks without a gain.
-        """
-        from transformers import set_seed
-
-        if padding not in ("grouped", "longest", "max_length"):
-            raise ValueError(f"padding must be 'grouped', 'longest' or 'max_length', not {padding!r}")
-        if not pairs:
-            raise DataError("training set is empty: no (prompt, response) pairs to train on")
-        if selection is not None and accelerator is not None:
-            raise ConfigError("train.eval_every: choosing the training length on validation needs train.processes = 1")
-        self._prepare_kbit()
-        set_seed(seed)
-        encoded = [encode_pair(self.tokenizer, p, r, self.max_length, self.eos_id) for p, r in pairs]
-        if init_adapter is not None:
-            self.attach_adapter(Path(init_adapter), trainable=True)
-        else:
-            self._fresh_adapter()
-        plan = epoch_plan([len(e) for e in encoded], cfg.batch_size, cfg.micro_batches(len(encoded)), seed,
-                          grouped=padding == "grouped")
-        groups = step_groups(plan, cfg.grad_accum)
-        params = [p for p in self._peft.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        total = len(groups)
-        warmup = math.ceil(cfg.warmup_ratio * total)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.scheduler, warmup, total))
-        pad_to = self.max_length if padding == "max_length" else None
-        rank = accelerator.process_index if accelerator is not None else 0
-        ddp = accelerator.prepare_model(_LossModule(self), device_placement=False) if accelerator is not None else None
-
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        reset_peak_rss()
-        losses: list[float] = []
-        tokens = padded = 0
-        looks: list[tuple[int, float]] = []
-        best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, 0, None)
-        self._peft.train()
-        started = time.perf_counter()
-        for step, group in enumerate(groups, 1):
-            n_labels = sum(encoded[i].label_count for mb in group for i in mb)
-            step_loss = 0.0
-            for k, mb in enumerate(group):
-                if ddp is not None:
-                    counts = [0, 0]
-                    step_loss += self._shared_micro_batch(ddp, accelerator, encoded, mb, n_labels, pad_to,
-                                                          k == len(group) - 1, counts)
-                    tokens, padded = tokens + counts[0], padded + counts[1]
-                    continue
-                batch = collate([encoded[i] for i in mb], self.pad_id, pad_to=pad_to)
-                tokens += int(batch["attention_mask"].sum())
-                padded += batch["attention_mask"].numel()
-                with self._autocast():
-                    loss = self._loss_sum(batch) / n_labels
-                loss.backward()
-                step_loss += loss.item()
-            if ddp is not None:
-                step_loss = _summed(step_loss, self.device)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(step_loss)
-            self._between_batches()
-            if on_step is not None and rank == 0:
-                on_step(step, total, step_loss)
-            if selection is not None and (step % selection.every == 0 or step == total):
-                score = self._look(selection)
-                looks.append((step, score))
-                if score > best[0]:
-                    best = (score, step, self._adapter_state())
-                elif sum(1 for s, _ in looks if s > best[1]) >= selection.patience:
-                    break
-        steps_run = len(losses)
-        chosen = steps_run
-        if selection is not None and best[2] is not None:
-            chosen = best[1]
-            if chosen != steps_run:
-                self._load_adapter_state(best[2])
-        seconds = time.perf_counter() - started
-        del optimizer, schedule, params, ddp
-        release_heap()  # activations and optimizer state are gone: give their pages back before evaluation
-        self._peft.eval()
-        out_dir = Path(out_dir)
-        if rank == 0:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            self._peft.save_pretrained(str(out_dir), safe_serialization=True)
-        if accelerator is not None:
-            tokens, padded = int(_summed(tokens, self.device)), int(_summed(padded, self.device))
-            accelerator.wait_for_everyone()
-        vram = round(torch.cuda.max_memory_allocated() / 2**20, 1) if self.device.type == "cuda" else None
-        return TrainStats(
-            steps=chosen,
-            epochs=cfg.epochs,
-            final_loss=losses[-1],
-            mean_loss=sum(losses) / len(losses),
-            tokens=tokens,
-            seconds=round(seconds, 3),
-            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
-            trainable_params=self.trainable_params(),
-            peak_rss_mb=peak_rss_mb(),
-            peak_vram_mb=vram,
-            adapter_dir=out_dir,
-            losses=losses,
-            padded_tokens=padded,
-            steps_run=steps_run,
-            selection=looks,
-        )
-
-    def _look(self, selection: Selection) -> float:
-        """Score the adapter as it stands on validation, in eval mode and unmerged, then go back to training."""
-        self._training = True
-        try:
-            self._peft.eval()
-            score = float(selection.score())
-        finally:
-            self._training = False
-            self._peft.train()
-        return score
-
-    def _adapter_state(self) -> dict[str, torch.Tensor]:
-        """A copy of the trainable adapter weights (the best look so far)."""
-        return {name: p.detach().clone() for name, p in self._peft.named_parameters() if p.requires_grad}
-
-    def _load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Put a copied adapter state back."""
-        with torch.no_grad():
-            for name, p in self._peft.named_parameters():
-                if name in state:
-                    p.copy_(state[name])
-
-    def _shared_micro_batch(self, ddp: Any, accelerator: Any, encoded: list[Encoded], mb: list[int], n_labels: int,
-                            pad_to: int | None, sync: bool, counts: list[int]) -> float:
-        """This process's share of a micro-batch through DDP: its loss over the step's labels (scaled so DDP's mean of
-        the processes' gradients is their sum), backward with the gradients synced on the step's last micro-batch only.
-
-        A process without an example in the micro-batch runs the first one with weight 0, so all stay in step."""
-        share = mb[accelerator.process_index :: accelerator.num_processes]
-        weight = 1.0 if share else 0.0
-        batch = collate([encoded[i] for i in share or mb[:1]], self.pad_id, pad_to=pad_to)
-        if share:
-            counts[0] += int(batch["attention_mask"].sum())
-            counts[1] += batch["attention_mask"].numel()
-        with contextlib.nullcontext() if sync else accelerator.no_sync(ddp), self._autocast():
-            loss = ddp(**batch) * (weight / n_labels)
-            (loss * accelerator.num_processes).backward()
-        return loss.item()
-
-    # ---------------------------------------------------------------- evaluation
-
-    def generate(
-        self,
-        prompts: list[str],
-        max_new_tokens: int,
-        stop: list[str],
-        batch_size: int,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> list[str]:
-        """Greedy completions (text after the prompt, cut at the first stop string), in input order."""
-        from transformers import GenerationConfig, StoppingCriteriaList
-
-        encoded = [encode_prompt(self.tokenizer, p, self.max_length) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        outputs: list[str] = [""] * len(prompts)
-        gen_cfg = GenerationConfig(
-            do_sample=False,
-            num_beams=1,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=self.pad_id,
-            eos_token_id=sorted(self.eos_ids),
-        )
-        self._ready_for_inference()
-        lm = self.lm
-        done = 0
-        for chunk in _chunks(order, batch_size):
-            items = [Encoded(encoded[i], encoded[i]) for i in chunk]
-            batch = collate(items, self.pad_id, left=True)
-            width = batch["input_ids"].shape[1]
-            criteria = _StopOnStrings(self.tokenizer, stop, width, self.eos_ids)
-            with torch.inference_mode(), self._autocast():
-                out = lm.generate(
-                    input_ids=batch["input_ids"].to(self.device),
-                    attention_mask=batch["attention_mask"].to(self.device),
-                    generation_config=gen_cfg,
-                    stopping_criteria=StoppingCriteriaList([criteria]),
-                )
-            for row, i in enumerate(chunk):
-                new = out[row, width:].tolist()
-                outputs[i] = _cut(self._continuation(encoded[i], new), stop)
-            done += len(chunk)
-            self._between_batches()
-            if on_progress is not None:
-                on_progress(done, len(prompts))
-        return outputs
-
-    def _continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:
-        """Text the new tokens add after the prompt (decoded in context, so word-initial spaces survive)."""
-        for k, t in enumerate(new_ids):
-            if t in self.eos_ids:
-                new_ids = new_ids[:k]
-                break
-        decode = self.tokenizer.decode
-        before = decode(prompt_ids, skip_special_tokens=True)
-        full = decode(prompt_ids + new_ids, skip_special_tokens=True)
-        return full[len(before) :] if full.startswith(before) else decode(new_ids, skip_special_tokens=True)
-
-    def score_options(
-        self,
-        prompts: list[str],
-        options: list[list[str]],
-        batch_size: int,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> list[list[float]]:
-        """Sum of token log-probs of each option continuing its prompt; every prompt runs through the model once.
-
-        A prompt whose options are all one token is scored from one forward pass of the prompt alone. Any other prompt
-        runs once with a KV cache and its options' tokens then run from copies of its cache rows; such a prompt is cut
-        from the left (keeping BOS) once, so that it fits max_length with its longest option (the per-pair path,
-        _score_pairs, cut it separately for each option, so longer prompts may see a few more tokens there).
-        """
-        if len(prompts) != len(options):
-            raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
-        scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
-        items: list[_Item] = []
-        groups: list[_Group] = []
-        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
-            opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
-            if opt_ids and all(len(o) == 1 for o in opt_ids):
-                items.append(self._last_token_item(i, prompt, opt_ids))
-            elif any(opt_ids):
-                groups.append(self._prefix_group(i, prompt, opt_ids))
-        tick = _counter(len(prompts), on_progress, len(prompts) - len(items) - len(groups))
-        self._ready_for_inference()
-        self._score_items(items, scores, batch_size, tick)
-        self._score_groups(groups, scores, batch_size, tick)
-        return scores
-
-    def _score_pairs(
-        self,
-        prompts: list[str],
-        options: list[list[str]],
-        batch_size: int,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> list[list[float]]:
-        """score_options as it was: one whole sequence per (prompt, option) pair of several tokens (tests, bench)."""
-        if len(prompts) != len(options):
-            raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
-        scores: list[list[float]] = [[0.0] * len(opts) for opts in options]
-        items: list[_Item] = []
-        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
-            opt_ids = [encode_continuation(self.tokenizer, o) for o in opts]
-            if opt_ids and all(len(o) == 1 for o in opt_ids):
-                items.append(self._last_token_item(i, prompt, opt_ids))
-            else:
-                items.extend(self._pair_items(i, prompt, opt_ids))
-        tick = _counter(len(prompts), on_progress, len(prompts) - len({q[0][2] for _, q in items}))
-        self._ready_for_inference()
-        self._score_items(items, scores, batch_size, tick)
-        return scores
-
-    def _last_token_item(self, i: int, prompt: str, opt_ids: list[list[int]]) -> _Item:
-        """Prompt i alone, each one-token option read off its last position."""
-        ids = encode_prompt(self.tokenizer, prompt, self.max_length)
-        return ids, [(len(ids) - 1, o[0], i, j) for j, o in enumerate(opt_ids)]
-
-    def _pair_items(self, i: int, prompt: str, opt_ids: list[list[int]]) -> list[_Item]:
-        """One whole sequence per non-empty option of prompt i, the prompt cut to fit beside each option."""
-        full_prompt = encode_prompt(self.tokenizer, prompt, self.max_length + 1)
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        items: list[_Item] = []
-        for j, o in enumerate(opt_ids):
-            if not o:
-                continue
-            o = o[: self.max_length - 1]
-            p = truncate_left(full_prompt, self.max_length - len(o), bos)
-            items.append((p + o, [(len(p) - 1 + k, t, i, j) for k, t in enumerate(o)]))
-        return items
-
-    def _prefix_group(self, i: int, prompt: str, opt_ids: list[list[int]]) -> _Group:
-        """Prompt i cut once to fit beside its longest option, and its non-empty options."""
-        opts = [(j, o[: self.max_length - 1]) for j, o in enumerate(opt_ids) if o]
-        longest = max(len(o) for _, o in opts)
-        ids = encode_prompt(self.tokenizer, prompt, self.max_length - longest)
-        return i, ids, opts
-
-    def _score_items(self, items: list[_Item], scores: list[list[float]], batch_size: int, tick: Callable[[int], None]) -> None:
-        """Add the log-probs that whole sequences give their queried tokens, longest sequences batched together."""
-        remaining: dict[int, int] = {}
-        for _, queries in items:
-            remaining[queries[0][2]] = remaining.get(queries[0][2], 0) + 1
-        order = sorted(range(len(items)), key=lambda k: -len(items[k][0]))
-        for chunk in _chunks(order, batch_size):
-            batch = collate([Encoded(items[k][0], items[k][0]) for k in chunk], self.pad_id)
-            flat = [q for k in chunk for q in items[k][1]]
-            rows = [row for row, k in enumerate(chunk) for _ in items[k][1]]
-            with torch.inference_mode(), self._autocast():
-                logits = self._selected_logits(
-                    batch["input_ids"].to(self.device),
-                    batch["attention_mask"].to(self.device),
-                    torch.tensor(rows, device=self.device),
-                    torch.tensor([q[0] for q in flat], device=self.device),
-                )
-                picked = _picked(logits, [q[1] for q in flat])
-            for (_, _, i, j), lp in zip(flat, picked, strict=True):
-                scores[i][j] += lp
-            finished = 0
-            for k in chunk:
-                i = items[k][1][0][2]
-                remaining[i] -= 1
-                finished += remaining[i] == 0
-            self._between_batches()
-            tick(finished)
-
-    def _score_groups(self, groups: list[_Group], scores: list[list[float]], batch_size: int, tick: Callable[[int], None]) -> None:
-        """Add each option's log-probs: prompts of similar length run once, then their options, `batch_size` rows at a time."""
-        for chunk in _length_batches([len(ids) for _, ids, _ in groups], batch_size):
-            batch = [groups[k] for k in chunk]
-            with torch.inference_mode(), self._autocast():
-                cache, mask, first = self._prompt_pass([ids for _, ids, _ in batch])
-                for row, (i, _, opts) in enumerate(batch):
-                    for j, o in opts:
-                        scores[i][j] += first[row][o[0]].item()
-                tails = [(row, i, j, o) for row, (i, _, opts) in enumerate(batch) for j, o in opts if len(o) > 1]
-                for rows in _length_batches([len(o) for *_, o in tails], batch_size):
-                    part = [tails[r] for r in rows]
-                    picked = self._option_pass(cache, mask, [(row, o) for row, _, _, o in part])
-                    for (_, i, j, _), lps in zip(part, picked, strict=True):
-                        scores[i][j] += sum(lps)
-            del cache
-            self._between_batches()
-            tick(len(batch))
-
-    def _prompt_pass(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        """Run left-padded prompts once: their KV cache, attention mask, and log-probs of the token after each."""
-        from transformers import DynamicCache
-
-        batch = collate([Encoded(p, p) for p in prompts], self.pad_id, left=True)
-        mask = batch["attention_mask"].to(self.device)
-        # A cache without the config holds every layer in full; left padding keeps index distances equal to
-        # position distances, so sliding-window layers mask exactly as they would on the unpadded prompt.
-        cache = DynamicCache()
-        rows = torch.arange(len(prompts), device=self.device)
-        cols = torch.full_like(rows, mask.shape[1] - 1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._selected_logits(batch["input_ids"].to(self.device), mask, rows, cols, positions, cache)
-        return cache, mask, torch.log_softmax(logits, dim=-1)
-
-    def _option_pass(self, cache: Any, mask: torch.Tensor, options: list[tuple[int, list[int]]]) -> list[list[float]]:
-        """Log-probs of each option's tokens after its first, given (prompt row in the cache, option ids) pairs."""
-        tails = [o[:-1] for _, o in options]
-        batch = collate([Encoded(t, t) for t in tails], self.pad_id)
-        ids = batch["input_ids"].to(self.device)
-        tail_mask = batch["attention_mask"].to(self.device)
-        idx = torch.tensor([row for row, _ in options], device=self.device)
-        prompt_mask = mask[idx]
-        positions = prompt_mask.sum(-1, keepdim=True) + torch.arange(ids.shape[1], device=self.device)
-        rows, cols = tail_mask.nonzero(as_tuple=True)  # row-major: each option's tokens in order
-        logits = self._selected_logits(
-            ids, torch.cat([prompt_mask, tail_mask], dim=1), rows, cols, positions, _select_rows(cache, idx)
-        )
-        picked = iter(_picked(logits, [t for _, o in options for t in o[1:]]))
-        return [[next(picked) for _ in o[1:]] for _, o in options]
-
     def free(self) -> None:
         """Release the model's memory (the Student is unusable afterwards)."""
-        self._peft = None
+        self.peft = None
         self.base = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         release_heap()
-
-
-class _LossModule(torch.nn.Module):
-    """The student's summed training loss as a module, so DDP's forward (and its gradient hooks) wraps the adapter."""
-
-    def __init__(self, student: Student) -> None:
-        super().__init__()
-        self.peft = student._peft  # registers the adapter's parameters with the wrapper
-        self._loss = student._loss_sum
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed next-token cross-entropy over the labelled positions."""
-        return self._loss({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
-
-
-def _summed(value: float, device: torch.device) -> float:
-    """A number summed over every launched process."""
-    import torch.distributed as dist
-
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item())
 
 
 def _local_rank() -> int:
@@ -726,81 +260,3 @@ def _enable_checkpointing(model: Any) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def _lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
-    """Multiplier of the peak learning rate at optimizer step `s` (0-based): linear warmup, then the schedule."""
-
-    def factor(s: int) -> float:
-        if s < warmup:
-            return (s + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = (s - warmup) / max(1, total - warmup)
-        if kind == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-# (token ids, [(position, token, prompt index, option index)]): one sequence and the tokens it scores
-_Item = tuple[list[int], list[tuple[int, int, int, int]]]
-# (prompt index, prompt ids, [(option index, option ids)]): one prompt scored from its KV cache
-_Group = tuple[int, list[int], list[tuple[int, list[int]]]]
-
-
-def _counter(total: int, on_progress: Callable[[int, int], None] | None, done: int) -> Callable[[int], None]:
-    """A callback that adds finished prompts to `done` and reports (done, total)."""
-
-    def tick(finished: int) -> None:
-        nonlocal done
-        done += finished
-        if on_progress is not None:
-            on_progress(done, total)
-
-    return tick
-
-
-def _picked(logits: torch.Tensor, tokens: list[int]) -> list[float]:
-    """Log-prob of tokens[k] under the k-th row of logits."""
-    logprobs = torch.log_softmax(logits, dim=-1)
-    return logprobs.gather(1, torch.tensor(tokens, device=logits.device)[:, None]).squeeze(1).tolist()
-
-
-def _select_rows(cache: Any, rows: torch.Tensor) -> Any:
-    """A cache holding the given batch rows of `cache` (repeats allowed); `cache` itself is left as it is."""
-    sub = copy.copy(cache)
-    sub.layers = [copy.copy(layer) for layer in cache.layers]  # batch_select_indices rebinds the copies' tensors
-    sub.batch_select_indices(rows)
-    return sub
-
-
-def _length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
-    """Indices by decreasing length in batches of at most `size`, each closed before padding would pass a quarter of it."""
-    batches: list[list[int]] = []
-    real = 0
-    for k in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
-        batch = batches[-1] if batches else []
-        if batch and len(batch) < size and 3 * (len(batch) + 1) * lengths[batch[0]] <= 4 * (real + lengths[k]):
-            batch.append(k)
-            real += lengths[k]
-        else:
-            batches.append([k])
-            real = lengths[k]
-    return batches
-
-
-def _chunks(seq: Sequence[int], size: int) -> Iterator[list[int]]:
-    """Consecutive slices of at most `size` items."""
-    for start in range(0, len(seq), size):
-        yield list(seq[start : start + size])
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    """Text up to the earliest stop string."""
-    cut = len(text)
-    for s in stop:
-        if s and (k := text.find(s)) != -1:
-            cut = min(cut, k)
-    return text[:cut]

@@ -15,6 +15,8 @@ from models.device import plan_training
 from models.errors import ModelNotFoundError
 from models.params import LoraParams, TrainParams
 from models.student import Student
+from models.student_score import StudentScorer
+from models.student_train import StudentTrainer
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +85,8 @@ def test_unusable_paths_name_the_path(make: str, tmp_path: Path) -> None:
 def test_converted_gguf_trains_and_generates(converted: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
     _, folder, _ = converted
     s = Student.load(folder, plan_training("none"), LoraParams(r=4, alpha=8), max_length=64)
-    stats = s.train([("Review: good\nSentiment:", " positive")] * 4, TrainParams(epochs=1, batch_size=2), seed=0, out_dir=tmp_path / "a")
+    stats = StudentTrainer(s).train([("Review: good\nSentiment:", " positive")] * 4, TrainParams(epochs=1, batch_size=2), seed=0, out_dir=tmp_path / "a")
     assert stats.steps == 2 and (tmp_path / "a" / "adapter_model.safetensors").is_file()
-    outs = s.generate(["Review: good\nSentiment:", "Hi"], max_new_tokens=4, stop=["\n"], batch_size=2)
+    outs = StudentScorer(s).generate(["Review: good\nSentiment:", "Hi"], max_new_tokens=4, stop=["\n"], batch_size=2)
     assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
     s.free()

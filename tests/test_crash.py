@@ -85,7 +85,7 @@ def calls_paid(store: Store, run_id: int) -> dict[str, str]:
 # The workers the faults kill are forked from a server that imported torch, transformers, peft and llama.cpp once
 # (a fresh interpreter per kill point would spend most of its time importing).
 PRELOAD = ["engine.run.worker", "engine.run.loop", "torch", "transformers", "peft", "llama_cpp", "models.student",
-           "models.teacher.llama_cpp", "models.convert"]
+           "models.student_train", "models.student_score", "models.teacher.llama_cpp", "models.convert"]
 
 
 def _worker_main(store: str, run_id: int, fault: str | None, log: str) -> None:

@@ -33,13 +33,14 @@ def test_two_processes_train_the_same_steps_as_one(tiny_gguf: Path, tmp_path: Pa
     from models.distributed import train_launched
     from models.paths import model_cache
     from models.student import Student
+    from models.student_train import StudentTrainer
 
     folder = resolve_student_folder(tiny_gguf, model_cache())
     plan = plan_training("none")
     # 10 examples in micro-batches of 3 with 2 accumulated: uneven shares, a 1-example micro-batch, accumulation.
     cfg = TrainParams(epochs=2, batch_size=3, grad_accum=2, learning_rate=1e-2)
     pairs = _pairs(10)
-    one = Student.load(folder, plan, LORA, 256).train(pairs, cfg, 3, tmp_path / "one")
+    one = StudentTrainer(Student.load(folder, plan, LORA, 256)).train(pairs, cfg, 3, tmp_path / "one")
     steps: list[tuple[int, int, float]] = []
     two = train_launched(folder, plan, LORA, 256, pairs, cfg, 3, tmp_path / "two", 2,
                          on_step=lambda s, t, loss: steps.append((s, t, loss)))

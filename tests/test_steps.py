@@ -12,7 +12,7 @@ from models.batching import epoch_plan, step_groups
 
 
 def trained_steps(n: int, cfg: TrainConfig, seed: int = 0) -> int:
-    """Optimizer steps Student.train takes on n examples: its plan, grouped as it groups it."""
+    """Optimizer steps StudentTrainer.train takes on n examples: its plan, grouped as it groups it."""
     params = cfg.params()
     lengths = [random.Random(seed + i).randint(4, 64) for i in range(n)]
     return len(step_groups(epoch_plan(lengths, params.batch_size, params.micro_batches(n), seed), params.grad_accum))

@@ -14,6 +14,9 @@ from models.device import device_info, plan_training
 from models.errors import ConfigError, DataError, ModelNotFoundError
 from models.params import LoraParams, TrainParams
 from models.student import Student
+from models.student_score import StudentScorer
+from models.student_train import StudentTrainer
+from tests.reference_scorer import PairScorer
 
 PAIRS = [
     ("Review: a joy from start to end\nSentiment:", " positive"),
@@ -88,7 +91,7 @@ def trained(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """A student trained on PAIRS until it knows them, and its saved adapter."""
     s = Student.load(tiny_folder, plan_training("none"), LoraParams(r=8, alpha=16, dropout=0.0), MAX_LEN)
     out = tmp_path_factory.mktemp("adapter")
-    s.train(PAIRS, TrainParams(epochs=15, learning_rate=1e-2, batch_size=2, warmup_ratio=0.1), seed=0, out_dir=out)
+    StudentTrainer(s).train(PAIRS, TrainParams(epochs=15, learning_rate=1e-2, batch_size=2, warmup_ratio=0.1), seed=0, out_dir=out)
     return s, out
 
 
@@ -174,7 +177,7 @@ def test_collate_pads_to_the_batch_max_on_either_side(student: Student) -> None:
 def test_training_changes_only_the_adapter_and_loss_falls(student: Student, tmp_path: Path) -> None:
     base_before = {k: v.clone() for k, v in student.base.state_dict().items()}
     steps: list[tuple[int, int, float]] = []
-    stats = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a", on_step=lambda s, t, l: steps.append((s, t, l)))
+    stats = StudentTrainer(student).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a", on_step=lambda s, t, l: steps.append((s, t, l)))
     assert stats.steps == 20 and len(steps) == 20 and steps[-1][:2] == (20, 20)
     assert stats.losses[-1] < 0.3 * stats.losses[0]
     assert stats.trainable_params > 0 and stats.tokens > 0 and stats.peak_vram_mb is None
@@ -190,9 +193,10 @@ def test_training_changes_only_the_adapter_and_loss_falls(student: Student, tmp_
 
 def test_same_seed_gives_the_same_adapter_and_retraining_starts_from_base(student: Student, tmp_path: Path) -> None:
     cfg = TrainParams(epochs=2, learning_rate=1e-2, batch_size=2, grad_accum=2)
-    s1 = student.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "a")
-    s2 = student.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "b")
-    s3 = student.train(PAIRS, cfg, seed=4, out_dir=tmp_path / "c")
+    trainer = StudentTrainer(student)
+    s1 = trainer.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "a")
+    s2 = trainer.train(PAIRS, cfg, seed=3, out_dir=tmp_path / "b")
+    s3 = trainer.train(PAIRS, cfg, seed=4, out_dir=tmp_path / "c")
     a, b, c = (load_file(str(p / "adapter_model.safetensors")) for p in (tmp_path / "a", tmp_path / "b", tmp_path / "c"))
     assert s1.losses == s2.losses and s1.steps == 2
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -200,17 +204,18 @@ def test_same_seed_gives_the_same_adapter_and_retraining_starts_from_base(studen
 
 
 def test_continue_from_an_adapter(student: Student, tmp_path: Path) -> None:
-    first = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
-    more = student.train(PAIRS, TrainParams(epochs=1, batch_size=2, learning_rate=1e-3), seed=0, out_dir=tmp_path / "b", init_adapter=tmp_path / "a")
+    trainer = StudentTrainer(student)
+    first = trainer.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    more = trainer.train(PAIRS, TrainParams(epochs=1, batch_size=2, learning_rate=1e-3), seed=0, out_dir=tmp_path / "b", init_adapter=tmp_path / "a")
     assert more.losses[0] < 0.5 * first.losses[0]  # starts where the first run ended, not from scratch
 
 
 def test_gradient_checkpointing_gives_the_same_losses(tiny_folder: Path, tmp_path: Path) -> None:
     lora = LoraParams(r=8, alpha=16, dropout=0.0)
-    plain = Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    plain = StudentTrainer(Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN)).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
     ckpt = Student.load(tiny_folder, plan_training("none"), lora, MAX_LEN, gradient_checkpointing=True)
     assert getattr(ckpt.lm, "is_activation_checkpointing", None) or ckpt.lm.is_gradient_checkpointing
-    again = ckpt.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
+    again = StudentTrainer(ckpt).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
     assert again.losses == pytest.approx(plain.losses, rel=1e-4)
 
 
@@ -219,22 +224,22 @@ def test_qlora_nf4_trains_and_reloads_on_the_cpu(tiny_folder: Path, tmp_path: Pa
     lora = LoraParams(r=8, alpha=16, dropout=0.0)
     s = Student.load(tiny_folder, plan, lora, MAX_LEN)
     assert type(s.base.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
-    stats = s.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "q")
+    stats = StudentTrainer(s).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "q")
     assert stats.losses[-1] < 0.3 * stats.losses[0]
     labels = [" positive", " negative"]
     prompts = [p for p, _ in PAIRS]
-    scores = s.score_options(prompts, [labels] * 4, batch_size=4)
+    scores = StudentScorer(s).score_options(prompts, [labels] * 4, batch_size=4)
     # 4-bit kernels round differently for different input shapes, and how much depends on the CPU's vector unit: on
     # an AMD EPYC host the cached and per-pair paths differ by 2.7e-4 at a log-probability of -9.11 (3e-5 of it).
     # So NF4 is held to 1e-4 relative; the fp32 tests below hold the two paths to 1e-4 absolute.
-    assert s._score_pairs(prompts, [labels] * 4, batch_size=4) == [pytest.approx(r, rel=1e-4, abs=1e-4) for r in scores]
+    assert PairScorer(s).score_options(prompts, [labels] * 4, batch_size=4) == [pytest.approx(r, rel=1e-4, abs=1e-4) for r in scores]
     again = Student.load(tiny_folder, plan, lora, MAX_LEN, adapter=tmp_path / "q")
-    assert again.score_options(prompts, [labels] * 4, batch_size=4) == scores
+    assert StudentScorer(again).score_options(prompts, [labels] * 4, batch_size=4) == scores
 
 
 def test_empty_training_set_is_refused(student: Student, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="empty"):
-        student.train([], FAST, seed=0, out_dir=tmp_path / "a")
+        StudentTrainer(student).train([], FAST, seed=0, out_dir=tmp_path / "a")
 
 
 def test_saved_adapter_reloads_with_identical_logits(trained: tuple[Student, Path], tiny_folder: Path) -> None:
@@ -255,18 +260,19 @@ def test_generate_keeps_order_cuts_at_stop_and_batches_like_single(trained: tupl
     s, _ = trained
     prompts = [p for p, _ in PAIRS] + ["Review: it was fine I guess, a long and winding film\nSentiment:", "Hi"]
     seen: list[tuple[int, int]] = []
-    batched = s.generate(prompts, max_new_tokens=12, stop=["\n"], batch_size=3, on_progress=lambda d, t: seen.append((d, t)))
-    single = [s.generate([p], max_new_tokens=12, stop=["\n"], batch_size=1)[0] for p in prompts]
+    scorer = StudentScorer(s)
+    batched = scorer.generate(prompts, max_new_tokens=12, stop=["\n"], batch_size=3, on_progress=lambda d, t: seen.append((d, t)))
+    single = [scorer.generate([p], max_new_tokens=12, stop=["\n"], batch_size=1)[0] for p in prompts]
     assert batched == single
     assert seen[-1] == (len(prompts), len(prompts))
     assert [batched[i] for i in range(4)] == [r for _, r in PAIRS]  # the model learnt them, EOS ends each
     assert all("\n" not in out for out in batched)
-    cut = s.generate([PAIRS[0][0]], max_new_tokens=12, stop=["si"], batch_size=1)
+    cut = scorer.generate([PAIRS[0][0]], max_new_tokens=12, stop=["si"], batch_size=1)
     assert cut == [" po"]
 
 
 def test_generate_without_stop_strings_runs_to_eos_or_budget(student: Student) -> None:
-    outs = student.generate(["abc", "a much longer prompt than the first"], max_new_tokens=5, stop=[], batch_size=2)
+    outs = StudentScorer(student).generate(["abc", "a much longer prompt than the first"], max_new_tokens=5, stop=[], batch_size=2)
     assert len(outs) == 2
     assert all(len(o) <= 5 for o in outs)  # 5 byte tokens decode to at most 5 characters
 
@@ -291,28 +297,29 @@ def test_score_options_batched_equals_unbatched_and_the_reference(trained: tuple
     prompts = [p for p, _ in PAIRS] + ["Q: 2+2?\nA:", "Pick:"]
     options = [[" positive", " negative"]] * 4 + [[" 4", " 5", " four"], ["a", "b", "c"]]
     seen: list[tuple[int, int]] = []
-    batched = s.score_options(prompts, options, batch_size=4, on_progress=lambda d, t: seen.append((d, t)))
-    single = [s.score_options([p], [o], batch_size=1)[0] for p, o in zip(prompts, options)]
+    scorer = StudentScorer(s)
+    batched = scorer.score_options(prompts, options, batch_size=4, on_progress=lambda d, t: seen.append((d, t)))
+    single = [scorer.score_options([p], [o], batch_size=1)[0] for p, o in zip(prompts, options)]
     for got, one, p, o in zip(batched, single, prompts, options):
         assert got == pytest.approx(one, abs=1e-4)
         assert got == pytest.approx(reference_scores(s, p, o), abs=1e-4)
     assert seen[-1] == (len(prompts), len(prompts))
     s._fast_head = False  # the generic path (full logits) must agree with the head-on-selected-positions path
     try:
-        assert s.score_options(prompts, options, batch_size=4) == [pytest.approx(b, abs=1e-4) for b in batched]
+        assert scorer.score_options(prompts, options, batch_size=4) == [pytest.approx(b, abs=1e-4) for b in batched]
     finally:
         s._fast_head = True
 
 
 def test_inference_folds_the_adapter_in_and_training_afterwards_starts_from_the_base(student: Student, tmp_path: Path) -> None:
     base_before = {k: v.clone() for k, v in student.base.state_dict().items()}
-    first = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
+    first = StudentTrainer(student).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "a")
     labels = [" positive", " negative"]
     with_branches = [reference_scores(student, p, labels) for p, _ in PAIRS]  # LoRA layers not merged yet
-    merged = student.score_options([p for p, _ in PAIRS], [labels] * len(PAIRS), batch_size=4)
+    merged = StudentScorer(student).score_options([p for p, _ in PAIRS], [labels] * len(PAIRS), batch_size=4)
     assert student._merged
     assert merged == [pytest.approx(r, abs=1e-4) for r in with_branches]
-    again = student.train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
+    again = StudentTrainer(student).train(PAIRS, FAST, seed=0, out_dir=tmp_path / "b")
     assert again.losses == pytest.approx(first.losses, rel=1e-4), "the merged weights leaked into the next training"
     student.detach_adapter()
     after = student.base.state_dict()
@@ -349,11 +356,11 @@ def assert_close(got: list[list[float]], want: list[list[float]]) -> None:
 def test_score_options_from_the_prompt_cache_equals_the_per_pair_path(arch: str, tmp_path: Path) -> None:
     s = Student.load(write_tiny_llama(tmp_path / arch, seed=1, arch=arch), plan_training("none"), LoraParams(), MAX_LEN)
     assert s._fast_head == (arch != "phi")
-    old = s._score_pairs(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=4)
+    old = PairScorer(s).score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=4)
     assert old[4][1] == 0.0  # an empty option scores nothing
     for batch_size in (1, 3, 16):  # 3 splits both the prompt batches and one prompt's options
         seen: list[tuple[int, int]] = []
-        new = s.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size, on_progress=lambda d, t: seen.append((d, t)))
+        new = StudentScorer(s).score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size, on_progress=lambda d, t: seen.append((d, t)))
         assert_close(new, old)
         assert seen[-1] == (len(MIXED_PROMPTS), len(MIXED_PROMPTS)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     for p, o, row in zip(MIXED_PROMPTS, MIXED_OPTIONS, old):
@@ -363,11 +370,12 @@ def test_score_options_from_the_prompt_cache_equals_the_per_pair_path(arch: str,
 
 def test_score_options_from_the_prompt_cache_with_the_adapter_folded_in_and_the_generic_head(trained: tuple[Student, Path]) -> None:
     s, _ = trained
-    assert_close(s.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=3), s._score_pairs(MIXED_PROMPTS, MIXED_OPTIONS, 3))
+    scorer, reference = StudentScorer(s), PairScorer(s)
+    assert_close(scorer.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=3), reference.score_options(MIXED_PROMPTS, MIXED_OPTIONS, 3))
     assert s._merged
     s._fast_head = False
     try:
-        assert_close(s.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=3), s._score_pairs(MIXED_PROMPTS, MIXED_OPTIONS, 3))
+        assert_close(scorer.score_options(MIXED_PROMPTS, MIXED_OPTIONS, batch_size=3), reference.score_options(MIXED_PROMPTS, MIXED_OPTIONS, 3))
     finally:
         s._fast_head = True
 
@@ -375,7 +383,7 @@ def test_score_options_from_the_prompt_cache_with_the_adapter_folded_in_and_the_
 def test_an_overlong_prompt_is_cut_once_to_fit_its_longest_option(student: Student) -> None:
     tok = student.tokenizer
     prompt, opts = "y" * 150 + "\nAnswer:", [" ok", " a longer one"]
-    got = student.score_options([prompt], [opts], batch_size=2)[0]
+    got = StudentScorer(student).score_options([prompt], [opts], batch_size=2)[0]
     cut = tok.decode(truncate_left(tok(prompt)["input_ids"], MAX_LEN - len(" a longer one"), tok.bos_token_id)[1:])
     assert len(tok(cut)["input_ids"]) == MAX_LEN - len(" a longer one")
     assert_close([got], [reference_scores(student, cut, opts)])
@@ -384,7 +392,7 @@ def test_an_overlong_prompt_is_cut_once_to_fit_its_longest_option(student: Stude
 def test_score_options_prefers_the_trained_label(trained: tuple[Student, Path]) -> None:
     s, _ = trained
     labels = [" positive", " negative"]
-    scores = s.score_options([p for p, _ in PAIRS], [labels] * len(PAIRS), batch_size=8)
+    scores = StudentScorer(s).score_options([p for p, _ in PAIRS], [labels] * len(PAIRS), batch_size=8)
     assert [labels[max(range(2), key=row.__getitem__)] for row in scores] == [r for _, r in PAIRS]
 
 

@@ -38,10 +38,11 @@ def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[dict[str
     from models.device import plan_training
     from models.params import LoraParams
     from models.student import Student
+    from models.student_score import StudentScorer
 
     student = Student.load(folder, plan_training("none"), LoraParams(), cfg.student.max_length)
     try:
-        preds = predict(task, student, rows, batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens)
+        preds = predict(task, StudentScorer(student), rows, batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens)
     finally:
         student.free()
     return [p["extracted"] for p in preds]

@@ -29,7 +29,7 @@ from engine.run.checkpoints import publish, save_resolved_config, staging_folder
 from engine.run.failures import RunFailed, append_traceback, failure_cause, worker_log
 from engine.run.faults import fault_point, torn_adapter_save
 from engine.run.meter import PhaseMeter
-from engine.run.model_slots import ModelSlots, describe_teacher
+from engine.run.model_slots import ModelSlots, describe_teacher, scorer_of, trainer_of
 from engine.run.progress_writer import Progress, ProgressWriter
 from engine.run.runs import claim
 from engine.run.scoring import accuracy, is_miss, predict
@@ -189,9 +189,10 @@ class Loop:
             student = self.models.student(meter, adapter=None)
             prog = self.progress(idx, "train", unit="step")
             with torn_adapter_save(idx):
-                stats = student.train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
-                                      on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
-                                      init_adapter=Path(init) if init else None, selection=self._selection(student))
+                stats = trainer_of(student).train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
+                                                  on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
+                                                  init_adapter=Path(init) if init else None,
+                                                  selection=self._selection(scorer_of(student)))
             meter.mark("compute", stats.seconds)
             publish(staging, adapter_dir)
             self.models.trained(str(adapter_dir))
@@ -210,7 +211,7 @@ class Loop:
         self.log(f"round {idx}: trained {stats.steps} steps{chosen} in {meter.seconds:.1f}s, loss {stats.mean_loss:.4f}",
                  kind="phase")
 
-    def _selection(self, student: Any) -> Selection | None:
+    def _selection(self, scorer: Any) -> Selection | None:
         """How the training length is chosen on validation (train.eval_every), or None to train the planned steps."""
         if not self.cfg.train.eval_every:
             return None
@@ -219,7 +220,7 @@ class Loop:
             return None
 
         def score() -> float:
-            preds = predict(self.task, student, rows, batch_size=self.cfg.eval.batch_size,
+            preds = predict(self.task, scorer, rows, batch_size=self.cfg.eval.batch_size,
                             max_new_tokens=self.cfg.eval.max_new_tokens)
             return accuracy(preds) or 0.0
 
@@ -253,7 +254,7 @@ class Loop:
         with PhaseMeter() as meter:
             student = self.models.student(meter, adapter=round_row["adapter_path"])
             t0 = time.perf_counter()
-            predictions = self._predict(student, idx, [r for rows in splits.values() for r in rows])
+            predictions = self._predict(scorer_of(student), idx, [r for rows in splits.values() for r in rows])
             meter.mark("compute", time.perf_counter() - t0)
         by_id = {p["example_id"]: p for p in predictions}
         acc = {name: accuracy([by_id[r["id"]] for r in rows]) for name, rows in splits.items()}
@@ -285,8 +286,8 @@ class Loop:
                 return f"validation accuracy has not improved for {patience} rounds"
         return None
 
-    def _predict(self, student: Any, idx: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        preds = predict(self.task, student, rows, batch_size=self.cfg.eval.batch_size,
+    def _predict(self, scorer: Any, idx: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        preds = predict(self.task, scorer, rows, batch_size=self.cfg.eval.batch_size,
                         max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval", unit="batch"))
         return [{"run_id": self.run_id, "round": idx, **p} for p in preds]
 
@@ -561,7 +562,7 @@ class Loop:
             if test:
                 with PhaseMeter() as meter:
                     student = self.models.student(meter, adapter=best["adapter_path"])
-                    preds = self._predict(student, best["idx"], test)
+                    preds = self._predict(scorer_of(student), best["idx"], test)
                 with self.store.transaction():
                     self.store.insert_predictions(preds)
                     self.store.upsert_round(self.run_id, best["idx"], test_acc=accuracy(preds))

@@ -115,6 +115,22 @@ class ModelSlots:
         self.close_teacher()
 
 
+def trainer_of(student: Any) -> Any:
+    """What trains a loaded student: its StudentTrainer, or a LaunchedStudent itself (it launches the processes)."""
+    from models.distributed import LaunchedStudent
+    from models.student_train import StudentTrainer
+
+    return student if isinstance(student, LaunchedStudent) else StudentTrainer(student)
+
+
+def scorer_of(student: Any) -> Any:
+    """What evaluates a loaded student (score_options, generate): its StudentScorer, or a LaunchedStudent itself."""
+    from models.distributed import LaunchedStudent
+    from models.student_score import StudentScorer
+
+    return student if isinstance(student, LaunchedStudent) else StudentScorer(student)
+
+
 def open_run_teacher(cfg: RunConfig) -> Teacher:
     """The teacher backend a run config names (a llama.cpp GGUF is resolved through the catalog)."""
     from models.teacher import open_teacher

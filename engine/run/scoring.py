@@ -10,7 +10,7 @@ from engine.data.example_rows import example_from_row
 from engine.tasks.base import Task
 
 
-def predict(task: Task, student: Any, rows: list[dict[str, Any]], *, batch_size: int, max_new_tokens: int,
+def predict(task: Task, scorer: Any, rows: list[dict[str, Any]], *, batch_size: int, max_new_tokens: int,
             on_progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """One prediction per row: example_id, split, output, extracted answer, correct (0/1) and confidence."""
     examples = [example_from_row(r) for r in rows]
@@ -18,14 +18,14 @@ def predict(task: Task, student: Any, rows: list[dict[str, Any]], *, batch_size:
     options = [task.label_options(ex) for ex in examples]
     out: list[dict[str, Any]] = []
     if all(o is not None for o in options):
-        scores = student.score_options(prompts, options, batch_size, on_progress=on_progress)
+        scores = scorer.score_options(prompts, options, batch_size, on_progress=on_progress)
         for row, ex, opts, logps in zip(rows, examples, options, scores, strict=True):
             assert opts is not None
             best = max(range(len(opts)), key=lambda i: logps[i])
             extracted = task.extract(opts[best], ex)
             out.append(_prediction(row, opts[best], extracted, int(task.is_correct(extracted, ex)), softmax_at(logps, best)))
     else:
-        texts = student.generate(prompts, max_new_tokens, task.stop, batch_size, on_progress=on_progress)
+        texts = scorer.generate(prompts, max_new_tokens, task.stop, batch_size, on_progress=on_progress)
         for row, ex, text in zip(rows, examples, texts, strict=True):
             extracted = task.extract(text, ex)
             out.append(_prediction(row, text, extracted, int(task.is_correct(extracted, ex)), None))
