@@ -11,11 +11,10 @@ from typing import Any, cast
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.message_pump import MessagePump
 from textual.screen import Screen
 
 from l2l_tui.queries import LIVE_STATUSES, open_store, run_list
-from l2l_tui.watch import StoreWatcher
+from l2l_tui.watchers import Watchers
 from models.errors import L2LError
 
 
@@ -70,7 +69,7 @@ class L2LApp(App[None]):
         self.store_path = Path(store_path).expanduser().resolve()
         self.frozen = frozen  # snapshot mode: wall-clock times and durations are hidden
         self.poll_seconds = poll_seconds
-        self.watchers: set[StoreWatcher] = set()
+        self.watchers = Watchers(self.store_path, poll_seconds)
         self.spawned: dict[int, int] = {}
 
     def on_mount(self) -> None:
@@ -84,31 +83,7 @@ class L2LApp(App[None]):
 
     def on_unmount(self) -> None:
         """Stop every watcher thread (running jobs are separate processes and keep running)."""
-        for watcher in list(self.watchers):
-            watcher.stop()
-
-    # watchers -----------------------------------------------------------------------------------
-    def start_watcher(self, target: MessagePump, *, run_id: int | None = None, runs: bool = False, sweeps: bool = False,
-                      sweep_id: int | None = None) -> StoreWatcher:
-        """A polling thread posting store changes to `target`."""
-        import threading
-
-        watcher = StoreWatcher(self.store_path, target, run_id, runs=runs, sweeps=sweeps, sweep_id=sweep_id,
-                               interval=self.poll_seconds)
-        self.watchers.add(watcher)
-        name = f"run-{run_id}" if run_id is not None else f"sweep-{sweep_id}" if sweep_id is not None else "list"
-        threading.Thread(target=watcher.run, name=f"l2l-watch-{name}", daemon=True).start()
-        return watcher
-
-    def stop_watcher(self, watcher: StoreWatcher) -> None:
-        """End a watcher thread."""
-        watcher.stop()
-        self.watchers.discard(watcher)
-
-    def poke_watchers(self) -> None:
-        """Poll now (after the app wrote to the store)."""
-        for watcher in self.watchers:
-            watcher.poke()
+        self.watchers.stop_all()
 
     # background work ----------------------------------------------------------------------------
     def background(self, label: str, fn: Callable[[], Any], on_done: Callable[[Any], object] | None = None) -> None:
@@ -126,7 +101,7 @@ class L2LApp(App[None]):
                 return
             if on_done is not None:
                 self._from_thread(on_done, result)
-            self._from_thread(self.poke_watchers)
+            self._from_thread(self.watchers.poke)
 
         self.run_worker(body, thread=True, group="actions", name=label, exit_on_error=False)
 

@@ -77,7 +77,7 @@ class DashboardScreen(WatchedScreen):
         self.query_one("#log").border_title = "log"
         self.query_one("#round-table").border_title = "rounds · * best on validation · round 0 = plain fine-tuning · seconds per phase"
         self.query_one("#accuracy-plot").border_title = "accuracy % per round"
-        self.watcher = self.l2l.start_watcher(self, run_id=self.run_id)
+        self.watcher = self.l2l.watchers.start(self, run_id=self.run_id)
         self.query_one(RoundTable).focus()
 
     @property

@@ -57,7 +57,7 @@ class RunsScreen(WatchedScreen):
 
     def on_mount(self) -> None:
         """Start watching the store."""
-        self.watcher = self.l2l.start_watcher(self, runs=True)
+        self.watcher = self.l2l.watchers.start(self, runs=True)
         self.query_one(RunsTable).focus()
 
     # state --------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class SweepScreen(WatchedScreen):
         self.query_one("#sweep-curve").border_title = "test % by seed size (mean over seed sets) · │ size shown"
         self.query_one("#arm-runs").border_title = "runs of the arm · enter opens one"
         self._show_plots()
-        self.watcher = self.l2l.start_watcher(self, sweep_id=self.sweep_id)
+        self.watcher = self.l2l.watchers.start(self, sweep_id=self.sweep_id)
         self.query_one(ArmTable).focus()
 
     @property

@@ -46,7 +46,7 @@ class SweepsScreen(WatchedScreen):
     def on_mount(self) -> None:
         """Start watching the store's sweeps."""
         self.sub_title = "sweeps"
-        self.watcher = self.l2l.start_watcher(self, sweeps=True)
+        self.watcher = self.l2l.watchers.start(self, sweeps=True)
         self.query_one(SweepsTable).focus()
 
     @on(SweepsChanged)
