@@ -8,11 +8,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
+from l2l_tui.messages import (
+    DeleteRun,
+    ExportRun,
+    NewRun,
+    OpenExamples,
+    OpenRun,
+    OpenSweep,
+    OpenSweeps,
+    RunLaunched,
+    StartRun,
+    StopRun,
+)
 from l2l_tui.queries import LIVE_STATUSES, open_store, run_list
 from l2l_tui.watchers import Watchers
 from models.errors import L2LError
@@ -121,7 +134,49 @@ class L2LApp(App[None]):
 
         return call
 
-    # run actions (used by the screens and the command palette) ---------------------------------
+    # commands the screens post (l2l_tui.messages) ----------------------------------------------
+    @on(OpenRun)
+    def _open_run_requested(self, message: OpenRun) -> None:
+        self.open_run(message.run_id)
+
+    @on(OpenExamples)
+    def _open_examples_requested(self, message: OpenExamples) -> None:
+        self.open_examples(message.run_id)
+
+    @on(OpenSweeps)
+    def _open_sweeps_requested(self, message: OpenSweeps) -> None:
+        self.open_sweeps()
+
+    @on(OpenSweep)
+    def _open_sweep_requested(self, message: OpenSweep) -> None:
+        self.open_sweep(message.sweep_id)
+
+    @on(NewRun)
+    def _new_run_requested(self, message: NewRun) -> None:
+        self.new_run(message.from_run)
+
+    @on(StartRun)
+    def _start_run_requested(self, message: StartRun) -> None:
+        self.start_run(message.run_id)
+
+    @on(StopRun)
+    def _stop_run_requested(self, message: StopRun) -> None:
+        self.stop_run(message.run_id)
+
+    @on(ExportRun)
+    def _export_run_requested(self, message: ExportRun) -> None:
+        self.export_dialog(message.run_id)
+
+    @on(DeleteRun)
+    def _delete_run_requested(self, message: DeleteRun) -> None:
+        self.delete_dialog(message.run_id)
+
+    @on(RunLaunched)
+    def _run_launched(self, message: RunLaunched) -> None:
+        self.note_spawned(message.run_id, message.pid)
+        self.open_run(message.run_id)
+
+    # run actions (the message handlers' and the command palette's) -----------------------------
     def open_run(self, run_id: int) -> None:
         """Show a run's dashboard."""
         from l2l_tui.screens.dashboard import DashboardScreen

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.worker import worker_log
+from l2l_tui.messages import ExportRun, OpenExamples, StartRun, StopRun
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChanged, StoreWatcher, WatchFailed
 from l2l_tui.widgets.accuracy_plot import AccuracyPlot
@@ -149,16 +150,16 @@ class DashboardScreen(WatchedScreen):
     # actions ------------------------------------------------------------------------------------
     def action_examples(self) -> None:
         """Browse this run's examples."""
-        self.l2l.open_examples(self.run_id)
+        self.post_message(OpenExamples(self.run_id))
 
     def action_resume(self) -> None:
         """Start or resume this run's worker."""
-        self.l2l.start_run(self.run_id)
+        self.post_message(StartRun(self.run_id))
 
     def action_stop(self) -> None:
         """Ask this run to stop after the phase in flight."""
-        self.l2l.stop_run(self.run_id)
+        self.post_message(StopRun(self.run_id))
 
     def action_export(self) -> None:
         """Export this run."""
-        self.l2l.export_dialog(self.run_id)
+        self.post_message(ExportRun(self.run_id))
