@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from textual import on
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
@@ -305,11 +305,26 @@ class L2LApp(App[None]):
 
     # keys and palette ---------------------------------------------------------------------------
     def action_help(self) -> None:
-        """Show the help screen."""
+        """Show the help screen, with the keys of every screen."""
         from l2l_tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(list(self.BINDINGS)))
+            self.push_screen(HelpScreen(self.key_sections()))
+
+    def key_sections(self) -> list[tuple[str, list[BindingType]]]:
+        """(name, bindings) of the app and each screen, in the order the help lists them."""
+        from l2l_tui.screens.dashboard import DashboardScreen
+        from l2l_tui.screens.examples import ExamplesScreen
+        from l2l_tui.screens.lineage import LineageScreen
+        from l2l_tui.screens.new_run import NewRunScreen
+        from l2l_tui.screens.runs import RunsScreen
+        from l2l_tui.screens.sweep import SweepScreen
+        from l2l_tui.screens.sweeps import SweepsScreen
+
+        return [("everywhere", list(self.BINDINGS)), ("runs", list(RunsScreen.BINDINGS)),
+                ("run dashboard", list(DashboardScreen.BINDINGS)), ("examples", list(ExamplesScreen.BINDINGS)),
+                ("lineage", list(LineageScreen.BINDINGS)), ("new run", list(NewRunScreen.BINDINGS)),
+                ("sweeps", list(SweepsScreen.BINDINGS)), ("sweep", list(SweepScreen.BINDINGS))]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette's commands: the main actions, for the run the screen is on."""
