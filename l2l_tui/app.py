@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on
 from textual.app import App, SystemCommand
@@ -29,6 +29,9 @@ from l2l_tui.messages import (
 from l2l_tui.queries import LIVE_STATUSES, open_store, run_list
 from l2l_tui.watchers import Watchers
 from models.errors import L2LError
+
+if TYPE_CHECKING:
+    from l2l_tui.screens.base import AppState
 
 
 class RunCommands(Provider):
@@ -345,6 +348,10 @@ class L2LApp(App[None]):
         yield SystemCommand(f"Export run {run_id}", "final dataset (JSONL) and best adapter", partial(self.export_dialog, run_id))
         yield SystemCommand(f"New run from run {run_id}", "the form, prefilled with its config", partial(self.new_run, run_id))
         yield SystemCommand(f"Delete run {run_id}", "asks first", partial(self.delete_dialog, run_id))
+
+
+if TYPE_CHECKING:
+    _gives_screens_their_state: type[AppState] = L2LApp  # mypy checks that the app has what AppState promises
 
 
 def run_app(store_path: Path | None = None) -> None:
