@@ -6,17 +6,32 @@ import asyncio
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from textual import on
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.message_pump import MessagePump
 from textual.screen import Screen
 
+from l2l_tui.messages import (
+    DeleteRun,
+    ExportRun,
+    NewRun,
+    OpenExamples,
+    OpenRun,
+    OpenSweep,
+    OpenSweeps,
+    RunLaunched,
+    StartRun,
+    StopRun,
+)
 from l2l_tui.queries import LIVE_STATUSES, open_store, run_list
-from l2l_tui.watch import StoreWatcher
+from l2l_tui.watchers import Watchers
 from models.errors import L2LError
+
+if TYPE_CHECKING:
+    from l2l_tui.screens.base import AppState
 
 
 class RunCommands(Provider):
@@ -70,7 +85,7 @@ class L2LApp(App[None]):
         self.store_path = Path(store_path).expanduser().resolve()
         self.frozen = frozen  # snapshot mode: wall-clock times and durations are hidden
         self.poll_seconds = poll_seconds
-        self.watchers: set[StoreWatcher] = set()
+        self.watchers = Watchers(self.store_path, poll_seconds)
         self.spawned: dict[int, int] = {}
 
     def on_mount(self) -> None:
@@ -84,31 +99,7 @@ class L2LApp(App[None]):
 
     def on_unmount(self) -> None:
         """Stop every watcher thread (running jobs are separate processes and keep running)."""
-        for watcher in list(self.watchers):
-            watcher.stop()
-
-    # watchers -----------------------------------------------------------------------------------
-    def start_watcher(self, target: MessagePump, *, run_id: int | None = None, runs: bool = False, sweeps: bool = False,
-                      sweep_id: int | None = None) -> StoreWatcher:
-        """A polling thread posting store changes to `target`."""
-        import threading
-
-        watcher = StoreWatcher(self.store_path, target, run_id, runs=runs, sweeps=sweeps, sweep_id=sweep_id,
-                               interval=self.poll_seconds)
-        self.watchers.add(watcher)
-        name = f"run-{run_id}" if run_id is not None else f"sweep-{sweep_id}" if sweep_id is not None else "list"
-        threading.Thread(target=watcher.run, name=f"l2l-watch-{name}", daemon=True).start()
-        return watcher
-
-    def stop_watcher(self, watcher: StoreWatcher) -> None:
-        """End a watcher thread."""
-        watcher.stop()
-        self.watchers.discard(watcher)
-
-    def poke_watchers(self) -> None:
-        """Poll now (after the app wrote to the store)."""
-        for watcher in self.watchers:
-            watcher.poke()
+        self.watchers.stop_all()
 
     # background work ----------------------------------------------------------------------------
     def background(self, label: str, fn: Callable[[], Any], on_done: Callable[[Any], object] | None = None) -> None:
@@ -126,7 +117,7 @@ class L2LApp(App[None]):
                 return
             if on_done is not None:
                 self._from_thread(on_done, result)
-            self._from_thread(self.poke_watchers)
+            self._from_thread(self.watchers.poke)
 
         self.run_worker(body, thread=True, group="actions", name=label, exit_on_error=False)
 
@@ -146,7 +137,49 @@ class L2LApp(App[None]):
 
         return call
 
-    # run actions (used by the screens and the command palette) ---------------------------------
+    # commands the screens post (l2l_tui.messages) ----------------------------------------------
+    @on(OpenRun)
+    def _open_run_requested(self, message: OpenRun) -> None:
+        self.open_run(message.run_id)
+
+    @on(OpenExamples)
+    def _open_examples_requested(self, message: OpenExamples) -> None:
+        self.open_examples(message.run_id)
+
+    @on(OpenSweeps)
+    def _open_sweeps_requested(self, message: OpenSweeps) -> None:
+        self.open_sweeps()
+
+    @on(OpenSweep)
+    def _open_sweep_requested(self, message: OpenSweep) -> None:
+        self.open_sweep(message.sweep_id)
+
+    @on(NewRun)
+    def _new_run_requested(self, message: NewRun) -> None:
+        self.new_run(message.from_run)
+
+    @on(StartRun)
+    def _start_run_requested(self, message: StartRun) -> None:
+        self.start_run(message.run_id)
+
+    @on(StopRun)
+    def _stop_run_requested(self, message: StopRun) -> None:
+        self.stop_run(message.run_id)
+
+    @on(ExportRun)
+    def _export_run_requested(self, message: ExportRun) -> None:
+        self.export_dialog(message.run_id)
+
+    @on(DeleteRun)
+    def _delete_run_requested(self, message: DeleteRun) -> None:
+        self.delete_dialog(message.run_id)
+
+    @on(RunLaunched)
+    def _run_launched(self, message: RunLaunched) -> None:
+        self.note_spawned(message.run_id, message.pid)
+        self.open_run(message.run_id)
+
+    # run actions (the message handlers' and the command palette's) -----------------------------
     def open_run(self, run_id: int) -> None:
         """Show a run's dashboard."""
         from l2l_tui.screens.dashboard import DashboardScreen
@@ -275,11 +308,26 @@ class L2LApp(App[None]):
 
     # keys and palette ---------------------------------------------------------------------------
     def action_help(self) -> None:
-        """Show the help screen."""
+        """Show the help screen, with the keys of every screen."""
         from l2l_tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(list(self.BINDINGS)))
+            self.push_screen(HelpScreen(self.key_sections()))
+
+    def key_sections(self) -> list[tuple[str, list[BindingType]]]:
+        """(name, bindings) of the app and each screen, in the order the help lists them."""
+        from l2l_tui.screens.dashboard import DashboardScreen
+        from l2l_tui.screens.examples import ExamplesScreen
+        from l2l_tui.screens.lineage import LineageScreen
+        from l2l_tui.screens.new_run import NewRunScreen
+        from l2l_tui.screens.runs import RunsScreen
+        from l2l_tui.screens.sweep import SweepScreen
+        from l2l_tui.screens.sweeps import SweepsScreen
+
+        return [("everywhere", list(self.BINDINGS)), ("runs", list(RunsScreen.BINDINGS)),
+                ("run dashboard", list(DashboardScreen.BINDINGS)), ("examples", list(ExamplesScreen.BINDINGS)),
+                ("lineage", list(LineageScreen.BINDINGS)), ("new run", list(NewRunScreen.BINDINGS)),
+                ("sweeps", list(SweepsScreen.BINDINGS)), ("sweep", list(SweepScreen.BINDINGS))]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette's commands: the main actions, for the run the screen is on."""
@@ -300,6 +348,10 @@ class L2LApp(App[None]):
         yield SystemCommand(f"Export run {run_id}", "final dataset (JSONL) and best adapter", partial(self.export_dialog, run_id))
         yield SystemCommand(f"New run from run {run_id}", "the form, prefilled with its config", partial(self.new_run, run_id))
         yield SystemCommand(f"Delete run {run_id}", "asks first", partial(self.delete_dialog, run_id))
+
+
+if TYPE_CHECKING:
+    _gives_screens_their_state: type[AppState] = L2LApp  # mypy checks that the app has what AppState promises
 
 
 def run_app(store_path: Path | None = None) -> None:

@@ -1,5 +1,7 @@
 """The house's arrows point down: l2l_tui → engine → models, models imports nothing of ours, inside engine/ each
-subpackage imports only its own floor and those below, no import cycles, and importing the engine never loads textual. Checked on the source (AST, imports at any depth) and at import time."""
+subpackage imports only its own floor and those below, no import cycles, and importing the engine never loads textual.
+Inside l2l_tui the app sits on top: screens and widgets post messages to it and never import it, even for type
+checking. Checked on the source (AST, imports at any depth) and at import time."""
 
 from __future__ import annotations
 
@@ -23,14 +25,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every import in a file, function-level ones included; relative imports resolved."""
+def imports(path: Path, *, typing_too: bool = False) -> list[tuple[int, str]]:
+    """(line, module) of every import in a file, function-level too (type-only with typing_too); relative ones resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     here = module_name(path).split(".")
     if path.name != "__init__.py":
         here = here[:-1]
     found = []
-    for node in walk_runtime(tree):
+    for node in ast.walk(tree) if typing_too else walk_runtime(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -104,6 +106,58 @@ def test_no_import_cycles() -> None:
     assert cycles == [], "import cycles: " + "; ".join(" → ".join(sorted(c)) for c in cycles)
 
 
+TUI = {name: path for name, path in SOURCES.items() if name.split(".")[0] == "l2l_tui"}
+ENTRY_POINTS = {"l2l_tui.cli", "l2l_tui.__main__"}  # the only modules that may import the app
+
+
+def test_the_tui_has_no_import_cycles_not_even_for_type_checking() -> None:
+    # A type-only import still ties the modules together: a screen typed against the app imports everything the app does.
+    graph: dict[str, set[str]] = {name: set() for name in TUI}
+    for name, path in TUI.items():
+        for _, module in imports(path, typing_too=True):
+            if module in TUI and module != name:
+                graph[name].add(module)
+    cycles = strongly_connected(graph)
+    assert cycles == [], "import cycles in l2l_tui: " + "; ".join(" → ".join(sorted(c)) for c in cycles)
+
+
+def test_only_the_entry_points_import_the_app() -> None:
+    offenders = [f"{path.relative_to(REPO)}:{line}: import {module}"
+                 for name, path in TUI.items() if name not in ENTRY_POINTS and name != "l2l_tui.app"
+                 for line, module in imports(path, typing_too=True) if module == "l2l_tui.app" or module.startswith("l2l_tui.app.")]
+    assert offenders == [], "\n".join(offenders)
+
+
+def app_methods() -> set[str]:
+    """The methods L2LApp defines beyond Textual's App (Textual's own API stays open to screens)."""
+    from textual.app import App
+
+    tree = ast.parse(TUI["l2l_tui.app"].read_text(encoding="utf-8"))
+    app = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "L2LApp")
+    defined = {node.name for node in app.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return defined - set(dir(App))
+
+
+def app_calls(tree: ast.AST, methods: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of each `….app.NAME`, `….l2l.NAME` or `app.NAME` whose NAME is one of `methods`."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in methods:
+            owner = node.value
+            if (isinstance(owner, ast.Attribute) and owner.attr in ("app", "l2l")) or (isinstance(owner, ast.Name) and owner.id == "app"):
+                found.append((node.lineno, node.attr))
+    return sorted(found)
+
+
+def test_screens_and_widgets_post_messages_instead_of_calling_the_app() -> None:
+    methods = app_methods()
+    assert {"open_run", "start_run", "export_dialog"} <= methods
+    offenders = [f"{path.relative_to(REPO)}:{line}: app.{attr}"
+                 for name, path in TUI.items() if name.startswith(("l2l_tui.screens.", "l2l_tui.widgets."))
+                 for line, attr in app_calls(ast.parse(path.read_text(encoding="utf-8")), methods)]
+    assert offenders == [], "post an l2l_tui.messages message instead:\n" + "\n".join(offenders)
+
+
 def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
     """Tarjan's algorithm: the components with more than one module."""
     index: dict[str, int] = {}
@@ -143,6 +197,8 @@ def test_the_checker_sees_a_cycle_and_a_backward_import() -> None:
     assert strongly_connected({"a": {"b"}, "b": {"a"}, "c": set()}) == [{"a", "b"}]
     assert ("models", "engine") not in {(k, m) for k, v in MAY_IMPORT.items() for m in v}
     assert engine_floor("engine.run.loop") == ENGINE_FLOORS.index("run") and engine_floor("engine") is None
+    calls = ast.parse("self.app.open_run(1)\nself.l2l.start_run(2)\nself.app.push_screen(s)\nself.l2l.store_path\n")
+    assert app_calls(calls, {"open_run", "start_run"}) == [(1, "open_run"), (2, "start_run")]
 
 
 def test_importing_engine_and_models_does_not_load_the_app() -> None:

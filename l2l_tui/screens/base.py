@@ -1,22 +1,41 @@
-"""The screens' common base: typed access to the app they run in."""
+"""The screens' common base: typed, read-only access to the app state they need, without importing the app."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from pathlib import Path
+from typing import Protocol, cast
 
 from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from l2l_tui.app import L2LApp
+from l2l_tui.watchers import Watchers
+
+
+class AppState(Protocol):
+    """What a screen may read from the app (L2LApp satisfies it); commands go to the app as l2l_tui.messages."""
+
+    @property
+    def store_path(self) -> Path:
+        """The store the app shows."""
+        ...
+
+    @property
+    def frozen(self) -> bool:
+        """Snapshot mode: wall-clock times and durations are hidden."""
+        ...
+
+    @property
+    def watchers(self) -> Watchers:
+        """The app's store watchers (a screen starts its own and stops it when it goes)."""
+        ...
 
 
 class AppScreen(Screen[None]):
     """A screen of the llm2llm app."""
 
     @property
-    def l2l(self) -> L2LApp:
-        """The app, typed (Textual types `self.app` as any App)."""
-        return cast("L2LApp", self.app)
+    def l2l(self) -> AppState:
+        """The app's state, typed (Textual types `self.app` as any App)."""
+        return cast(AppState, self.app)
 
     def action_back(self) -> None:
         """Back to the previous screen, or out of a full-screen pane."""

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.run.worker import worker_log
+from l2l_tui.messages import ExportRun, OpenExamples, StartRun, StopRun
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChanged, StoreWatcher, WatchFailed
 from l2l_tui.widgets.accuracy_plot import AccuracyPlot
@@ -77,7 +78,7 @@ class DashboardScreen(WatchedScreen):
         self.query_one("#log").border_title = "log"
         self.query_one("#round-table").border_title = "rounds · * best on validation · round 0 = plain fine-tuning · seconds per phase"
         self.query_one("#accuracy-plot").border_title = "accuracy % per round"
-        self.watcher = self.l2l.start_watcher(self, run_id=self.run_id)
+        self.watcher = self.l2l.watchers.start(self, run_id=self.run_id)
         self.query_one(RoundTable).focus()
 
     @property
@@ -149,16 +150,16 @@ class DashboardScreen(WatchedScreen):
     # actions ------------------------------------------------------------------------------------
     def action_examples(self) -> None:
         """Browse this run's examples."""
-        self.l2l.open_examples(self.run_id)
+        self.post_message(OpenExamples(self.run_id))
 
     def action_resume(self) -> None:
         """Start or resume this run's worker."""
-        self.l2l.start_run(self.run_id)
+        self.post_message(StartRun(self.run_id))
 
     def action_stop(self) -> None:
         """Ask this run to stop after the phase in flight."""
-        self.l2l.stop_run(self.run_id)
+        self.post_message(StopRun(self.run_id))
 
     def action_export(self) -> None:
         """Export this run."""
-        self.l2l.export_dialog(self.run_id)
+        self.post_message(ExportRun(self.run_id))

@@ -1,4 +1,4 @@
-"""The help screen: what each screen shows and its keys (read from the screens' own bindings)."""
+"""The help screen: a short guide and the keys of each screen (the bindings the app hands it)."""
 
 from __future__ import annotations
 
@@ -34,20 +34,10 @@ def _keys(bindings: list[Any]) -> list[tuple[str, str]]:
     return out
 
 
-def key_table(app_bindings: list[Any]) -> Table:
-    """Every screen's keys (the app's own are passed in: importing the app here would be an import cycle)."""
-    from l2l_tui.screens.dashboard import DashboardScreen
-    from l2l_tui.screens.examples import ExamplesScreen
-    from l2l_tui.screens.lineage import LineageScreen
-    from l2l_tui.screens.new_run import NewRunScreen
-    from l2l_tui.screens.runs import RunsScreen
-    from l2l_tui.screens.sweep import SweepScreen
-    from l2l_tui.screens.sweeps import SweepsScreen
-
+def key_table(sections: list[tuple[str, list[Any]]]) -> Table:
+    """The keys of each (name, bindings) section, then the palette's."""
     table = Table("screen", "key", "does", box=None, padding=(0, 2))
-    for name, bindings in (("everywhere", app_bindings), ("runs", RunsScreen.BINDINGS), ("run dashboard", DashboardScreen.BINDINGS),
-                           ("examples", ExamplesScreen.BINDINGS), ("lineage", LineageScreen.BINDINGS),
-                           ("new run", NewRunScreen.BINDINGS), ("sweeps", SweepsScreen.BINDINGS), ("sweep", SweepScreen.BINDINGS)):
+    for name, bindings in sections:
         for i, (keys, does) in enumerate(_keys(list(bindings))):
             table.add_row(Text(name if i == 0 else "", style="bold"), Text(keys, style="cyan"), does)
         table.add_row("", "", "")
@@ -60,16 +50,16 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "close", "close")]
 
-    def __init__(self, bindings: list[Any]) -> None:
+    def __init__(self, sections: list[tuple[str, list[Any]]]) -> None:
         super().__init__()
-        self.subject = bindings  # handed in by the app: the screen never reaches back for it
+        self.sections = sections  # (screen name, its bindings), handed in by the app: help imports no screen
 
     def compose(self) -> ComposeResult:
         """Guide and key table."""
         with VerticalScroll(classes="dialog help"):
             yield Static(Text("llm2llm — help", style="bold"), classes="dialog-title")
             yield Static(GUIDE)
-            yield Static(key_table(self.subject))
+            yield Static(key_table(self.sections))
             yield Static(Text("escape closes this help", style="dim"))
 
     def action_close(self) -> None:

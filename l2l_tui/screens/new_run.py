@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Button, Footer, Header, Static
 
 from engine.config.schema import RunConfig
+from l2l_tui.messages import RunLaunched
 from l2l_tui.screens.base import AppScreen
 from l2l_tui.screens.file_picker import PathPicker
 from l2l_tui.widgets.config_form import ConfigForm
@@ -25,14 +26,6 @@ class PreviewReady(Message):
     def __init__(self, sections: dict[str, Any]) -> None:
         super().__init__()
         self.sections = sections
-
-
-class Launched(Message):
-    """A run was created and its worker started."""
-
-    def __init__(self, run_id: int, pid: int) -> None:
-        super().__init__()
-        self.run_id, self.pid = run_id, pid
 
 
 class ActionFailed(Message):
@@ -244,15 +237,14 @@ class NewRunScreen(AppScreen):
         except Exception as err:
             self.post_message(ActionFailed("launch", _message(err)))
             return
-        self.post_message(Launched(run_id, pid))
+        self.post_message(RunLaunched(run_id, pid))
 
-    @on(Launched)
-    def _launched(self, event: Launched) -> None:
+    @on(RunLaunched)
+    def _launched(self, event: RunLaunched) -> None:
+        """Leave the form; the message then bubbles on to the app, which notes the worker and opens the run."""
         self.busy = None
-        self.l2l.note_spawned(event.run_id, event.pid)
         self.notify(f"run {event.run_id} created; worker pid {event.pid}")
         self.app.pop_screen()
-        self.l2l.open_run(event.run_id)
 
     @on(ActionFailed)
     def _failed(self, event: ActionFailed) -> None:

@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from engine.store.db import RUN_STATUSES
+from l2l_tui.messages import DeleteRun, ExportRun, NewRun, OpenExamples, OpenRun, OpenSweeps, StartRun, StopRun
 from l2l_tui.queries import events_tail, log_tail, open_store
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import RunsChanged, StoreWatcher, WatchFailed
@@ -57,7 +58,7 @@ class RunsScreen(WatchedScreen):
 
     def on_mount(self) -> None:
         """Start watching the store."""
-        self.watcher = self.l2l.start_watcher(self, runs=True)
+        self.watcher = self.l2l.watchers.start(self, runs=True)
         self.query_one(RunsTable).focus()
 
     # state --------------------------------------------------------------------------------------
@@ -142,45 +143,45 @@ class RunsScreen(WatchedScreen):
     def action_open(self) -> None:
         """Open the dashboard of the run under the cursor."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.open_run(run_id)
+            self.post_message(OpenRun(run_id))
 
     def action_new(self) -> None:
         """A new run from the form."""
-        self.l2l.new_run()
+        self.post_message(NewRun())
 
     def action_clone(self) -> None:
         """A new run whose form starts from this run's config."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.new_run(from_run=run_id)
+            self.post_message(NewRun(run_id))
 
     def action_resume(self) -> None:
         """Start (or resume) the run's worker."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.start_run(run_id)
+            self.post_message(StartRun(run_id))
 
     def action_stop(self) -> None:
         """Ask the run to stop after its phase in flight."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.stop_run(run_id)
+            self.post_message(StopRun(run_id))
 
     def action_examples(self) -> None:
         """Browse the run's examples."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.open_examples(run_id)
+            self.post_message(OpenExamples(run_id))
 
     def action_export(self) -> None:
         """Export the run's final dataset and best adapter."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.export_dialog(run_id)
+            self.post_message(ExportRun(run_id))
 
     def action_delete(self) -> None:
         """Delete the run (asks first)."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.delete_dialog(run_id)
+            self.post_message(DeleteRun(run_id))
 
     def action_sweeps(self) -> None:
         """The store's sweeps."""
-        self.l2l.open_sweeps()
+        self.post_message(OpenSweeps())
 
     def action_filter(self) -> None:
         """Focus the status filter."""

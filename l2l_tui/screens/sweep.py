@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
 from l2l_tui.fmt import local_time, status_markup
+from l2l_tui.messages import OpenExamples, OpenRun
 from l2l_tui.queries import SweepView, open_store, sweep_view
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import StoreWatcher, SweepChanged, WatchFailed
@@ -97,7 +98,7 @@ class SweepScreen(WatchedScreen):
         self.query_one("#sweep-curve").border_title = "test % by seed size (mean over seed sets) · │ size shown"
         self.query_one("#arm-runs").border_title = "runs of the arm · enter opens one"
         self._show_plots()
-        self.watcher = self.l2l.start_watcher(self, sweep_id=self.sweep_id)
+        self.watcher = self.l2l.watchers.start(self, sweep_id=self.sweep_id)
         self.query_one(ArmTable).focus()
 
     @property
@@ -294,12 +295,12 @@ class SweepScreen(WatchedScreen):
     def action_open_run(self) -> None:
         """The dashboard of the run under the cursor (else the arm's first run)."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.open_run(run_id)
+            self.post_message(OpenRun(run_id))
 
     def action_examples(self) -> None:
         """The examples of the run under the cursor (else the arm's first run)."""
         if (run_id := self._need_run()) is not None:
-            self.l2l.open_examples(run_id)
+            self.post_message(OpenExamples(run_id))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The seed-size keys only where the sweep has several sizes (hidden from the footer otherwise)."""

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from l2l_tui.messages import OpenSweep
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import StoreWatcher, SweepsChanged, WatchFailed
 from l2l_tui.widgets.sweeps_table import SweepsTable
@@ -46,7 +47,7 @@ class SweepsScreen(WatchedScreen):
     def on_mount(self) -> None:
         """Start watching the store's sweeps."""
         self.sub_title = "sweeps"
-        self.watcher = self.l2l.start_watcher(self, sweeps=True)
+        self.watcher = self.l2l.watchers.start(self, sweeps=True)
         self.query_one(SweepsTable).focus()
 
     @on(SweepsChanged)
@@ -73,4 +74,4 @@ class SweepsScreen(WatchedScreen):
         if sweep_id is None:
             self.notify("no sweep selected", severity="warning")
             return
-        self.l2l.open_sweep(sweep_id)
+        self.post_message(OpenSweep(sweep_id))

@@ -14,7 +14,7 @@ class WatchedScreen(AppScreen):
     def on_unmount(self) -> None:
         """Stop watching."""
         if self.watcher is not None:
-            self.l2l.stop_watcher(self.watcher)
+            self.l2l.watchers.stop(self.watcher)
 
     def on_screen_suspend(self) -> None:
         """Covered by another screen: stop polling."""
