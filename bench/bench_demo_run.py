@@ -27,14 +27,14 @@ def quick_demo(store_path: Path) -> int:
 
     subprocess.run([sys.executable, "-m", "l2l_tui.cli", "demo", "--quick", "--store", str(store_path)], check=True,
                    cwd=ROOT)
-    return max(r["id"] for r in Store(store_path).runs())
+    return max(r.id for r in Store(store_path).runs())
 
 
 def memory_check(store: Store, run_id: int) -> list[tuple[str, float, float]]:
     """(phase, estimated MB, measured peak MB) for train, evaluate and teacher phases of the run."""
     from engine.tools.dry_run import estimate_memory as estimate_run
 
-    cfg = RunConfig.model_validate(store.run(run_id)["config"])
+    cfg = RunConfig.model_validate(store.run(run_id).config)
     prepared = prepare(cfg)
     est = estimate_run(cfg, [(prepared.task.render_prompt(ex), prepared.task.render_response(ex)) for ex in prepared.splits.seed],
                        [prepared.task.render_prompt(ex) for ex in prepared.splits.validation[:64]])
@@ -60,8 +60,8 @@ def main(argv: list[str]) -> int:
         args.store = Path(tempfile.mkdtemp(prefix="l2l-bench-")) / "l2l.db"
         args.run = quick_demo(args.store)
     store = Store(args.store)
-    run_id = args.run or max(r["id"] for r in store.runs())
-    print(f"run {run_id} in {args.store}: {store.run(run_id)['name']}")
+    run_id = args.run or max(r.id for r in store.runs())
+    print(f"run {run_id} in {args.store}: {store.run(run_id).name}")
     print("\nengine overhead per round (wall − training, scoring and teacher decoding; bar < 5%)")
     print(f"{'round':>5} {'wall s':>8} {'work s':>8} {'loads s':>8} {'overhead s':>10} {'share':>7}")
     for r in overhead_rows(store, run_id):

@@ -55,8 +55,8 @@ def run_one(store_path: Path, overrides: list[str], seed_set: int) -> tuple[Stor
     cfg = demo_config(store_path, overrides + [f"data.split_seed={seed_set}", f"seed={seed_set}", f"name={name!r}"])
     store = Store(store_path)
     for run in store.runs():
-        if run["name"] == name and run["status"] == "finished":
-            return store, run["id"]
+        if run.name == name and run.status == "finished":
+            return store, run.id
     run_id = create_run(store, prepare(cfg))
     status = Loop(store, run_id, on_log=lambda line, kind: print("   ", line, flush=True)).run()
     if status != "finished":
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
             print(f"== {name} · seed set {seed_set}", flush=True)
             store, run_id = run_one(args.out / f"calibration-{name}.db", SETTINGS[name], seed_set)
             run, rounds = store.run(run_id), store.rounds(run_id)
-            chosen = run["best_round"] or 0
+            chosen = run.best_round or 0
             base.append(rounds[0]["test_acc"])
             best.append(store.round(run_id, chosen)["test_acc"])
             last.append(rounds[-1]["test_acc"])

@@ -37,7 +37,7 @@ _SUFFIXES = ("-train.jsonl", "-train.prompt-completion.jsonl", "-train.chat.json
 
 def frame(store: Store, run_id: int) -> tuple[str, str]:
     """The text before and after the input in the run's prompts."""
-    task = make_task(RunConfig.model_validate(store.run(run_id)["config"]).task)
+    task = make_task(RunConfig.model_validate(store.run(run_id).config).task)
     marker = "\x00INPUT\x00"
     before, after = fill_template(task.prompt_template, input=marker).split(marker)
     return before, after

@@ -25,7 +25,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.store.rows import Run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -449,16 +452,16 @@ def run_row(student: Path, teacher: Path, scratch: Path, tiny: bool) -> Row:
         return Row("LLM2LLM run, 2 rounds (CLI)", "-", f"exit {proc.returncode}", None, "FAIL: " + " | ".join(tail), ok=False)
     store = Store(store_path)
     run = store.runs()[0]
-    rounds = store.rounds(run["id"])
+    rounds = store.rounds(run.id)
     store.close()
     return run_check(run, rounds, seconds, cuda())
 
 
-def run_check(run: dict[str, Any], rounds: list[dict[str, Any]], seconds: float, on_gpu: bool) -> Row:
+def run_check(run: Run, rounds: list[dict[str, Any]], seconds: float, on_gpu: bool) -> Row:
     """The run's row: plan mode, status, and the per-phase peak (VRAM on a GPU, RSS recorded either way)."""
     from engine.run.model_slots import describe_teacher
 
-    plan = run.get("plan") or {}
+    plan = run.plan or {}
     key = "peak_vram_mb" if on_gpu else "peak_rss_mb"
     peaks: dict[str, float] = {}
     missing = []
@@ -468,10 +471,10 @@ def run_check(run: dict[str, Any], rounds: list[dict[str, Any]], seconds: float,
                 peaks[phase] = max(peaks.get(phase, 0.0), m[key])
             else:
                 missing.append(f"round {r['idx']} {phase}")
-    teacher = run.get("teacher") or {}
+    teacher = run.teacher or {}
     # On CUDA the teacher must have run in its own process (llama.cpp after torch's CUDA in one process crashes).
     isolated = bool(teacher.get("process")) or not on_gpu
-    ok = (plan.get("mode") == "qlora-nf4" and run.get("status") == "finished" and not missing and bool(peaks)
+    ok = (plan.get("mode") == "qlora-nf4" and run.status == "finished" and not missing and bool(peaks)
           and isolated)
     shown = ", ".join(f"{p} {v:.0f}" for p, v in peaks.items())
     note = (f"{len(rounds)} rounds; teacher: {describe_teacher(teacher)}; max {key} per phase: {shown}"
@@ -479,8 +482,8 @@ def run_check(run: dict[str, Any], rounds: list[dict[str, Any]], seconds: float,
             + ("" if on_gpu else "; peak_vram_mb needs CUDA: skipped")
             + (" (torch's counter: llama.cpp's VRAM in augment/filter is not in it)" if on_gpu else ""))
     if not ok:
-        note = f"FAIL: plan {plan.get('mode')}, status {run.get('status')}; " + note
-    return Row("LLM2LLM run, 2 rounds (CLI)", "-", f"{run.get('status')}, plan {plan.get('mode')} on {plan.get('device')}",
+        note = f"FAIL: plan {plan.get('mode')}, status {run.status}; " + note
+    return Row("LLM2LLM run, 2 rounds (CLI)", "-", f"{run.status}, plan {plan.get('mode')} on {plan.get('device')}",
                None, f"{seconds:.0f} s; " + note, ok=ok, data={"plan": plan, "peaks": peaks})
 
 

@@ -47,7 +47,7 @@ def score(store_path: Path) -> None:
     truth = {int(r["row"]): r["label"] for r in map(json.loads, LABELS.read_text(encoding="utf-8").splitlines())}
     store = Store(store_path, create=False)
     for run in store.runs():
-        rows = [e for e in store.examples(run["id"], split="synthetic") if (e["meta"] or {}).get("origin") == "pool"]
+        rows = [e for e in store.examples(run.id, split="synthetic") if (e["meta"] or {}).get("origin") == "pool"]
         by_round: dict[int, Counter[str]] = {}
         for e in rows:
             # only rows that reached the blind verification were labelled by the teacher (dedup and the cheap checks
@@ -62,7 +62,7 @@ def score(store_path: Path) -> None:
             c["kept"] += e["status"] == "kept"
             c["kept_right"] += e["status"] == "kept" and e["answer"] == true
         for idx, c in sorted(by_round.items()):
-            print(f"run {run['id']} ({run['name']}) round {idx}: {c['proposed']} labelled blind, the teacher's label right "
+            print(f"run {run.id} ({run.name}) round {idx}: {c['proposed']} labelled blind, the teacher's label right "
                   f"{c['teacher_right']}/{c['proposed']}, kept {c['kept']} of which {c['kept_right']} truly that label")
 
 

@@ -27,7 +27,7 @@ def arm_stats(store: Store, run_ids: list[int]) -> dict[str, object]:
     rejected: list[dict] = []
     meta = None
     for run_id in run_ids:
-        cfg = RunConfig.model_validate(store.run(run_id)["config"])
+        cfg = RunConfig.model_validate(store.run(run_id).config)
         task = make_task(cfg.task)
         meta = meta or MetaText(task)
         by_id = {e["id"]: e for e in store.examples(run_id)}
@@ -61,12 +61,12 @@ def main() -> None:
     args = parser.parse_args()
     store = Store(args.store, create=False)
     cells = store.sweep_runs(args.sweep)
-    arms = [a["name"] for a in store.sweep(args.sweep)["arms"]]
+    arms = [a["name"] for a in store.sweep(args.sweep).arms]
     if args.arms:
         arms = [a for a in arms if a in args.arms.split(",")]
     rng = random.Random(0)
     for arm in arms:
-        runs = [int(c["run_id"]) for c in cells if c["arm"] == arm]
+        runs = [c.run_id for c in cells if c.arm == arm]
         if not runs:
             continue
         s = arm_stats(store, runs)

@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--texts", type=Path, help="JSON file of today's texts: read it if it exists, else write it")
     args = ap.parse_args()
     store = Store(args.store)
-    cfg = RunConfig.model_validate(store.run(args.run)["config"])
+    cfg = RunConfig.model_validate(store.run(args.run).config)
     task = make_task(cfg.task)
     calls = store.db.execute("SELECT key, prompt, response FROM teacher_calls WHERE run_id = ? AND purpose = 'write' "
                              "AND ok = 1 ORDER BY key LIMIT ?", [args.run, args.limit]).fetchall()

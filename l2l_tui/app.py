@@ -214,7 +214,7 @@ class L2LApp(App[None]):
             return
 
         def read(store: Any) -> dict[str, Any]:
-            return store.run(from_run)["config"]
+            return store.run(from_run).config
 
         self.background("read config", self._with_store(read),
                         lambda cfg: self.push_screen(NewRunScreen(cfg, title=f"new run from run {from_run}")))
@@ -232,7 +232,7 @@ class L2LApp(App[None]):
             run = store.run(run_id)
             status = effective_status(run)
             if status in LIVE_STATUSES:
-                raise L2LError(f"run {run_id} is already {status} (pid {run['pid']})")
+                raise L2LError(f"run {run_id} is already {status} (pid {run.pid})")
             if status == "finished":
                 raise L2LError(f"run {run_id} is finished; nothing to resume")
             if pid_alive(self.spawned.get(run_id)):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from engine.config.schema import RunConfig
     from engine.experiments.judge import JudgeReport
+    from engine.store.db import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
                   help="llm2llm: teach a small model a task from a handful of examples (LLM2LLM, offline).")
@@ -47,7 +48,7 @@ def _store_path(store: Path | None) -> Path:
     return Path(store) if store else default_store()
 
 
-def _open_store(store: Path | None, create: bool = False):
+def _open_store(store: Path | None, create: bool = False) -> Store:
     from engine.store.db import Store
 
     return Store(_store_path(store), create=create)
@@ -108,7 +109,7 @@ def resume(run_id: int = typer.Argument(..., help="Run id (see `l2l status`)."),
     run_row = st.run(run_id)
     status = effective_status(run_row)
     if status in LIVE:
-        raise L2LError(f"run {run_id} is {status} (pid {run_row['pid']}); stop it first with `l2l stop {run_id}`")
+        raise L2LError(f"run {run_id} is {status} (pid {run_row.pid}); stop it first with `l2l stop {run_id}`")
     if status == RunStatus.FINISHED:
         console.print(f"run {run_id} is already finished")
         return

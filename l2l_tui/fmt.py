@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 from engine.reports.run_report import seconds
+from engine.store.rows import Progress
 
 FROZEN = "··"
 STATUS_STYLE = {
@@ -33,12 +33,9 @@ def span(value: float | None, frozen: bool = False) -> str:
     return FROZEN if frozen and value is not None else seconds(value)
 
 
-def eta(progress: dict[str, Any]) -> tuple[float | None, float | None]:
+def eta(progress: Progress) -> tuple[float | None, float | None]:
     """(elapsed, remaining) seconds of the phase in flight, from its progress row (started → updated, done/total)."""
-    started, updated = progress.get("started"), progress.get("updated")
-    done, total = progress.get("done") or 0, progress.get("total") or 0
-    if started is None or updated is None:
-        return None, None
+    started, updated, done, total = progress.started, progress.updated, progress.done, progress.total
     elapsed = max(0.0, updated - started)
     if done <= 0 or total <= 0 or elapsed <= 0:
         return elapsed, None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +10,13 @@ from engine.reports.run_report import duration, round_rows
 from engine.run.runs import effective_status
 from engine.run.worker import worker_log
 from engine.store.db import Store, now
+from engine.store.rows import Event, ExampleFilter, ExampleListing, ExampleOptions, Sweep
+from models.errors import StoreError
+
+__all__ = ["ExampleFilter"]  # the browser's filter lives with the store's typed rows; the app imports it from here
 
 LIVE_STATUSES = ("running", "stopping")
 EXAMPLE_LIMIT = 2000
-# Who made a synthetic example: examples.meta.origin (pool, eda, oracle: engine/augment/sources.py), else the teacher wrote it.
-ORIGIN_SQL = ("CASE WHEN e.split != 'synthetic' THEN NULL WHEN json_valid(e.meta) "
-              "THEN COALESCE(json_extract(e.meta, '$.origin'), 'teacher') ELSE 'teacher' END")
-ORIGIN_ORDER = ("teacher", "pool", "eda", "oracle")
 
 
 def open_store(path: Path) -> Store:
@@ -27,16 +27,16 @@ def open_store(path: Path) -> Store:
 def run_list(store: Store) -> list[dict[str, Any]]:
     """Every run as the runs screen shows it: effective status, task, models, rounds, best validation, timing."""
     out = []
-    for run in store.runs():
-        cfg = run["config"]
+    for listing in store.run_listings():
+        run = listing.run
+        cfg = run.config
         status = effective_status(run)
-        live = {**run, "updated": now()} if status in LIVE_STATUSES else run
+        live = replace(run, updated=now()) if status in LIVE_STATUSES else run
         out.append({
-            "id": run["id"], "name": run["name"], "status": status,
-            "task": cfg["task"].get("preset") or str(cfg["task"].get("kind")),
+            "id": run.id, "name": run.name, "status": status, "task": run.task_name,
             "student": cfg["student"]["model"], "teacher": cfg["teacher"]["model"],
-            "rounds_done": run["rounds_done"], "rounds_max": cfg["loop"]["rounds"], "best_val": run["best_val"],
-            "created": run["created"], "duration": duration(live), "pid": run.get("pid"),
+            "rounds_done": listing.rounds_done, "rounds_max": cfg["loop"]["rounds"], "best_val": listing.best_val,
+            "created": run.created, "duration": duration(live), "pid": run.pid,
         })
     return out
 
@@ -73,99 +73,27 @@ def log_tail(store_path: Path, run_id: int, lines: int = 20) -> list[str]:
     return [line for line in shown if line.strip()][-lines:]
 
 
-def events_tail(store: Store, run_id: int, limit: int = 300) -> list[dict[str, Any]]:
+def events_tail(store: Store, run_id: int, limit: int = 300) -> list[Event]:
     """The last `limit` events of a run, oldest first."""
-    rows = store.db.query("SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", [run_id, limit])
-    return list(reversed(list(rows)))
+    return store.last_events(run_id, limit)
 
 
-@dataclass(frozen=True)
-class ExampleFilter:
-    """What the example browser shows; None means any."""
-
-    split: str | None = None
-    origin_round: int | None = None
-    eval_round: int | None = None
-    result: str | None = None  # 'correct' / 'wrong' in eval_round (latest evaluated round when unset)
-    status: str | None = None
-    reason: str | None = None
-    text: str | None = None
-    origin: str | None = None  # who made a synthetic example: teacher, pool, eda or oracle (ORIGIN_SQL)
-
-
-def evaluated_rounds(store: Store, run_id: int) -> list[int]:
-    """Rounds that have predictions, in order."""
-    rows = store.db.execute("SELECT DISTINCT round FROM predictions WHERE run_id = ? ORDER BY round", [run_id]).fetchall()
-    return [r[0] for r in rows]
-
-
-def filter_options(store: Store, run_id: int) -> dict[str, Any]:
-    """The values each example filter can take in this run (lists), and reason_counts (reason: count)."""
-    db = store.db
-    splits = [r[0] for r in db.execute("SELECT DISTINCT split FROM examples WHERE run_id = ? ORDER BY split", [run_id])]
-    origins = [r[0] for r in db.execute("SELECT DISTINCT origin_round FROM examples WHERE run_id = ? AND origin_round IS NOT NULL "
-                                        "ORDER BY origin_round", [run_id])]
-    statuses = [r[0] for r in db.execute("SELECT DISTINCT status FROM examples WHERE run_id = ? ORDER BY status", [run_id])]
-    counts = reason_counts(store, run_id)
-    made_by = origin_counts(store, run_id)
-    return {"split": splits, "origin_round": origins, "eval_round": evaluated_rounds(store, run_id),
-            "status": statuses, "reason": list(counts), "reason_counts": counts, "origin": list(made_by),
-            "origin_counts": made_by}
-
-
-def origin_counts(store: Store, run_id: int) -> dict[str, int]:
-    """Synthetic examples per origin (teacher, pool, eda, oracle: ORIGIN_SQL), in that order, others after."""
-    rows = store.db.execute(f"SELECT {ORIGIN_SQL} AS origin, COUNT(*) FROM examples e WHERE e.run_id = ? AND "
-                            "e.split = 'synthetic' GROUP BY origin", [run_id])
-    counts = {str(r[0]): int(r[1]) for r in rows}
-    order = [o for o in ORIGIN_ORDER if o in counts] + sorted(o for o in counts if o not in ORIGIN_ORDER)
-    return {o: counts[o] for o in order}
-
-
-def reason_counts(store: Store, run_id: int) -> dict[str, int]:
-    """Examples per reason (every reason the run's examples carry), most frequent first."""
-    rows = store.db.execute("SELECT reason, COUNT(*) FROM examples WHERE run_id = ? AND reason IS NOT NULL "
-                            "GROUP BY reason ORDER BY COUNT(*) DESC, reason", [run_id])
-    return {r[0]: int(r[1]) for r in rows}
+def filter_options(store: Store, run_id: int) -> ExampleOptions:
+    """The values each example filter can take in this run, with the examples per reason and per origin."""
+    return store.example_options(run_id)
 
 
 def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = EXAMPLE_LIMIT,
-                    offset: int = 0) -> tuple[list[dict[str, Any]], int, int | None]:
+                    offset: int = 0) -> tuple[list[ExampleListing], int, int | None]:
     """One page of the examples matching the filter, with the student's answer in the chosen round; (rows, total
     matches, that round). Count and page come from one snapshot."""
     with store.snapshot():
-        return _filter_examples(store, run_id, flt, limit, offset)
-
-
-def _filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int,
-                     offset: int) -> tuple[list[dict[str, Any]], int, int | None]:
-    eval_round = flt.eval_round
-    if eval_round is None:
-        rounds = evaluated_rounds(store, run_id)
-        eval_round = rounds[-1] if rounds else None
-    where: list[str] = ["e.run_id = ?"]
-    args: list[Any] = [run_id]
-    for column, value in (("split", flt.split), ("origin_round", flt.origin_round), ("status", flt.status), ("reason", flt.reason)):
-        if value is not None:
-            where.append(f"e.{column} = ?")
-            args.append(value)
-    if flt.result is not None:
-        where.append("p.correct = ?")
-        args.append(1 if flt.result == "correct" else 0)
-    if flt.text:
-        where.append("(e.input LIKE ? OR e.target LIKE ?)")
-        args += [f"%{flt.text}%"] * 2
-    if flt.origin is not None:
-        where.append(f"({ORIGIN_SQL}) = ?")
-        args.append(flt.origin)
-    join = "LEFT JOIN predictions p ON p.run_id = e.run_id AND p.example_id = e.id AND p.round = ?"
-    clause = " AND ".join(where)
-    total = store.db.execute(f"SELECT COUNT(*) FROM examples e {join} WHERE {clause}", [eval_round, *args]).fetchone()[0]
-    sql = (f"SELECT e.id, e.split, e.origin_round, e.parent_id, e.status, e.reason, e.input, e.answer, "
-           f"p.extracted, p.correct, {ORIGIN_SQL} AS origin FROM examples e {join} WHERE {clause} ORDER BY e.id "
-           "LIMIT ? OFFSET ?")
-    rows = [dict(r) for r in store.db.query(sql, [eval_round, *args, limit, offset])]
-    return rows, int(total), eval_round
+        eval_round = flt.eval_round
+        if eval_round is None:
+            rounds = store.evaluated_rounds(run_id)
+            eval_round = rounds[-1] if rounds else None
+        rows, total = store.example_page(run_id, flt, eval_round, limit, offset)
+        return rows, total, eval_round
 
 
 def example_detail(store: Store, example_id: int) -> dict[str, Any]:
@@ -217,8 +145,7 @@ def _lineage(store: Store, example_id: int, max_depth: int) -> LineageNode:
     def build(ex: dict[str, Any], depth: int) -> LineageNode:
         node = LineageNode(ex, {p["round"]: p for p in store.predictions(run_id, example_id=ex["id"])})
         if depth < max_depth:
-            kids = store.db.query("SELECT id FROM examples WHERE run_id = ? AND parent_id = ? ORDER BY id", [run_id, ex["id"]])
-            node.children = [build(store.example(k["id"]), depth + 1) for k in list(kids)]
+            node.children = [build(store.example(k), depth + 1) for k in store.child_ids(run_id, ex["id"])]
         return node
 
     return build(root, 0)
@@ -227,41 +154,35 @@ def _lineage(store: Store, example_id: int, max_depth: int) -> LineageNode:
 # sweeps -----------------------------------------------------------------------------------------------
 def sweep_list(store: Store) -> list[dict[str, Any]]:
     """Every sweep as the sweeps screen shows it: effective status, arms, seed sets, runs finished of planned."""
-    counts = {r["sweep_id"]: r for r in store.db.query(
-        "SELECT sr.sweep_id, COUNT(*) AS created, SUM(r.status = 'finished') AS finished "
-        "FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id GROUP BY sr.sweep_id")}
+    counts = store.sweep_counts()
     out = []
     for sweep in store.sweeps():
-        arms = [a["name"] for a in sweep["arms"]]
-        got = counts.get(sweep["id"], {})
-        sizes = len(sweep.get("seed_sizes") or [0])  # cells are arm x seed size x seed set
-        out.append({"id": sweep["id"], "name": sweep["name"], "status": effective_status(sweep), "arms": arms,
-                    "seed_sets": sweep["seed_sets"], "planned": len(arms) * sizes * sweep["seed_sets"],
-                    "created_runs": int(got.get("created") or 0), "finished": int(got.get("finished") or 0),
-                    "created": sweep["created"], "error": sweep.get("error")})
+        arms = sweep.arm_names
+        got = counts.get(sweep.id)
+        sizes = len(sweep.seed_sizes or [0])  # cells are arm x seed size x seed set
+        out.append({"id": sweep.id, "name": sweep.name, "status": effective_status(sweep), "arms": arms,
+                    "seed_sets": sweep.seed_sets, "planned": len(arms) * sizes * sweep.seed_sets,
+                    "created_runs": got.created if got else 0, "finished": got.finished if got else 0,
+                    "created": sweep.created, "error": sweep.error})
     return out
 
 
 def sweep_signature(store: Store, sweep_id: int) -> tuple[Any, ...] | None:
     """A cheap fingerprint of everything the sweep screen shows (None: the sweep is gone); it changes with any round."""
-    rows = list(store.db.query("SELECT status, updated, host, pid, pid_started FROM sweeps WHERE id = ?", [sweep_id]))
-    if not rows:
+    try:
+        sweep = store.sweep(sweep_id)
+    except StoreError:
         return None
-    cells = store.db.query(
-        "SELECT sr.arm, sr.seed_set, r.id, r.status, r.host, r.pid, r.pid_started, r.updated, r.best_round, "
-        "(SELECT group_concat(idx || ':' || phase || ':' || COALESCE(val_acc, ''), ',') FROM rounds WHERE run_id = r.id) "
-        "AS rounds FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id WHERE sr.sweep_id = ? ORDER BY sr.seed_set, sr.seed_size, sr.arm",
-        [sweep_id])
-    return (effective_status(rows[0]), rows[0]["updated"],
-            tuple((c["arm"], c["seed_set"], c["id"], effective_status(c), c["updated"], c["best_round"], c["rounds"])
-                  for c in cells))
+    return (effective_status(sweep), sweep.updated,
+            tuple((c.arm, c.seed_set, c.run_id, effective_status(c), c.updated, c.best_round, c.rounds)
+                  for c in store.cell_states(sweep_id)))
 
 
 @dataclass
 class SweepView:
     """One sweep as the sweep screen shows it (engine.reports.sweep_report's numbers, curves for the plots, written files)."""
 
-    sweep: dict[str, Any]
+    sweep: Sweep  # its status is the effective one (engine.run.runs.effective_status)
     rows: list[dict[str, Any]]  # engine.reports.sweep_report.arm_rows at every seed size (each row has its seed_size)
     runs: list[Any]  # engine.reports.sweep_report.RunFacts of every created run, finished or not
     round_curves: dict[int, dict[str, list[tuple[int, float, float, float, int]]]]  # seed size -> sweep_curves
@@ -327,7 +248,7 @@ def sweep_view(store: Store, sweep_id: int, previous: SweepView | None = None) -
     from engine.reports.sweep_report import arm_rows, gather, report_folder, write_files
 
     report = gather(store, sweep_id)
-    sweep = {**report.sweep, "status": effective_status(report.sweep)}
+    sweep = replace(report.sweep, status=effective_status(report.sweep))
     finished = tuple(sorted(r.run_id for r in report.runs if r.status == "finished"))
     sizes = report.sizes
     round_curves = {size: sweep_curves([r for r in report.runs if r.seed_size == size], report.arms) for size in sizes}

@@ -11,6 +11,7 @@ from textual.message_pump import MessagePump
 
 from engine.run.runs import effective_status
 from engine.store.db import Store
+from engine.store.rows import Event, Progress, Run
 from l2l_tui.queries import dashboard_rounds, events_tail, log_tail, open_store, run_list, sweep_list, sweep_signature
 from models.errors import StoreError
 
@@ -29,7 +30,7 @@ class RunsChanged(Message):
 class RunChanged(Message):
     """The watched run's row changed; `run` is None when it was deleted. Crashed/failed runs carry their log tail."""
 
-    def __init__(self, run_id: int, run: dict[str, Any] | None, status: str, log_tail: list[str]) -> None:
+    def __init__(self, run_id: int, run: Run | None, status: str, log_tail: list[str]) -> None:
         super().__init__()
         self.run_id, self.run, self.status, self.log_tail = run_id, run, status, log_tail
 
@@ -45,7 +46,7 @@ class RoundsChanged(Message):
 class EventsArrived(Message):
     """New events of the watched run (the first batch is the tail of the log)."""
 
-    def __init__(self, run_id: int, events: list[dict[str, Any]], initial: bool) -> None:
+    def __init__(self, run_id: int, events: list[Event], initial: bool) -> None:
         super().__init__()
         self.run_id, self.events, self.initial = run_id, events, initial
 
@@ -53,7 +54,7 @@ class EventsArrived(Message):
 class ProgressChanged(Message):
     """The phase in flight moved (None: nothing in flight); a newer one replaces an unhandled older one."""
 
-    def __init__(self, run_id: int, progress: dict[str, Any] | None) -> None:
+    def __init__(self, run_id: int, progress: Progress | None) -> None:
         super().__init__()
         self.run_id, self.progress = run_id, progress
 
@@ -153,7 +154,7 @@ class StoreWatcher:
             return out
         status = effective_status(run)
         tail = log_tail(self.store_path, self.run_id) if status in TAIL_STATUSES else []
-        if self._changed("run", (status, run["updated"], run.get("error"), run.get("best_round"), tail)):
+        if self._changed("run", (status, run.updated, run.error, run.best_round, tail)):
             out.append(RunChanged(self.run_id, run, status, tail))
         rows = dashboard_rounds(store, self.run_id)
         if self._changed("rounds", rows):
@@ -166,7 +167,7 @@ class StoreWatcher:
             if events:
                 out.append(EventsArrived(self.run_id, events, initial=False))
         if events:
-            self._event_id = events[-1]["id"]
+            self._event_id = events[-1].id
         elif self._event_id is None:
             self._event_id = 0
         progress = store.progress(self.run_id)

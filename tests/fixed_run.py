@@ -82,7 +82,7 @@ def build_run_store(path: Path) -> tuple[Path, int]:
                                seed_acc=sum(SEED_CORRECT[idx]) / 8, val_acc=sum(VAL_CORRECT[idx]) / 6,
                                test_acc=sum(TEST_CORRECT[idx]) / 6, misses=misses, train_loss=1.2 - 0.4 * idx,
                                adapter_path=f"runs/{run_id}/round-{idx}/adapter", phases=phases, **fields)
-        store.update_run(run_id, status="finished", best_round=1, ended=store.run(run_id)["created"],
+        store.update_run(run_id, status="finished", best_round=1, ended=store.run(run_id).created,
                          plan={"mode": "lora-fp32", "device": "cpu", "reason": "no CUDA GPU: LoRA in fp32 on the CPU"})
         for message, kind in (("run 1 started", "status"), ("round 0: 3 misses", "phase"),
                               ("round 0: kept 3 of 6 new examples (1 meta_text, 1 label_mismatch, 1 label_disagrees)", "phase"),

@@ -68,7 +68,7 @@ def fixed_store(path: Path) -> Path:
     for i, (arm, status) in enumerate((("llm2llm", "finished"), ("one_shot", "failed"), ("plain", "stopped"))):
         with store.transaction():
             run_id = store.create_run(f"sentiment-32 · {arm} · set {i}", cfg.to_json(), cfg.digest(), 0, {}, {}, {})
-            store.update_run(run_id, status=status, ended=store.run(run_id)["created"])
+            store.update_run(run_id, status=status, ended=store.run(run_id).created)
             store.upsert_round(run_id, 0, phase="done", val_acc=0.815, phases=json.dumps({}))
     return path
 
@@ -101,7 +101,7 @@ def test_a_runs_rounds_fit_80_columns_and_show_each_phase_from_110(tmp_path: Pat
     from engine.store.db import Store
 
     store = Store(fixed_store(tmp_path / "l2l.db"))
-    run_id = max(r["id"] for r in store.runs() if r["status"] == "finished")
+    run_id = max(r.id for r in store.runs() if r.status == "finished")
     for width, phases in ((80, ["time"]), (120, ["train", "eval", "teacher", "filter"])):
         console = Console(width=width, record=True)
         console.print(run_summary(store, run_id, width=width))

@@ -74,7 +74,7 @@ def fingerprint(store: Store, run_id: int) -> dict[str, Any]:
         "SELECT purpose, COUNT(*) FROM teacher_calls WHERE run_id = ? GROUP BY purpose", [run_id])}
     run = store.run(run_id)
     return {"synthetic": synthetic, "rounds": rounds, "predictions": predictions, "teacher_calls": calls,
-            "best_round": run["best_round"], "status": run["status"]}
+            "best_round": run.best_round, "status": run.status}
 
 
 def calls_paid(store: Store, run_id: int) -> dict[str, str]:
@@ -226,10 +226,10 @@ def test_sigterm_and_ctrl_c_stop_at_the_next_safe_point(how: str, tiny_gguf: Pat
     proc = worker(forkserver, store.path, run_id, f"augment:0:reply1:{how}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"SIG{how.upper()}: stopping at the next safe point" in proc.stderr
-    assert store.run(run_id)["status"] == "stopped" and store.round(run_id, 0)["phase"] == "augment"
+    assert store.run(run_id).status == "stopped" and store.round(run_id, 0)["phase"] == "augment"
     paid = calls_paid(store, run_id)
     assert len(paid) == 1
-    events = [e["message"] for e in store.events(run_id)]
+    events = [e.message for e in store.events(run_id)]
     assert any(m.startswith(f"stopped at a safe point after SIG{how.upper()}") for m in events)
     assert Loop(store, run_id).run() == "finished"
     assert fingerprint(store, run_id) == reference["fingerprint"]
@@ -247,13 +247,13 @@ def test_sigterm_from_outside_mid_training_stops_at_a_step(tiny_gguf: Path, tmp_
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         progress = store.progress(run_id)
-        if progress and progress["phase"] in ("train", "eval"):
+        if progress and progress.phase in ("train", "eval"):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    assert store.run(run_id)["status"] == "stopped"
+    assert store.run(run_id).status == "stopped"
     assert Loop(store, run_id).run() == "finished"
     assert fingerprint(store, run_id) == reference["fingerprint"]
 
@@ -366,7 +366,7 @@ def test_the_worker_log_holds_nothing_beyond_the_store(reference: dict[str, Any]
     store, run_id = reference["store"], reference["run_id"]
     from engine.run.worker import worker_log
 
-    events = {e["message"] for e in store.events(run_id, limit=100_000)}
+    events = {e.message for e in store.events(run_id, limit=100_000)}
     texts = [json.loads(line)["text"] for line in (REPO / "tests/fixtures/rotten_tomatoes_20.jsonl").read_text(
         encoding="utf-8").splitlines()]
     prompts = [m["content"] for r in store.db.query("SELECT prompt FROM teacher_calls WHERE run_id = ?", [run_id])

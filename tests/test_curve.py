@@ -12,6 +12,7 @@ from conftest import tiny_config_doc
 
 from engine.reports.curve import LabelsSaved, curve, labels_saved, needed_size
 from engine.reports.sweep_report import RunFacts, SweepReport
+from engine.store.rows import Sweep
 from engine.store.status import RunStatus
 
 
@@ -25,8 +26,10 @@ def _report(values: dict[tuple[str, int], list[float]]) -> SweepReport:
     runs = [_facts(arm, size, s, v) for (arm, size), vs in values.items() for s, v in enumerate(vs)]
     sizes = sorted({size for _, size in values})
     arms = list(dict.fromkeys(arm for arm, _ in values))
-    return SweepReport(sweep={"id": 1, "name": "t", "status": "finished", "seed_sets": 3, "seed_sizes": sizes},
-                       runs=runs, arms=arms)
+    sweep = Sweep(id=1, name="t", created="", updated=None, status="finished", doc={}, arms=[], seed_sets=3,
+                  seed_sizes=sizes, judge=None, digest="", source=None, pid=None, pid_started=None, host=None, ended=None,
+                  error=None)
+    return SweepReport(sweep=sweep, runs=runs, arms=arms)
 
 
 def test_needed_size_interpolates_in_log_size() -> None:

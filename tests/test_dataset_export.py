@@ -107,7 +107,7 @@ def test_the_dataset_card_header_is_the_hubs_and_leaves_the_license_to_the_user(
 
 def test_the_dataset_card_figures_come_from_the_store(exported: tuple[Store, int, Path]) -> None:
     store, run_id, out = exported
-    cfg = RunConfig.model_validate(store.run(run_id)["config"])
+    cfg = RunConfig.model_validate(store.run(run_id).config)
     _, text = _card(out / f"run-{run_id}-dataset" / "README.md")
     # the task and its prompt
     assert "- kind: classification (preset rotten_tomatoes)" in text and "Review: {input}\nSentiment:" in text
@@ -141,13 +141,13 @@ def test_the_dataset_card_figures_come_from_the_store(exported: tuple[Store, int
 def test_the_model_card_in_the_adapter_folder(exported: tuple[Store, int, Path]) -> None:
     store, run_id, out = exported
     run = store.run(run_id)
-    cfg = RunConfig.model_validate(run["config"])
+    cfg = RunConfig.model_validate(run.config)
     header, text = _card(out / f"run-{run_id}-adapter" / "README.md")
     assert header["library_name"] == "peft" and "license" not in header
-    best = run["best_round"]
+    best = run.best_round
     assert f"validation chose round {best}" in text.lower()
     assert f"- name: `{cfg.student.model}`" in text and "- sha256: unknown: a local model path" in text
-    assert f"`{run['plan']['mode']}` on {run['plan']['device']}" in text and "LoRA" in text
+    assert f"`{run.plan['mode']}` on {run.plan['device']}" in text and "LoRA" in text
     table = {row[0].rstrip("*"): row for row in _table(text, "Metrics per round")[1:]}
     for r in store.rounds(run_id):
         if r["train_size"] is None:
@@ -207,7 +207,7 @@ def test_a_catalog_students_card_gives_the_sha256_its_download_was_checked_again
     from models.catalog import entry
 
     store, run_id = _bare_run(tmp_path, {}, None, student="smollm2-135m-instruct")
-    cfg = RunConfig.model_validate(store.run(run_id)["config"])
+    cfg = RunConfig.model_validate(store.run(run_id).config)
     text = model_card(store, run_id, cfg, make_task(cfg.task), 0, "merged", f"run-{run_id}-merged")
     assert f"- sha256: `{entry('smollm2-135m-instruct').sha256}` (the catalog's sha256" in text
     assert "- mode: unknown: the run recorded no training plan" in text  # never guessed

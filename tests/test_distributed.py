@@ -74,7 +74,7 @@ def test_loop_launches_the_processes_the_config_asks_for(tiny_gguf: Path, tmp_pa
         store = Store(cfg.store)
         run_id = create_run(store, prepare(cfg))
         assert Loop(store, run_id).run() == "finished"
-        results[processes] = (store.round(run_id, 0), store.run(run_id)["plan"])
+        results[processes] = (store.round(run_id, 0), store.run(run_id).plan)
         store.close()
     (single, _), (double, plan) = results[1], results[2]
     assert "2 processes" in plan["reason"]

@@ -69,7 +69,7 @@ def test_every_part_is_listed_with_size_and_sha256_and_is_owner_only(exported: t
 
 def test_datasets_carry_prompt_completion_chat_and_lineage(exported: tuple[Store, int, Path]) -> None:
     store, run_id, out = exported
-    task = make_task(RunConfig.model_validate(store.run(run_id)["config"]).task)
+    task = make_task(RunConfig.model_validate(store.run(run_id).config).task)
     plain = [json.loads(line) for line in (out / f"run-{run_id}-train.prompt-completion.jsonl").open()]
     chat = [json.loads(line) for line in (out / f"run-{run_id}-train.chat.jsonl").open()]
     kept = store.examples(run_id, split="seed") + store.examples(run_id, split="synthetic", status="kept")
@@ -91,7 +91,7 @@ def test_adapter_and_merged_folders_carry_a_model_card(exported: tuple[Store, in
     from huggingface_hub import ModelCard
 
     store, run_id, out = exported
-    best = store.run(run_id)["best_round"]
+    best = store.run(run_id).best_round
     for folder, library in ((f"run-{run_id}-adapter", "peft"), (f"run-{run_id}-merged", "transformers")):
         card = ModelCard.load(out / folder / "README.md")
         assert card.data.library_name == library and f"Validation chose round {best}" in card.text
@@ -121,7 +121,7 @@ def test_merged_model_is_a_16_bit_folder_with_the_adapter_folded_in(exported: tu
     b = next(v for k, v in lora.items() if "layers.0.self_attn.q_proj.lora_B" in k)
     from engine.export.run_export import student_folder
 
-    base_dir = student_folder(RunConfig.model_validate(store.run(run_id)["config"]))
+    base_dir = student_folder(RunConfig.model_validate(store.run(run_id).config))
     with safe_open(str(base_dir / "model.safetensors"), framework="pt") as fh:
         base = fh.get_tensor("model.layers.0.self_attn.q_proj.weight")
     with safe_open(str(merged / "model.safetensors"), framework="pt") as fh:
@@ -179,7 +179,7 @@ def test_modelfile_rebuilds_the_training_prompt_and_stops(exported: tuple[Store,
     store, run_id, out = exported
     text = (out / f"run-{run_id}.Modelfile").read_text()
     mf = parse(text)
-    task = make_task(RunConfig.model_validate(store.run(run_id)["config"]).task)
+    task = make_task(RunConfig.model_validate(store.run(run_id).config).task)
     assert mf.source == f"./run-{run_id}-q8_0.gguf" and mf.stops == tuple(task.stop) == ("\n",)
     assert 'PARAMETER stop """\n"""' in text and mf.parameters["temperature"] == "0" and mf.parameters["repeat_penalty"] == "1"
     from gguf import GGUFReader
@@ -218,7 +218,7 @@ def test_gguf_generation_stops_where_the_student_stops(exported: tuple[Store, in
 
     store, run_id, out = exported
     mf = parse((out / f"run-{run_id}.Modelfile").read_text())
-    task = make_task(RunConfig.model_validate(store.run(run_id)["config"]).task)
+    task = make_task(RunConfig.model_validate(store.run(run_id).config).task)
     from engine.data.example_rows import example_from_row
 
     prompts = [render(mf.template, example_from_row(r).input) for r in store.examples(run_id)[:12]]

@@ -46,27 +46,27 @@ def test_a_failing_worker_stores_one_line_and_logs_the_traceback(tiny_gguf: Path
         if old is not None:
             os.environ["L2L_FAULT"] = old
     run = store.run(run_id)
-    assert run["status"] == "failed" and "\n" not in run["error"]
-    assert run["error"].startswith("ValueError: Failed to load model from file") and str(teacher) in run["error"]
+    assert run.status == "failed" and "\n" not in run.error
+    assert run.error.startswith("ValueError: Failed to load model from file") and str(teacher) in run.error
     log = worker_log(store.path, run_id).read_text(encoding="utf-8")
-    assert f"run {run_id} failed: {run['error']}" in log and "Traceback (most recent call last)" in log
+    assert f"run {run_id} failed: {run.error}" in log and "Traceback (most recent call last)" in log
     assert store.round(run_id, 0)["phase"] == "augment", "train and eval were committed before the failure"
 
     status = l2l("status", str(run_id), "--store", str(store.path))
     assert status.returncode == 0 and "Traceback" not in status.stdout + status.stderr
-    assert "failed" in status.stdout and f"error: {run['error']}" in status.stdout
+    assert "failed" in status.stdout and f"error: {run.error}" in status.stdout
 
     again = l2l("resume", str(run_id), "--store", str(store.path))
     assert again.returncode == 2 and "Traceback" not in again.stderr
     lines = again.stderr.strip().splitlines()
-    assert lines[-1] == f"error: run {run_id} failed: {run['error']} (traceback in {worker_log(store.path, run_id)})"
+    assert lines[-1] == f"error: run {run_id} failed: {run.error} (traceback in {worker_log(store.path, run_id)})"
     assert worker_log(store.path, run_id).read_text(encoding="utf-8").count("Traceback (most recent call last)") == 2
 
     from l2l_tui.queries import dashboard_rounds
     from l2l_tui.widgets.run_header import header_markup
 
     shown = header_markup(store.run(run_id), "failed", dashboard_rounds(store, run_id), frozen=True)
-    assert f"error:[/] {run['error']}" in shown
+    assert f"error:[/] {run.error}" in shown
 
 
 @pytest.mark.parametrize("err, cause", [
@@ -105,6 +105,6 @@ def test_a_run_that_cannot_start_says_why_in_one_line(tmp_path: Path, capsys: py
     assert main([str(store.path), str(run_id)]) == 1
     err = capsys.readouterr().err.strip()
     run = store.run(run_id)
-    assert run["status"] == "failed" and "\n" not in run["error"] and "ValidationError" in run["error"]
-    assert err == f"error: run {run_id} could not start: {run['error']}"
+    assert run.status == "failed" and "\n" not in run.error and "ValidationError" in run.error
+    assert err == f"error: run {run_id} could not start: {run.error}"
     assert "Traceback (most recent call last)" in worker_log(store.path, run_id).read_text(encoding="utf-8")

@@ -312,11 +312,11 @@ def test_hot_retry_on_a_tiny_run(tiny_gguf: Path, tmp_path: Path) -> None:
     for target, request, retry in zip(targets[1:], requests[1:], hot[1:], strict=True):
         assert retry.key != request.key and retry.temperature == pytest.approx(1.1) and request.temperature == 0.8
         call = store.teacher_call(retry.key)
-        assert call is not None and call["round"] == 0 and call["purpose"] == "write" and call["model"] == identity
-        assert call["tokens_out"] > 0  # written by the tiny teacher now, not from the cache
-        if call["ok"]:
+        assert call is not None and call.round == 0 and call.purpose == "write" and call.model == identity
+        assert (call.tokens_out or 0) > 0  # written by the tiny teacher now, not from the cache
+        if call.ok:
             assert any(c["teacher_call"] == retry.key and c["parent_id"] == target.row["id"] for c in candidates)
-    assert any(store.teacher_call(h.key)["ok"] for h in hot[1:])  # the hotter calls gave candidates
+    assert any(store.teacher_call(h.key).ok for h in hot[1:])  # the hotter calls gave candidates
     # the copies stay candidates, and the filter rejects them as duplicates of their seed
     copies = [c for c in candidates if c["teacher_call"] in {r.key for r in requests[1:]}]
     assert copies and all(c["status"] == "rejected" for c in copies)

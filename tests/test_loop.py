@@ -27,8 +27,8 @@ def store_counts(store: Store, run_id: int) -> dict[str, object]:
         "predictions": store.count("predictions", run_id=run_id),
         "teacher_calls": store.count("teacher_calls", run_id=run_id),
         "synthetic_inputs": sorted(r["input"] for r in store.examples(run_id, split="synthetic")),
-        "best_round": store.run(run_id)["best_round"],
-        "status": store.run(run_id)["status"],
+        "best_round": store.run(run_id).best_round,
+        "status": store.run(run_id).status,
     }
 
 
@@ -36,8 +36,8 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
     path, run_id = tiny_run_store
     store = Store(path, create=False)
     run = store.run(run_id)
-    assert run["status"] == "finished" and run["best_round"] in (0, 1)
-    assert run["plan"]["mode"] == "lora-fp32" and run["plan"]["reason"]
+    assert run.status == "finished" and run.best_round in (0, 1)
+    assert run.plan["mode"] == "lora-fp32" and run.plan["reason"]
     r0, r1 = store.rounds(run_id)
     assert (r0["phase"], r1["phase"]) == ("done", "done")
     seed = store.examples(run_id, split="seed")
@@ -69,7 +69,7 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
     assert [r["round"] for r in overhead] == [0, 1]
     for row in overhead:
         assert row["wall_s"] > row["compute_s"] > 0 and 0 < row["overhead_share"] < 1
-    kinds = {e["kind"] for e in store.events(run_id)}
+    kinds = {e.kind for e in store.events(run_id)}
     assert {"status", "phase", "teacher"} <= kinds
 
 

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def rerun_renamed(path: Path, run_id: int, name: str) -> int:
 
     st = Store(path, create=False)
     try:
-        config = st.run(run_id)["config"]
+        config = st.run(run_id).config
         new_id = create_run(st, prepare(resolve({**config, "name": name})))
         assert Loop(st, new_id).run() == "finished"
         return new_id
@@ -124,17 +125,17 @@ def test_merge_remaps_ids_keeps_lineage_and_calls_once(stores: dict[str, Path], 
     assert "run 2 not merged: created (tiny)" in out
 
     a, b, t = (Store(p, create=False) for p in (stores["a"], stores["b"], target))
-    cells_b = {c["arm"]: c["run_id"] for c in b.sweep_runs(1)}
+    cells_b = {c.arm: c.run_id for c in b.sweep_runs(1)}
     (sweep,) = t.sweeps()
-    assert sweep["digest"] == b.sweep(1)["digest"] and sweep["status"] == "finished", "every cell is in: finished"
-    cells_t = {c["arm"]: c for c in t.sweep_runs(sweep["id"])}
-    assert set(cells_t) == set(ARMS) and all(c["seed_size"] == 0 and c["seed_set"] == 0 for c in cells_t.values())
-    assert {arm: c["overrides"] for arm, c in cells_t.items()} == {c["arm"]: c["overrides"] for c in b.sweep_runs(1)}
-    assert len(t.runs()) == 4 and t.run(1)["name"] == "tiny" and t.run(1)["status"] == "created"
+    assert sweep.digest == b.sweep(1).digest and sweep.status == "finished", "every cell is in: finished"
+    cells_t = {c.arm: c for c in t.sweep_runs(sweep.id)}
+    assert set(cells_t) == set(ARMS) and all(c.seed_size == 0 and c.seed_set == 0 for c in cells_t.values())
+    assert {arm: c.overrides for arm, c in cells_t.items()} == {c.arm: c.overrides for c in b.sweep_runs(1)}
+    assert len(t.runs()) == 4 and t.run(1).name == "tiny" and t.run(1).status == "created"
     for arm in ARMS:  # llm2llm came from A (B's copy of it was skipped), plain from B
         src_store = a if arm == "llm2llm" else b
         src_id = cells_b[arm]
-        dst_id = cells_t[arm]["run_id"]
+        dst_id = cells_t[arm].run_id
         assert dst_id != src_id, "ids are remapped past the target's own run"
         assert_same_run(src_store, src_id, t, dst_id)
 
@@ -150,7 +151,7 @@ def test_merge_remaps_ids_keeps_lineage_and_calls_once(stores: dict[str, Path], 
     assert present_b > 0, "the re-run's cached calls were already in the target"
     assert copied_a + copied_b == len(keys_t)
     assert "run 3 → run 4 (tiny · llm2llm again)" in out
-    new_id = {cells_b["llm2llm"]: cells_t["llm2llm"]["run_id"], 2: cells_t["plain"]["run_id"], 3: 4, None: None}
+    new_id = {cells_b["llm2llm"]: cells_t["llm2llm"].run_id, 2: cells_t["plain"].run_id, 3: 4, None: None}
     assert {k: new_id[r] for k, r in b.db.execute("SELECT key, run_id FROM teacher_calls")} == \
         dict(t.db.execute("SELECT key, run_id FROM teacher_calls").fetchall()), "each call keeps the run that made it"
     assert_same_run(b, 3, t, 4)
@@ -159,7 +160,7 @@ def test_merge_remaps_ids_keeps_lineage_and_calls_once(stores: dict[str, Path], 
 
     from engine.reports.sweep_report import arm_rows, gather
 
-    rows = {r["arm"]: r for r in arm_rows(gather(t, sweep["id"]))}
+    rows = {r["arm"]: r for r in arm_rows(gather(t, sweep.id))}
     assert set(rows) == set(ARMS)
 
     before = dump(target)
@@ -184,8 +185,8 @@ def calls_line(out: str, source: Path) -> tuple[int, int]:
 def assert_same_run(src: Store, src_id: int, dst: Store, dst_id: int) -> None:
     """The copy holds the same run row, rounds, examples (parents pointing at the copies), predictions and events."""
     run_s, run_d = src.run(src_id), dst.run(dst_id)
-    assert {k: v for k, v in run_s.items() if k != "id"} == {k: v for k, v in run_d.items() if k != "id"}
-    assert run_d["splits"]["workdir"] == run_s["splits"]["workdir"], "paths are kept as they are"
+    assert replace(run_s, id=0) == replace(run_d, id=0)
+    assert run_d.splits["workdir"] == run_s.splits["workdir"], "paths are kept as they are"
     strip = lambda rows, *cols: [{k: v for k, v in r.items() if k not in cols} for r in rows]  # noqa: E731
     assert strip(src.rounds(src_id), "run_id") == strip(dst.rounds(dst_id), "run_id")
     ex_s, ex_d = src.examples(src_id), dst.examples(dst_id)
@@ -194,14 +195,14 @@ def assert_same_run(src: Store, src_id: int, dst: Store, dst_id: int) -> None:
     assert all(d != s for s, d in ids.items()), "example ids are new (the target's own run holds the old ones)"
     assert strip(ex_s, "id", "run_id", "parent_id") == strip(ex_d, "id", "run_id", "parent_id")
     parents = [(s["parent_id"], d["parent_id"]) for s, d in zip(ex_s, ex_d, strict=True) if s["parent_id"] is not None]
-    if src.run(src_id)["name"].endswith("llm2llm · set 0"):
+    if src.run(src_id).name.endswith("llm2llm · set 0"):
         assert parents, "the llm2llm run has teacher-written children"
     assert all(ids[ps] == pd for ps, pd in parents), "lineage points at the copied parents"
     preds_s, preds_d = src.predictions(src_id), dst.predictions(dst_id)
     assert len(preds_s) == len(preds_d) > 0
     assert sorted((p["round"], ids[p["example_id"]], p["output"], p["correct"]) for p in preds_s) == \
         sorted((p["round"], p["example_id"], p["output"], p["correct"]) for p in preds_d)
-    ev = lambda st, rid: [(e["ts"], e["kind"], e["message"], e["data"]) for e in st.events(rid, limit=10**6)]  # noqa: E731
+    ev = lambda st, rid: [(e.ts, e.kind, e.message, e.data) for e in st.events(rid, limit=10**6)]  # noqa: E731
     assert ev(src, src_id) == ev(dst, dst_id) != []
 
 
@@ -214,7 +215,7 @@ def test_kill_9_mid_merge_leaves_the_target_as_it_was(stores: dict[str, Path], t
     done = l2l("merge", str(stores["a"]), str(stores["b"]), "--into", str(target))
     assert done.returncode == 0, done.stderr[-3000:]
     st = Store(target, create=False)
-    assert len(st.runs()) == 4 and st.count("sweep_runs") == 2 and st.sweeps()[0]["status"] == "finished"
+    assert len(st.runs()) == 4 and st.count("sweep_runs") == 2 and st.sweeps()[0].status == "finished"
 
 
 def test_unfinished_runs_come_only_when_asked(stores: dict[str, Path], tmp_path: Path) -> None:
@@ -223,10 +224,10 @@ def test_unfinished_runs_come_only_when_asked(stores: dict[str, Path], tmp_path:
     (report,) = merge_stores([stores["a"]], tmp_path / "new.db", unfinished=True)
     assert len(report.merged) == 2 and not report.not_merged
     st = Store(tmp_path / "new.db", create=False)
-    assert sorted(r["status"] for r in st.runs()) == ["created", "finished"]
+    assert sorted(r.status for r in st.runs()) == ["created", "finished"]
     (sweep,) = st.sweeps()
-    assert sweep["status"] == "stopped" and sweep["pid"] is None, "the killed sweep's worker is not this store's"
-    assert len(st.sweep_runs(sweep["id"])) == 1
+    assert sweep.status == "stopped" and sweep.pid is None, "the killed sweep's worker is not this store's"
+    assert len(st.sweep_runs(sweep.id)) == 1
 
 
 def test_a_newer_store_is_refused_naming_it(stores: dict[str, Path], tmp_path: Path) -> None:
@@ -294,7 +295,7 @@ def test_an_older_store_merges_without_being_migrated_in_place(tmp_path: Path) -
     assert report.merged == [(1, 1, "old")]
     st = Store(tmp_path / "new.db", create=False)
     (cell,) = st.sweep_runs(1)
-    assert cell["seed_size"] == 0 and cell["run_id"] == 1
+    assert cell.seed_size == 0 and cell.run_id == 1
     child = st.examples(1, split="synthetic")[0]
     assert st.example(child["parent_id"])["input"] == "a"
 
@@ -312,7 +313,7 @@ def test_a_cell_whose_run_never_finished_takes_the_finished_run(stores: dict[str
     assert report.cells_replaced == 1 and report.cells_present == 1 and report.cells_added == 0
     assert "1 replaced (their run there was unfinished)" in "\n".join(report.lines())
     st = Store(target, create=False)
-    cells = {c["arm"]: c["run_id"] for c in st.sweep_runs(1)}
-    assert st.run(cells["plain"])["status"] == "finished" and st.run(cells["plain"])["name"] == "tiny · plain · set 0"
-    assert st.run(2)["status"] == "created", "the unfinished run is left in the store, outside the sweep"
-    assert st.sweep(1)["status"] == "finished"
+    cells = {c.arm: c.run_id for c in st.sweep_runs(1)}
+    assert st.run(cells["plain"]).status == "finished" and st.run(cells["plain"]).name == "tiny · plain · set 0"
+    assert st.run(2).status == "created", "the unfinished run is left in the store, outside the sweep"
+    assert st.sweep(1).status == "finished"

@@ -49,7 +49,7 @@ def demo_store(path: Path) -> tuple[Store, int, int]:
                                generated=None if kept is None or rejected is None else kept + rejected)
         for idx, right in zip((0, 2), TEST_RIGHT, strict=True):
             store.insert_predictions(_predictions(run_id, idx, test_ids, right))
-        store.update_run(run_id, status="finished", best_round=2, ended=store.run(run_id)["created"])
+        store.update_run(run_id, status="finished", best_round=2, ended=store.run(run_id).created)
     control = control_config(store, run_id)
     assert control is not None
     with store.transaction():
@@ -61,7 +61,7 @@ def demo_store(path: Path) -> tuple[Store, int, int]:
         store.upsert_round(control_id, 0, phase="done", train_size=size, misses=misses, seed_acc=seed, val_acc=val,
                            test_acc=test_acc, phases=phases)
         store.insert_predictions(_predictions(control_id, 0, control_test, CONTROL_RIGHT))
-        store.update_run(control_id, status="finished", best_round=0, ended=store.run(control_id)["created"])
+        store.update_run(control_id, status="finished", best_round=0, ended=store.run(control_id).created)
     return store, run_id, control_id
 
 

@@ -102,7 +102,7 @@ def test_resume_after_kill_mid_labelling_pays_no_call_twice(tiny_gguf: Path, tmp
     store = Store(tmp_path / "l2l.db", create=False)
     after = {row["key"]: row["created"] for row in store.db.query("SELECT key, created FROM teacher_calls")}
     assert all(after[k] == v for k, v in before.items()), "a committed label call was paid again"
-    assert store.run(1)["status"] == "finished"
+    assert store.run(1).status == "finished"
 
 
 @pytest.mark.parametrize("case", ["empty", "bad_row", "no_verify", "not_classification"])

@@ -57,10 +57,10 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
         assert len(done) == 2 and len({node for node, _ in done}) == 2, first.stderr[-4000:]
         assert all(int(paid) > 0 for _, paid in done)
         store = Store(tmp_path / "l2l.db", create=False)
-        assert store.sweep(1)["status"] == "finished"
+        assert store.sweep(1).status == "finished"
         cells = store.sweep_runs(1)
-        assert sorted(c["seed_set"] for c in cells) == [0, 1], "every cell once"
-        assert len(store.runs()) == 2 and all(r["status"] == "finished" for r in store.runs())
+        assert sorted(c.seed_set for c in cells) == [0, 1], "every cell once"
+        assert len(store.runs()) == 2 and all(r.status == "finished" for r in store.runs())
         calls = store.count("teacher_calls")
         store.close()
 

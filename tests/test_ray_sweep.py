@@ -49,29 +49,29 @@ def test_cells_run_as_ray_tasks_and_are_merged(tiny_gguf: Path, tmp_path: Path) 
     assert proc.stderr.count(f"· on {host}") == 2, proc.stderr[-4000:]
     store = Store(tmp_path / "l2l.db", create=False)
     sweep = store.sweep(1)
-    assert sweep["status"] == "finished"
-    cells = {c["arm"]: c["run_id"] for c in store.sweep_runs(1)}
+    assert sweep.status == "finished"
+    cells = {c.arm: c.run_id for c in store.sweep_runs(1)}
     assert set(cells) == {"llm2llm", "plain"} and len(store.runs()) == 2
     runs = {arm: store.run(run_id) for arm, run_id in cells.items()}
-    assert all(r["status"] == "finished" and r["host"] == host for r in runs.values())
+    assert all(r.status == "finished" and r.host == host for r in runs.values())
     # the matched arm was sent after its reference came back: plain trains as many steps as llm2llm's chosen round
     ref = cells["llm2llm"]
-    steps = store.round(ref, runs["llm2llm"]["best_round"])["phases"]["train"]["steps"]
+    steps = store.round(ref, runs["llm2llm"].best_round)["phases"]["train"]["steps"]
     assert store.round(cells["plain"], 0)["phases"]["train"]["steps"] == steps
-    assert f"train.steps={steps}" in store.sweep_runs(1)[-1]["overrides"]
+    assert f"train.steps={steps}" in store.sweep_runs(1)[-1].overrides
     # the worker's rows came along: lineage, predictions, teacher calls; adapters stay in the cell's folder
     children = [e for e in store.examples(ref, split="synthetic") if e["parent_id"] is not None]
     assert children and all(store.example(e["parent_id"])["run_id"] == ref for e in children)
     assert store.count("predictions", run_id=ref) > 0 and store.count("teacher_calls", run_id=ref) > 0
-    workdir = Path(runs["llm2llm"]["splits"]["workdir"])
-    assert workdir.is_relative_to(Path(os.environ["L2L_HOME"]) / "ray-cells" / sweep["digest"])
+    workdir = Path(runs["llm2llm"].splits["workdir"])
+    assert workdir.is_relative_to(Path(os.environ["L2L_HOME"]) / "ray-cells" / sweep.digest)
 
     # the same sweep run here, without Ray, gives the same numbers and asks the teacher the same calls
     local = l2l("sweep", str(config), "--store", str(tmp_path / "local.db"))
     assert local.returncode == 0, local.stderr[-4000:]
     there = Store(tmp_path / "local.db", create=False)
     numbers = "SELECT idx, train_size, seed_acc, val_acc, test_acc, misses, kept, train_loss FROM rounds WHERE run_id = ?"
-    local_cells = {c["arm"]: c["run_id"] for c in there.sweep_runs(1)}
+    local_cells = {c.arm: c.run_id for c in there.sweep_runs(1)}
     for arm, run_id in cells.items():
         assert store.db.execute(numbers, [run_id]).fetchall() == there.db.execute(numbers, [local_cells[arm]]).fetchall()
     keys = "SELECT key FROM teacher_calls ORDER BY key"
@@ -84,7 +84,7 @@ def test_cells_run_as_ray_tasks_and_are_merged(tiny_gguf: Path, tmp_path: Path) 
     assert again.stderr.count("(already finished)") == 2 and "· on " not in again.stderr
     store = Store(tmp_path / "l2l.db", create=False)
     assert len(store.runs()) == 2, "no run was made again"
-    assert {c["arm"]: c["run_id"] for c in store.sweep_runs(2)} == cells and store.sweep(2)["status"] == "finished"
+    assert {c.arm: c.run_id for c in store.sweep_runs(2)} == cells and store.sweep(2).status == "finished"
 
 
 def test_without_ray_the_sweep_is_refused_in_one_line(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -106,10 +106,10 @@ def test_a_worker_killed_mid_cell_fails_the_sweep_and_it_resumes(tiny_gguf: Path
     (line,) = [x for x in killed.stderr.splitlines() if x.startswith("error:")]
     assert line.startswith("error: sweep 1: 1 cells failed on Ray: [1/2] set 0 · llm2llm: WorkerCrashedError")
     store = Store(tmp_path / "l2l.db", create=False)
-    assert store.sweep(1)["status"] == "failed" and store.runs() == [] and store.sweep_runs(1) == []
+    assert store.sweep(1).status == "failed" and store.runs() == [] and store.sweep_runs(1) == []
     store.close()
     again = l2l("sweep", "--resume", "1", "--store", str(tmp_path / "l2l.db"), "--ray", "local")
     assert again.returncode == 0, again.stderr[-4000:]
     store = Store(tmp_path / "l2l.db", create=False)
-    assert store.sweep(1)["status"] == "finished" and len(store.sweep_runs(1)) == 2
-    assert all(r["status"] == "finished" for r in store.runs())
+    assert store.sweep(1).status == "finished" and len(store.sweep_runs(1)) == 2
+    assert all(r.status == "finished" for r in store.runs())

@@ -34,9 +34,9 @@ def test_a_v3_store_opens_with_its_cells_at_the_configs_size(tmp_path: Path) -> 
     store = Store(path, create=False)
     assert store.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     (cell,) = store.sweep_runs(1)
-    assert cell["seed_size"] == 0 and cell["run_id"] == 1
+    assert cell.seed_size == 0 and cell.run_id == 1
     sweep = store.sweep(1)
-    assert sweep["seed_sizes"] is None and sweep["judge"] is None and sweep["arms"][0]["name"] == "llm2llm"
+    assert sweep.seed_sizes is None and sweep.judge is None and sweep.arms[0]["name"] == "llm2llm"
     with store.transaction():  # the same arm and seed set at another size is another cell
         store.add_sweep_run(1, "llm2llm", 0, 1, [], seed_size=8)
-    assert sorted(c["seed_size"] for c in store.sweep_runs(1)) == [0, 8]
+    assert sorted(c.seed_size for c in store.sweep_runs(1)) == [0, 8]

@@ -49,9 +49,9 @@ def swept(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     first = l2l("sweep", str(config), fault="sweep:3:kill")
     assert first.returncode == -9, first.stderr[-3000:]
     store = Store(folder / "l2l.db", create=False)
-    before = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
+    before = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
     assert len(before) == 3
-    ended = {run_id: store.run(run_id)["ended"] for run_id in before.values()}
+    ended = {run_id: store.run(run_id).ended for run_id in before.values()}
     calls = store.count("teacher_calls")
     store.close()
     again = l2l("sweep", str(config))
@@ -63,12 +63,12 @@ def swept(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def test_killed_sweep_continues_without_redoing_finished_runs(swept: tuple[Path, dict]) -> None:
     path, info = swept
     store = Store(path, create=False)
-    cells = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
+    cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
     assert len(cells) == len(ARMS) * 2 == len(store.runs()), "one run per cell, none made twice"
     for cell, run_id in info["before"].items():
-        assert cells[cell] == run_id and store.run(run_id)["ended"] == info["ended"][run_id], f"{cell} was redone"
-    assert store.sweep(1)["status"] == "finished"
-    assert all(store.run(r)["status"] == "finished" for r in cells.values())
+        assert cells[cell] == run_id and store.run(run_id).ended == info["ended"][run_id], f"{cell} was redone"
+    assert store.sweep(1).status == "finished"
+    assert all(store.run(r).status == "finished" for r in cells.values())
     assert "(already finished)" in info["stderr"] and info["stderr"].count("[10/10]") == 1
 
 
@@ -76,8 +76,8 @@ def test_arms_and_seed_sets_are_what_they_claim(swept: tuple[Path, dict]) -> Non
     from engine.config.schema import RunConfig
 
     store = Store(swept[0], create=False)
-    cells = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
-    cfg = {cell: RunConfig.model_validate(store.run(r)["config"]) for cell, r in cells.items()}
+    cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
+    cfg = {cell: RunConfig.model_validate(store.run(r).config) for cell, r in cells.items()}
     inputs = {cell: {split: [e["input"] for e in store.examples(r, split=split)] for split in ("seed", "validation", "test")}
               for cell, r in cells.items()}
     for arm in ARMS:  # validation and test stay fixed; the seed draw and the training seed change
@@ -88,7 +88,7 @@ def test_arms_and_seed_sets_are_what_they_claim(swept: tuple[Path, dict]) -> Non
         assert inputs[(arm, 0)]["seed"] == inputs[("llm2llm", 0)]["seed"], "every arm of a seed set has the same seeds"
     for s in (0, 1):
         ref = cells[("llm2llm", s)]
-        best = store.run(ref)["best_round"]
+        best = store.run(ref).best_round
         steps = store.round(ref, best)["phases"]["train"]["steps"]
         plain = cells[("plain", s)]
         assert store.round(plain, 0)["phases"]["train"]["steps"] == steps and len(store.rounds(plain)) == 1
@@ -107,14 +107,14 @@ def test_arms_and_seed_sets_are_what_they_claim(swept: tuple[Path, dict]) -> Non
         for arm in ARMS:
             run = cells[(arm, s)]
             scored = [r["idx"] for r in store.rounds(run) if r["test_acc"] is not None]
-            assert scored == [store.run(run)["best_round"]]
+            assert scored == [store.run(run).best_round]
 
 
 def test_the_teacher_never_sees_the_students_answer_in_the_paper_arm(swept: tuple[Path, dict]) -> None:
     import json
 
     store = Store(swept[0], create=False)
-    cells = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
+    cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
     prompts = lambda run: [json.loads(c["prompt"])[-1]["content"] for c in store.db.query(  # noqa: E731
         "SELECT prompt FROM teacher_calls WHERE run_id = ? AND purpose = 'write'", [run])]  # verification is blind
     assert all("The student answered" not in p for p in prompts(cells[("paper", 0)]))
@@ -129,9 +129,9 @@ def test_report_numbers_match_the_store(swept: tuple[Path, dict]) -> None:
     store = Store(swept[0], create=False)
     report = gather(store, 1)
     rows = {r["arm"]: r for r in arm_rows(report)}
-    cells = {(c["arm"], c["seed_set"]): c["run_id"] for c in store.sweep_runs(1)}
+    cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
     for arm in ARMS:
-        tests = [store.round(cells[(arm, s)], store.run(cells[(arm, s)])["best_round"])["test_acc"] for s in (0, 1)]
+        tests = [store.round(cells[(arm, s)], store.run(cells[(arm, s)]).best_round)["test_acc"] for s in (0, 1)]
         assert rows[arm]["test"].mean == pytest.approx(np.mean(tests))
         assert rows[arm]["test"].sd == pytest.approx(np.std(tests, ddof=1))
         kept = [store.count("examples", run_id=cells[(arm, s)], split="synthetic", status="kept") for s in (0, 1)]
@@ -211,7 +211,7 @@ def test_a_finished_run_with_the_same_config_is_shared_not_run_again(swept: tupl
     config.write_text(tomli_w.dumps(doc), encoding="utf-8")
     store = Store(tmp_path / "copy" / "l2l.db", create=False)
     before = len(store.runs())
-    paper = {c["seed_set"]: c["run_id"] for c in store.sweep_runs(1) if c["arm"] == "paper"}
+    paper = {c.seed_set: c.run_id for c in store.sweep_runs(1) if c.arm == "paper"}
     # runs made before teacher.isolate existed (an execution-only setting) are still twins
     store.db.execute("UPDATE runs SET config = json_remove(config, '$.teacher.isolate')")
     store.close()
@@ -219,8 +219,8 @@ def test_a_finished_run_with_the_same_config_is_shared_not_run_again(swept: tupl
     assert proc.returncode == 0, proc.stderr[-3000:]
     store = Store(tmp_path / "copy" / "l2l.db", create=False)
     assert len(store.runs()) == before, "no run was made again"
-    assert {c["seed_set"]: c["run_id"] for c in store.sweep_runs(2)} == paper
-    assert store.sweep(2)["status"] == "finished"
+    assert {c.seed_set: c.run_id for c in store.sweep_runs(2)} == paper
+    assert store.sweep(2).status == "finished"
 
 
 def test_a_signal_between_two_runs_stops_the_sweep_there(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -234,9 +234,9 @@ def test_a_signal_between_two_runs_stops_the_sweep_there(tiny_gguf: Path, tmp_pa
     assert first.returncode == 0, first.stderr[-3000:]
     assert "SIGINT between runs: stopped" in first.stderr + first.stdout
     store = Store(tmp_path / "l2l.db", create=False)
-    assert store.sweep(1)["status"] == "stopped" and len(store.sweep_runs(1)) == 1
+    assert store.sweep(1).status == "stopped" and len(store.sweep_runs(1)) == 1
     store.close()
     again = l2l("sweep", "--resume", "1", "--store", str(tmp_path / "l2l.db"))
     assert again.returncode == 0, again.stderr[-3000:]
     store = Store(tmp_path / "l2l.db", create=False)
-    assert store.sweep(1)["status"] == "finished" and len(store.sweep_runs(1)) == 2
+    assert store.sweep(1).status == "finished" and len(store.sweep_runs(1)) == 2

@@ -30,8 +30,8 @@ def sized(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     first = l2l("sweep", str(config), fault="sweep:4:kill")
     assert first.returncode == -9, first.stderr[-3000:]
     store = Store(folder / "l2l.db", create=False)
-    before = {(c["arm"], c["seed_size"]): c["run_id"] for c in store.sweep_runs(1)}
-    ended = {run_id: store.run(run_id)["ended"] for run_id in before.values()}
+    before = {(c.arm, c.seed_size): c.run_id for c in store.sweep_runs(1)}
+    ended = {run_id: store.run(run_id).ended for run_id in before.values()}
     store.close()
     again = l2l("sweep", str(config))
     assert again.returncode == 0, again.stderr[-3000:]
@@ -41,19 +41,19 @@ def sized(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def test_killed_multi_size_sweep_resumes_without_redoing_cells(sized: tuple[Path, dict]) -> None:
     path, info = sized
     store = Store(path, create=False)
-    cells = {(c["arm"], c["seed_size"]): c["run_id"] for c in store.sweep_runs(1)}
+    cells = {(c.arm, c.seed_size): c.run_id for c in store.sweep_runs(1)}
     assert set(cells) == {(a, n) for a in ARMS for n in SIZES} and len(store.runs()) == len(cells)
     assert len(info["before"]) == 4
     for cell, run_id in info["before"].items():
-        assert cells[cell] == run_id and store.run(run_id)["ended"] == info["ended"][run_id], f"{cell} was redone"
-    assert store.sweep(1)["status"] == "finished" and store.sweep(1)["seed_sizes"] == SIZES
-    assert store.sweep(1)["judge"]["rows"] == 4, "the teacher judged the validation rows once"
+        assert cells[cell] == run_id and store.run(run_id).ended == info["ended"][run_id], f"{cell} was redone"
+    assert store.sweep(1).status == "finished" and store.sweep(1).seed_sizes == SIZES
+    assert store.sweep(1).judge["rows"] == 4, "the teacher judged the validation rows once"
     assert store.count("teacher_calls", purpose="judge") == 4, "the judge's calls are in the teacher cache"
 
 
 def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, dict]) -> None:
     store = Store(sized[0], create=False)
-    cells = {(c["arm"], c["seed_size"]): c["run_id"] for c in store.sweep_runs(1)}
+    cells = {(c.arm, c.seed_size): c.run_id for c in store.sweep_runs(1)}
     seeds = {cell: {e["input"] for e in store.examples(r, split="seed")} for cell, r in cells.items()}
     evaluation = {cell: [e["input"] for e in store.examples(r, split="test")] for cell, r in cells.items()}
     for arm in ARMS:
@@ -62,7 +62,7 @@ def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, d
         assert evaluation[(arm, 4)] == evaluation[(arm, 8)] == evaluation[("llm2llm", 4)]
     for n in SIZES:
         ref = cells[("llm2llm", n)]
-        best = store.run(ref)["best_round"]
+        best = store.run(ref).best_round
         steps = store.round(ref, best)["phases"]["train"]["steps"]
         plain = store.round(cells[("plain", n)], 0)["phases"]["train"]
         assert plain["steps"] == steps and plain["selection"] == [], "plain: exactly the reference's steps, no selection"
@@ -71,7 +71,7 @@ def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, d
         kept = [r["kept"] for r in store.rounds(ref) if r["kept"] is not None]
         for arm in ("eda", "oracle"):
             if kept:  # made for the reference's kind of targets
-                assert store.run(cells[(arm, n)])["config"]["loop"]["targets"] == store.run(ref)["config"]["loop"]["targets"]
+                assert store.run(cells[(arm, n)]).config["loop"]["targets"] == store.run(ref).config["loop"]["targets"]
             got = [r["kept"] for r in store.rounds(cells[(arm, n)]) if r["kept"] is not None]
             assert all(g <= k for g, k in zip(got, kept, strict=False)), f"{arm} keeps at most what llm2llm kept"
         for row in store.examples(cells[("oracle", n)], split="synthetic"):

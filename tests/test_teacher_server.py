@@ -143,7 +143,7 @@ def test_loop_with_the_server_teacher_records_it_and_caches_calls(server: str, t
     store = Store(cfg.store)
     first = create_run(store, prepare(cfg))
     assert Loop(store, first).run() == "finished"
-    teacher = store.run(first)["teacher"]
+    teacher = store.run(first).teacher
     assert teacher["backend"] == "openai" and teacher["base_url"] == server and teacher["server_model"] == ALIAS
     calls = store.count("teacher_calls")
     assert calls > 0 and store.count("teacher_calls", ok=1) > 0

@@ -80,7 +80,7 @@ def test_a_run_reports_its_config_rounds_best_round_and_adapter(finished: dict[s
     params = got.data.params
     assert params["train.epochs"] == "2.0" and params["loop.rounds"] == "2" and params["task.preset"] == "rotten_tomatoes"
     assert json.loads(params["lora.target_modules"]) == ["q_proj", "v_proj"] and params["teacher.seed"] == "null"
-    assert params["tracking.mlflow"] == finished["uri"] and len(params) == len(flatten_params(store.run(run_id)["config"]))
+    assert params["tracking.mlflow"] == finished["uri"] and len(params) == len(flatten_params(store.run(run_id).config))
     assert all(len(v) <= 500 for v in params.values())
     # one point per round and finished phase, step = round index, values as in the store
     rounds = store.rounds(run_id)
@@ -99,7 +99,7 @@ def test_a_run_reports_its_config_rounds_best_round_and_adapter(finished: dict[s
         assert history(client, run_mlflow, f"rejected_by/{reason}") == [(0, n)]
     assert history(client, run_mlflow, "generated") == [(0, rounds[0]["generated"])]
     # the best round
-    best = store.run(run_id)["best_round"]
+    best = store.run(run_id).best_round
     assert got.data.tags["llm2llm.best_round"] == str(best)
     assert history(client, run_mlflow, "best_round") == [(best, best)]
     assert history(client, run_mlflow, "best/val_acc") == [(best, pytest.approx(store.round(run_id, best)["val_acc"]))]
@@ -111,7 +111,7 @@ def test_a_run_reports_its_config_rounds_best_round_and_adapter(finished: dict[s
     assert adapter == {p.name for p in Path(store.round(run_id, best)["adapter_path"]).iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors"} <= adapter
     config = json.loads(Path(client.download_artifacts(run_mlflow, "config.json")).read_text())
-    assert config == store.run(run_id)["config"]
+    assert config == store.run(run_id).config
     assert [m for k, m in finished["lines"] if k == "tracking"] == [
         f"tracking: MLflow run {run_mlflow} at {finished['uri']}"], "one line says where the run reports, no warning"
 
@@ -130,10 +130,10 @@ def test_tracking_is_execution_only(finished: dict[str, Any], tiny_run_store: tu
         rounds = [(r["idx"], r["train_size"], r["misses"], r["generated"], r["kept"], r["rejected"], r["seed_acc"],
                    r["val_acc"], r["test_acc"], round(r["train_loss"], 6)) for r in st.rounds(rid)]
         examples = sorted((e["split"], e["input"], e["answer"], e["status"], e["reason"] or "") for e in st.examples(rid))
-        return {"rounds": rounds, "examples": examples, "best": st.run(rid)["best_round"]}
+        return {"rounds": rounds, "examples": examples, "best": st.run(rid).best_round}
 
     assert results(store, run_id) == results(plain_store, plain_id)
-    untracked = json.loads(json.dumps(store.run(run_id)["config"]))
+    untracked = json.loads(json.dumps(store.run(run_id).config))
     untracked["tracking"]["mlflow"] = None
     assert finished_twin(store, prepare(resolve(untracked))) == run_id
 
@@ -170,10 +170,10 @@ def test_a_server_that_is_down_costs_one_warning_and_no_time(tiny_gguf: Path, tm
     warnings = [m for k, m in lines if k == "tracking"]
     assert len(warnings) == 1 and warnings[0].startswith(f"tracking off for the rest of this run: reporting to MLflow "
                                                          f"at {uri} failed")
-    events = [e for e in store.events(run_id) if e["kind"] == "tracking"]
-    assert [(e["level"], e["message"]) for e in events] == [("warning", warnings[0])]
+    events = [e for e in store.events(run_id) if e.kind == "tracking"]
+    assert [(e.level, e.message) for e in events] == [("warning", warnings[0])]
     assert loop.tracking.seconds < 3.0, f"tracking took {loop.tracking.seconds:.1f}s"
-    assert store.run(run_id)["best_round"] == 0 and store.round(run_id, 0)["val_acc"] is not None
+    assert store.run(run_id).best_round == 0 and store.round(run_id, 0)["val_acc"] is not None
 
 
 def sweep_file(tiny_gguf: Path, folder: Path, uri: str) -> Path:
@@ -201,7 +201,7 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_cell(tiny_gguf: Path, tmp_path
     proc = l2l("sweep", str(sweep_file(tiny_gguf, tmp_path, uri)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     store = Store(tmp_path / "l2l.db", create=False)
-    cells = {c["arm"]: c["run_id"] for c in store.sweep_runs(1)}
+    cells = {c.arm: c.run_id for c in store.sweep_runs(1)}
     assert len(cells) == 2
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("tiny")
@@ -219,7 +219,7 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_cell(tiny_gguf: Path, tmp_path
         assert child.data.metrics["val_acc"] == pytest.approx(store.round(run_id, 0)["val_acc"])
         assert child.data.metrics["test_acc"] == pytest.approx(store.round(run_id, 0)["test_acc"])
         assert child.data.params["teacher.show_student_answer"] == json.dumps(
-            store.run(run_id)["config"]["teacher"]["show_student_answer"])  # the arm's own settings
+            store.run(run_id).config["teacher"]["show_student_answer"])  # the arm's own settings
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert report == {"report/arms.csv", "report/runs.csv", "report/report.png"}
     shown = {"parent": parent.to_dictionary(), "children": [c.to_dictionary() for c in children]}
@@ -238,9 +238,9 @@ def test_a_sweep_with_its_server_down_says_so_once(tiny_gguf: Path, tmp_path: Pa
     assert said.count("tracking off") == 1, said
     assert f"tracking off for the rest of this run: reporting to MLflow at {uri} failed (adding a sweep cell)" in said
     store = Store(tmp_path / "l2l.db", create=False)
-    assert store.sweep(1)["status"] == "finished"
+    assert store.sweep(1).status == "finished"
     for cell in store.sweep_runs(1):
-        notes = [(e["level"], e["message"]) for e in store.events(cell["run_id"]) if e["kind"] == "tracking"]
+        notes = [(e.level, e.message) for e in store.events(cell.run_id) if e.kind == "tracking"]
         assert len(notes) == 1 and notes[0][0] == "warning"
         assert notes[0][1].startswith(f"tracking off: MLflow at {uri} failed earlier in this process (MlflowException")
     assert time.monotonic() - started < 300

@@ -98,8 +98,8 @@ async def test_runs_screen_lists_the_run_and_the_dashboard_shows_its_rounds(tiny
     path, run_id = tiny_run_store
     store = Store(path, create=False)
     rounds = store.rounds(run_id)
-    teacher_events = [e for e in store.events(run_id, limit=10_000) if e["kind"] == "teacher"]
-    other_events = [e for e in store.events(run_id, limit=10_000) if e["kind"] != "teacher"]
+    teacher_events = [e for e in store.events(run_id, limit=10_000) if e.kind == "teacher"]
+    other_events = [e for e in store.events(run_id, limit=10_000) if e.kind != "teacher"]
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         runs = await open_runs(pilot)
@@ -110,7 +110,7 @@ async def test_runs_screen_lists_the_run_and_the_dashboard_shows_its_rounds(tiny
         dash = await press_into(pilot, "enter", DashboardScreen, "the dashboard")
         round_table = dash.query_one(RoundTable)
         assert round_table.row_count == len(rounds) == 2
-        best = store.run(run_id)["best_round"]
+        best = store.run(run_id).best_round
         assert cell(round_table, str(best), "round").startswith(f"{best}*")
         assert cell(round_table, "0", "round").endswith("base")
         assert cell(round_table, "0", "misses") == str(rounds[0]["misses"])
@@ -290,7 +290,7 @@ async def test_new_run_form_validates_as_you_type_and_previews_the_dry_run(tiny_
 @async_test
 async def test_new_run_from_a_run_starts_from_its_config(tiny_run_store: tuple[Path, int]) -> None:
     path, run_id = tiny_run_store
-    stored = Store(path, create=False).run(run_id)["config"]
+    stored = Store(path, create=False).run(run_id).config
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
@@ -325,7 +325,7 @@ async def test_export_writes_the_dataset_and_the_best_adapter(store_copy: tuple[
     out = tmp_path / "exported"
     await export_from_the_app(path, out, model_files=False, done=out / f"run-{run_id}-train.jsonl")
     assert not (out / f"run-{run_id}.Modelfile").exists()
-    best = Store(path, create=False).run(run_id)["best_round"]
+    best = Store(path, create=False).run(run_id).best_round
     assert (out / f"run-{run_id}-adapter" / "adapter_config.json").exists(), f"adapter of round {best}"
     lines = (out / f"run-{run_id}-train.jsonl").read_text().splitlines()
     store = Store(path, create=False)
@@ -425,10 +425,10 @@ def test_watcher_reports_each_change_once(store_copy: tuple[Path, int]) -> None:
     store.log(run_id, "round 2: training", kind="phase")
     later = watcher.poll(store)
     assert [type(m) for m in later] == [EventsArrived, ProgressChanged]
-    assert later[0].events[-1]["message"] == "round 2: training" and not later[0].initial
-    assert later[1].progress["done"] == 3
+    assert later[0].events[-1].message == "round 2: training" and not later[0].initial
+    assert later[1].progress.done == 3
     # progress messages coalesce: a newer one replaces an unhandled older one of the same run
-    assert ProgressChanged(run_id, None).can_replace(ProgressChanged(run_id, {"done": 1}))
+    assert ProgressChanged(run_id, None).can_replace(ProgressChanged(run_id, later[1].progress))
     assert not ProgressChanged(run_id, None).can_replace(ProgressChanged(run_id + 1, None))
     assert not ProgressChanged(run_id, None).can_replace(RoundsChanged(run_id, []))
     store.delete_run(run_id)
@@ -447,7 +447,7 @@ def _status(path: Path, run_id: int) -> str:
 
 def _kill(path: Path, run_id: int) -> None:
     store = Store(path, create=False)
-    pid = store.run(run_id).get("pid")
+    pid = store.run(run_id).pid
     store.close()
     if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
@@ -482,12 +482,12 @@ async def test_launch_from_the_form_starts_a_worker_and_opens_its_dashboard(tiny
             dash = app.screen
             assert isinstance(dash, DashboardScreen)
             await until(pilot, lambda: dash.loaded and dash.status == "running", "the launched worker")
-            assert dash.run is not None and dash.run["name"] == tiny_config.name
+            assert dash.run is not None and dash.run.name == tiny_config.name
             await pilot.press("s")
             await until(pilot, lambda: dash.status == "stopped", "the stop")
     finally:
         for run in Store(path, create=False).runs():
-            _kill(path, run["id"])
+            _kill(path, run.id)
 
 
 @async_test
@@ -505,12 +505,12 @@ async def test_start_stop_quit_reopen_and_resume_a_real_worker(fresh_run: tuple[
         await until(pilot, lambda: _status(path, run_id) == "stopped", "the worker to stop after its phase")
         await until(pilot, lambda: cell(table, str(run_id), "status") == "stopped", "the table to show it stopped")
         store = Store(path, create=False)
-        await until(pilot, lambda: not pid_alive(store.run(run_id)["pid"]), "the worker process to exit")
+        await until(pilot, lambda: not pid_alive(store.run(run_id).pid), "the worker process to exit")
         assert store.rounds(run_id)[0]["phase"] != "train", "the phase in flight was finished before stopping"
         await pilot.press("r")
         await until(pilot, lambda: _status(path, run_id) == "running", "the worker to resume")
     # the app is closed: the job goes on
-    pid = Store(path, create=False).run(run_id)["pid"]
+    pid = Store(path, create=False).run(run_id).pid
     assert pid_alive(pid) and _status(path, run_id) == "running"
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:

@@ -11,7 +11,7 @@ from rich.console import Console
 from test_tui_sweep import SIZE, async_test, plain, settle, until
 from textual.widgets import Select, Static
 
-from engine.reports.run_report import origin_counts, run_summary
+from engine.reports.run_report import run_summary
 from engine.store.db import Store
 from l2l_tui.app import L2LApp
 from l2l_tui.queries import ExampleFilter, filter_examples, filter_options
@@ -58,7 +58,7 @@ def _summary(store: Store, run_id: int) -> str:
 def test_status_counts_pool_eda_and_oracle_rows_apart_from_the_teachers(tmp_path: Path) -> None:
     path, run_id = build_origin_store(tmp_path / "l2l.db")
     store = Store(path, create=False)
-    assert origin_counts(store, run_id) == {"kept": {"teacher": 3, "pool": 3, "eda": 2, "oracle": 1},
+    assert store.decided_origin_counts(run_id) == {"kept": {"teacher": 3, "pool": 3, "eda": 2, "oracle": 1},
                                             "rejected": {"teacher": 3, "pool": 1}}
     text = _summary(store, run_id)
     assert "kept: 3 written by the teacher, 3 real pool rows, 2 eda edits, 1 oracle row" in text
@@ -75,13 +75,13 @@ def test_filter_examples_by_who_made_them(tmp_path: Path) -> None:
     path, run_id = build_origin_store(tmp_path / "l2l.db")
     store = Store(path, create=False)
     options = filter_options(store, run_id)
-    assert options["origin_counts"] == {"teacher": 6, "pool": 4, "eda": 2, "oracle": 1}
+    assert options.origin_counts == {"teacher": 6, "pool": 4, "eda": 2, "oracle": 1}
     rows, total, _ = filter_examples(store, run_id, ExampleFilter(origin="pool"))
-    assert total == 4 and {r["origin"] for r in rows} == {"pool"}
+    assert total == 4 and {r.origin for r in rows} == {"pool"}
     rows, total, _ = filter_examples(store, run_id, ExampleFilter(origin="teacher", status="kept"))
-    assert total == 3 and {r["origin"] for r in rows} == {"teacher"}
+    assert total == 3 and {r.origin for r in rows} == {"teacher"}
     rows, _, _ = filter_examples(store, run_id, ExampleFilter(split="seed"))
-    assert {r["origin"] for r in rows} == {None}
+    assert {r.origin for r in rows} == {None}
 
 
 @async_test

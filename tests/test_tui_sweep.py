@@ -22,7 +22,7 @@ from textual.worker import WorkerCancelled, WorkerFailed
 
 from engine.store.db import Store, now
 from l2l_tui.app import L2LApp
-from l2l_tui.queries import reason_counts, sweep_signature, sweep_view
+from l2l_tui.queries import sweep_signature, sweep_view
 from l2l_tui.screens.dashboard import DashboardScreen
 from l2l_tui.screens.examples import ExamplesScreen
 from l2l_tui.screens.runs import RunsScreen
@@ -378,7 +378,7 @@ async def test_examples_offer_every_reason_with_its_count_and_show_the_teachers_
     built = build_sweep_store(path)
     run_id = built["runs"][("llm2llm", 0)]
     store = Store(path, create=False)
-    counts = reason_counts(store, run_id)
+    counts = store.reason_counts(run_id)
     assert counts == {"meta_text": 4, "label_disagrees": 2, "duplicate": 1}
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:

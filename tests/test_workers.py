@@ -70,7 +70,7 @@ def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
     for kind, _, message in outcomes:
         if kind == "refused":
             assert f"run {run_id} is running in pid {winner};" in message
-    assert Store(tmp_path / "l2l.db", create=False).run(run_id)["pid"] == winner
+    assert Store(tmp_path / "l2l.db", create=False).run(run_id).pid == winner
 
 
 def _read_then_write_in_child(path: str, barrier: Any, results: Any) -> None:
@@ -111,7 +111,7 @@ def test_a_dead_claim_is_taken_over(tmp_path: Path) -> None:
     store.update_run(run_id, status="running", pid=gone.pid, pid_started=started, host=os.uname().nodename)
     assert effective_status(store.run(run_id)) == "crashed"
     claim(store, "runs", run_id, "run")
-    assert store.run(run_id)["pid"] == os.getpid()
+    assert store.run(run_id).pid == os.getpid()
 
 
 def test_a_reused_pid_is_not_the_worker(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_reused_pid_is_not_the_worker(tmp_path: Path) -> None:
         store.update_run(run_id, pid_started=started - 3600.0)  # the claimant started an hour before this process
         assert effective_status(store.run(run_id)) == "crashed"
         claim(store, "runs", run_id, "run")
-        assert store.run(run_id)["pid"] == os.getpid() and psutil.pid_exists(other.pid)
+        assert store.run(run_id).pid == os.getpid() and psutil.pid_exists(other.pid)
     finally:
         other.kill()
         other.wait()
@@ -149,9 +149,9 @@ def test_two_resumes_started_together_leave_one_worker(tiny_gguf: Path, tmp_path
     assert "Traceback" not in loser_err
     named = re.search(r"pid (\d+)", loser_err)
     assert named and int(named.group(1)) == winner.pid, loser_err
-    starts = [e for e in store.events(run_id) if e["message"].startswith(f"run {run_id} started")]
-    assert len(starts) == 1 and f"(pid {winner.pid})" in starts[0]["message"]
-    assert store.run(run_id)["status"] == "finished"
+    starts = [e for e in store.events(run_id) if e.message.startswith(f"run {run_id} started")]
+    assert len(starts) == 1 and f"(pid {winner.pid})" in starts[0].message
+    assert store.run(run_id).status == "finished"
 
 
 def _consistent(store: Store, run_id: int, n_eval: int) -> None:
@@ -204,7 +204,7 @@ def test_readers_polling_hard_while_a_worker_writes(tiny_gguf: Path, tmp_path: P
             page, _, _ = filter_examples(st, run_id, ExampleFilter())
             filter_examples(st, run_id, ExampleFilter(split="synthetic", status="kept"))
             if page:
-                lineage(st, page[0]["id"])
+                lineage(st, page[0].id)
             _consistent(st, run_id, n_eval)
             phases.update(r["phase"] for r in rows)
             reads += 1
@@ -217,4 +217,4 @@ def test_readers_polling_hard_while_a_worker_writes(tiny_gguf: Path, tmp_path: P
     assert reads / seconds > 2, f"{reads} reads in {seconds:.0f}s"
     final = Store(tmp_path / "l2l.db", create=False)
     _consistent(final, run_id, n_eval)
-    assert final.run(run_id)["status"] == "finished"
+    assert final.run(run_id).status == "finished"

@@ -12,6 +12,7 @@ from typing import Any
 from engine.config.schema import RunConfig
 from engine.data.dedup import DedupIndex, normalise
 from engine.data.example_rows import example_from_row
+from engine.store.rows import TeacherCall
 from engine.tasks.base import Example, Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.teacher_prompt import Diversity, clip, content_words, distinct_examples, max_reply_chars
@@ -117,14 +118,14 @@ def write_request(task: Task, cfg: RunConfig, identity: str, round_idx: int, tar
                           temperature=tcfg.temperature, top_p=tcfg.top_p, seed=seed)
 
 
-def read_write_call(task: Task, call: dict[str, Any] | None, schema: dict[str, Any],
+def read_write_call(task: Task, call: TeacherCall | None, schema: dict[str, Any],
                     parent: dict[str, Any]) -> tuple[list[Example], str | None]:
     """The examples a stored write call holds and None, or no examples and why the call is unusable (a cached reply
     meets today's reply checks too, e.g. one cached before they existed)."""
-    error = "no reply" if call is None else None if call["ok"] else (call["error"] or "unusable")
+    error = "no reply" if call is None else None if call.ok else (call.error or "unusable")
     parsed = None
-    if call is not None and error is None:
-        parsed, error = check_reply(call["response"], schema)
+    if call is not None and call.response is not None and error is None:
+        parsed, error = check_reply(call.response, schema)
     if error is not None or parsed is None:
         return [], error or "unusable"
     return task.parse_teacher(parsed, example_from_row(parent)), None

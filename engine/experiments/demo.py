@@ -81,10 +81,10 @@ def control_config(store: Store, run_id: int) -> RunConfig | None:
     this run tells how much of a gain more steps alone would have given.
     """
     run = store.run(run_id)
-    best = run["best_round"] or 0
+    best = run.best_round or 0
     if best == 0:
         return None
-    cfg = RunConfig.model_validate(run["config"])
+    cfg = RunConfig.model_validate(run.config)
     steps = (store.existing_round(run_id, best)["phases"].get("train") or {}).get("steps")
     if not steps:
         return None
@@ -100,7 +100,7 @@ def result_table(store: Store, run_id: int, control_id: int | None = None, width
     from engine.reports.run_report import fitted_table, pct
 
     run = store.run(run_id)
-    best = run["best_round"] if run["best_round"] is not None else 0
+    best = run.best_round if run.best_round is not None else 0
     shown = [("plain fine-tuning (round 0)", store.existing_round(run_id, 0)),
              (f"LLM2LLM (round {best}, chosen on validation)", store.existing_round(run_id, best))]
     control = store.round(control_id, 0) if control_id is not None else None
@@ -121,7 +121,7 @@ def comparison(store: Store, run_id: int, control_id: int | None = None, width: 
 
     run = store.run(run_id)
     rounds = store.rounds(run_id)
-    best = run["best_round"] if run["best_round"] is not None else 0
+    best = run.best_round if run.best_round is not None else 0
     control = store.round(control_id, 0) if control_id is not None else None
     added = store.count("examples", run_id=run_id, split="synthetic", status="kept")
     parts: list = [rounds_table(store, run_id, title="rounds", width=width), *round_details(store, run_id),

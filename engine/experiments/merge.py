@@ -20,6 +20,7 @@ from engine.experiments.sweep import config_without_paths  # the sweep's notion 
 from engine.run.faults import fault_point
 from engine.run.runs import effective_status
 from engine.store.db import SCHEMA_VERSION, Store, now
+from engine.store.rows import Owned, Run
 from engine.store.status import LIVE, RunStatus
 from models.errors import StoreError
 
@@ -148,7 +149,7 @@ def _run_fingerprint(db: sqlite_utils.Database, run: dict[str, Any]) -> str:
     return fingerprint(config, hashes, run["status"])
 
 
-def _live(row: dict[str, Any]) -> bool:
+def _live(row: Owned) -> bool:
     """Whether a run's (or sweep's) worker may still be writing it: alive on this host, or on another host."""
     return effective_status(row) in LIVE
 
@@ -178,10 +179,11 @@ class _Merger:
         report = SourceReport(path)
         mapped: dict[int, int] = {}  # source run id → target run id (new or already there)
         new: dict[int, int] = {}
-        for run in _rows(src, "SELECT * FROM runs ORDER BY id"):
+        for run in _rows(src, "SELECT * FROM runs ORDER BY id"):  # raw rows: copied column by column as they are
             src_id = int(run["id"])
-            if (run["status"] != RunStatus.FINISHED and not unfinished) or _live(run):
-                report.not_merged.append((src_id, effective_status(run), run["name"]))
+            typed = Run.from_row(run)
+            if (typed.status != RunStatus.FINISHED and not unfinished) or _live(typed):
+                report.not_merged.append((src_id, effective_status(typed), typed.name))
                 continue
             prints = self._fingerprints(run["name"])
             digest = _run_fingerprint(src, run)
@@ -254,9 +256,9 @@ class _Merger:
                 continue
             existing = self.target.sweep_by_digest(sweep["digest"])
             if existing is not None:
-                dst = int(existing["id"])
+                dst = existing.id
                 report.sweeps_matched.append((int(sweep["id"]), dst))
-                if existing.get("judge") is None and sweep.get("judge") is not None:
+                if existing.judge is None and sweep.get("judge") is not None:
                     self.db.execute("UPDATE sweeps SET judge = ? WHERE id = ?", [sweep["judge"], dst])
             else:
                 row = {k: v for k, v in sweep.items() if k != "id"}
@@ -292,9 +294,9 @@ class _Merger:
         """A target sweep that is not running and now has a finished run in every cell is finished."""
         for sweep_id in sorted(self.touched_sweeps):
             sweep = self.target.sweep(sweep_id)
-            if sweep["status"] == RunStatus.FINISHED or _live(sweep):
+            if sweep.status == RunStatus.FINISHED or _live(sweep):
                 continue
-            wanted = len(sweep["arms"]) * len(sweep.get("seed_sizes") or [0]) * int(sweep["seed_sets"])
+            wanted = len(sweep.arms) * len(sweep.seed_sizes or [0]) * sweep.seed_sets
             done = self.db.execute("SELECT COUNT(*) FROM sweep_runs c JOIN runs r ON r.id = c.run_id "
                                    "WHERE c.sweep_id = ? AND r.status = ?", [sweep_id, RunStatus.FINISHED]).fetchone()[0]
             if done >= wanted:

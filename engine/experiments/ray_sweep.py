@@ -8,11 +8,11 @@ sweep's teacher calls go with each cell, so a call another cell (or an earlier s
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,6 +22,7 @@ from engine.experiments.merge import merge_stores
 from engine.experiments.sweep import Line, cell_line, finished_twin, judge_once, run_config, uses_teacher
 from engine.run.runs import claim, prepare
 from engine.store.db import Store, now
+from engine.store.rows import Sweep, TeacherCall
 from engine.store.status import RunStatus
 from models.errors import L2LError
 
@@ -37,7 +38,7 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[TeacherCall]) -> dict[str, Any]:
     """On a worker: one cell's run to the end in a store of its own (kept on the worker with the run's adapters), the
     sweep row and the cell filed in it, the sweep's teacher calls cached there first; returns that store's bytes, the
     run's status, where it ran and how many teacher calls it paid."""
@@ -50,16 +51,16 @@ def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str, call
 
     cfg = RunConfig.model_validate_json(config_json)
     size = f"-n{cell['seed_size']}" if cell["seed_size"] else ""
-    folder = l2l_home() / "ray-cells" / sweep["digest"] / f"{cell['arm']}{size}-set{cell['seed_set']}-{uuid.uuid4().hex[:8]}"
+    folder = l2l_home() / "ray-cells" / sweep.digest / f"{cell['arm']}{size}-set{cell['seed_set']}-{uuid.uuid4().hex[:8]}"
     store = Store(folder / "l2l.db")
     try:
         with store.transaction():
             for call in calls:
-                store.save_teacher_call(call)
+                store.save_teacher_call(asdict(call))
         run_id = create_run(store, prepare(cfg))
         with store.transaction():
-            sweep_id = store.create_sweep(sweep["name"], sweep["doc"], sweep["arms"], sweep["seed_sets"], sweep["digest"],
-                                          sweep["source"] or "sweep", sweep.get("seed_sizes"))
+            sweep_id = store.create_sweep(sweep.name, sweep.doc, sweep.arms, sweep.seed_sets, sweep.digest,
+                                          sweep.source or "sweep", sweep.seed_sizes)
             store.add_sweep_run(sweep_id, cell["arm"], cell["seed_set"], run_id, cell["overrides"], cell["seed_size"])
         try:
             status = Loop(store, run_id).run()
@@ -67,7 +68,7 @@ def run_cell(sweep: dict[str, Any], cell: dict[str, Any], config_json: str, call
         except L2LError as err:  # the run's failure is in its row; the driver reports it
             status, error = RunStatus.FAILED, str(err)
         paid = store.count("teacher_calls") - len(calls)
-        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.checkpoint()
     finally:
         store.close()
     return {"store": (folder / "l2l.db").read_bytes(), "status": str(status), "error": error, "host": os.uname().nodename,
@@ -80,11 +81,11 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
     merging each as it ends; returns the sweep's final status ('finished'), or raises naming the cells that failed."""
     claim(store, "sweeps", sweep_id, "sweep")
     sweep = store.sweep(sweep_id)
-    arms = [Arm.from_row(a) for a in sweep["arms"]]
-    if sweep.get("judge") is None and any(uses_teacher(sweep, arm) for arm in arms):
+    arms = [Arm.from_row(a) for a in sweep.arms]
+    if sweep.judge is None and any(uses_teacher(sweep, arm) for arm in arms):
         judge_once(store, sweep, arms[0], on_line)  # on the driver, into the sweep's own teacher cache
-    sizes = sweep.get("seed_sizes") or [0]
-    todo = [(s, n, arm) for s in range(sweep["seed_sets"]) for n in sizes for arm in arms]
+    sizes = sweep.seed_sizes or [0]
+    todo = [(s, n, arm) for s in range(sweep.seed_sets) for n in sizes for arm in arms]
     total = len(todo)
     labels = {cell: f"[{i}/{total}] set {cell[0]}{f' · n{cell[1]}' if cell[1] else ''} · {cell[2].name}"
               for i, cell in enumerate(todo, 1)}
@@ -100,14 +101,14 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
                 seed_set, size, arm = cell
                 cells = _cells(store, sweep_id)
                 have = cells.get((arm.name, size, seed_set))
-                if have is not None and store.run(have)["status"] == RunStatus.FINISHED:
+                if have is not None and store.run(have).status == RunStatus.FINISHED:
                     todo.remove(cell)
                     on_line(cell_line(store, labels[cell], have, None) + " (already finished)")
                     continue
                 ref_run = cells.get((arm.reference, size, seed_set)) if arm.reference else None
-                if arm.reference and (ref_run is None or store.run(ref_run)["status"] != RunStatus.FINISHED):
+                if arm.reference and (ref_run is None or store.run(ref_run).status != RunStatus.FINISHED):
                     continue  # its reference cell is not merged yet
-                cfg, overrides = run_config(sweep["doc"], sweep["source"] or "sweep", arm, seed_set,
+                cfg, overrides = run_config(sweep.doc, sweep.source or "sweep", arm, seed_set,
                                             matched_overrides(arm, store, ref_run), size)
                 todo.remove(cell)
                 twin = finished_twin(store, prepare(cfg))
@@ -182,15 +183,14 @@ def _connect(address: str) -> tuple[ModuleType, Any]:
 
 
 def _cells(store: Store, sweep_id: int) -> dict[tuple[str, int, int], int]:
-    return {(r["arm"], r["seed_size"] or 0, r["seed_set"]): int(r["run_id"]) for r in store.sweep_runs(sweep_id)}
+    return {(r.arm, r.seed_size or 0, r.seed_set): int(r.run_id) for r in store.sweep_runs(sweep_id)}
 
 
 def _file_cell(store: Store, sweep_id: int, arm: str, size: int, seed_set: int, run_id: int, overrides: list[str]) -> None:
     """Make a finished run of the store a cell of the sweep (replacing an unfinished run of that cell)."""
     with store.transaction():
         if (arm, size, seed_set) in _cells(store, sweep_id):
-            store.db.execute("UPDATE sweep_runs SET run_id = ?, overrides = ? WHERE sweep_id = ? AND arm = ? AND "
-                             "seed_size = ? AND seed_set = ?", [run_id, json.dumps(overrides), sweep_id, arm, size, seed_set])
+            store.replace_sweep_run(sweep_id, arm, size, seed_set, run_id, overrides)
         else:
             store.add_sweep_run(sweep_id, arm, seed_set, run_id, overrides, size)
 

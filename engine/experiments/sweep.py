@@ -17,6 +17,7 @@ from engine.experiments.sweep_tracking import SweepTracking
 from engine.reports.run_report import duration, pct
 from engine.run.runs import Prepared, claim, create_run, effective_status, prepare
 from engine.store.db import Store, now
+from engine.store.rows import Sweep
 from engine.store.status import RunStatus
 from models.errors import ConfigError, L2LError
 
@@ -118,8 +119,8 @@ def _sweep_table(raw: Any, source: str) -> SweepConfig:
 def open_sweep(store: Store, plan: SweepPlan) -> tuple[int, bool]:
     """The unfinished sweep with the same plan (continued), or a new one; returns (id, continued)."""
     existing = store.sweep_by_digest(plan.digest)
-    if existing is not None and existing["status"] != RunStatus.FINISHED:
-        return int(existing["id"]), True
+    if existing is not None and existing.status != RunStatus.FINISHED:
+        return existing.id, True
     sweep_id = store.create_sweep(plan.name, plan.doc, [a.as_row() for a in plan.arms], plan.seed_sets, plan.digest,
                                   plan.source, list(plan.seed_sizes) or None)
     return sweep_id, False
@@ -137,10 +138,10 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
 
     claim(store, "sweeps", sweep_id, "sweep")  # one process per sweep, atomically
     sweep = store.sweep(sweep_id)
-    arms = [Arm.from_row(a) for a in sweep["arms"]]
-    sizes = sweep.get("seed_sizes") or [0]
+    arms = [Arm.from_row(a) for a in sweep.arms]
+    sizes = sweep.seed_sizes or [0]
     # seed set by seed set (a stopped sweep leaves whole sets), smallest size first, reference arm before matched ones
-    cells = [(s, n, arm) for s in range(sweep["seed_sets"]) for n in sizes for arm in arms]
+    cells = [(s, n, arm) for s in range(sweep.seed_sets) for n in sizes for arm in arms]
     # Between runs no run's handler is installed: without this one, SIGINT in a process started in the background
     # (where shells start it ignored) was lost there, and SIGTERM ended the sweep without a word.
     signals = Signals()
@@ -154,7 +155,7 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
         return "stopped"
 
     try:
-        if sweep.get("judge") is None and any(uses_teacher(sweep, arm) for arm in arms):
+        if sweep.judge is None and any(uses_teacher(sweep, arm) for arm in arms):
             judge_once(store, sweep, arms[0], on_line)
         for number, (seed_set, size, arm) in enumerate(cells, 1):
             if signals.received:
@@ -188,13 +189,13 @@ def run_sweep(store: Store, sweep_id: int, *, on_line: Line, on_progress: Callab
     return "finished"
 
 
-def uses_teacher(sweep: dict[str, Any], arm: Arm) -> bool:
+def uses_teacher(sweep: Sweep, arm: Arm) -> bool:
     """Whether an arm's runs ask the teacher anything (more than one round, with the teacher as source)."""
-    cfg, _ = run_config(sweep["doc"], sweep["source"] or "sweep", arm, 0, [])
+    cfg, _ = run_config(sweep.doc, sweep.source or "sweep", arm, 0, [])
     return cfg.loop.rounds > 1 and cfg.loop.source == "teacher"
 
 
-def judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, limit: int = 100) -> None:
+def judge_once(store: Store, sweep: Sweep, arm: Arm, on_line: Line, limit: int = 100) -> None:
     """The teacher's blind accuracy on (up to `limit`) validation rows, as `l2l judge` measures it, stored on the sweep;
     its calls go through the store's teacher cache, so another sweep of the same task and teacher pays nothing."""
     import time
@@ -202,7 +203,7 @@ def judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, lim
     from engine.experiments.judge import judge_report, judge_requests
     from engine.run.model_slots import open_run_teacher
 
-    cfg, _ = run_config(sweep["doc"], sweep["source"] or "sweep", arm, 0, [])
+    cfg, _ = run_config(sweep.doc, sweep.source or "sweep", arm, 0, [])
     prepared = prepare(cfg)
     if not prepared.task.verifies:
         return
@@ -229,29 +230,28 @@ def judge_once(store: Store, sweep: dict[str, Any], arm: Arm, on_line: Line, lim
     finally:
         teacher.close()
     calls = [store.teacher_call(r.key) for r in requests]
-    found = judge_report(prepared.task, rows, [c["response"] if c is not None and c["ok"] else None for c in calls],
+    found = judge_report(prepared.task, rows, [c.reply if c is not None else None for c in calls],
                          "validation", seconds)
     answer, share = found.majority
     record = {"split": "validation", "rows": found.rows, "right": sum(found.right), "agreement": found.agreement,
               "majority": answer, "majority_share": share, "seconds": round(found.seconds, 1), "model": cfg.teacher.model}
-    store.update_sweep(sweep["id"], judge=json.dumps(record))
-    sweep["judge"] = record
+    store.update_sweep(sweep.id, judge=json.dumps(record))
     on_line(f"teacher {cfg.teacher.model}: {record['right']} of {found.rows} validation rows right blind "
             f"({found.agreement:.0%}; always {answer!r}: {share:.0%})")
 
 
-def _cell_run(store: Store, sweep: dict[str, Any], seed_set: int, arm: Arm, seed_size: int = 0) -> int:
+def _cell_run(store: Store, sweep: Sweep, seed_set: int, arm: Arm, seed_size: int = 0) -> int:
     """The run of an (arm, seed size, seed set) cell, created (with its matched settings) the first time it is reached."""
-    cells = {(r["arm"], r["seed_size"] or 0, r["seed_set"]): r["run_id"] for r in store.sweep_runs(sweep["id"])}
+    cells = {(r.arm, r.seed_size or 0, r.seed_set): r.run_id for r in store.sweep_runs(sweep.id)}
     if (arm.name, seed_size, seed_set) in cells:
         return int(cells[(arm.name, seed_size, seed_set)])
     ref_run = cells.get((arm.reference, seed_size, seed_set)) if arm.reference else None
     extra = matched_overrides(arm, store, ref_run)
-    cfg, overrides = run_config(sweep["doc"], sweep["source"] or "sweep", arm, seed_set, extra, seed_size)
+    cfg, overrides = run_config(sweep.doc, sweep.source or "sweep", arm, seed_set, extra, seed_size)
     prepared = prepare(cfg)
     with store.transaction():
         run_id = finished_twin(store, prepared) or create_run(store, prepared)
-        store.add_sweep_run(sweep["id"], arm.name, seed_set, run_id, overrides, seed_size)
+        store.add_sweep_run(sweep.id, arm.name, seed_set, run_id, overrides, seed_size)
     return run_id
 
 
@@ -273,7 +273,7 @@ def finished_twin(store: Store, prepared: Prepared) -> int | None:
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
     for run_id in store.finished_runs_named(prepared.cfg.name):
-        if config_without_paths(store.run(run_id)["config"]) != config_json:
+        if config_without_paths(store.run(run_id).config) != config_json:
             continue
         if all(sorted(e["content_hash"] for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):
@@ -284,10 +284,10 @@ def finished_twin(store: Store, prepared: Prepared) -> int | None:
 def cell_line(store: Store, label: str, run_id: int, seconds: float | None) -> str:
     """One line for a finished run: chosen round, validation and test accuracy, kept examples, time."""
     run = store.run(run_id)
-    best = store.round(run_id, run["best_round"] or 0) or {}
+    best = store.round(run_id, run.best_round or 0) or {}
     kept = store.count("examples", run_id=run_id, split="synthetic", status="kept")
     took = seconds if seconds is not None else duration(run)
-    return (f"{label} · run {run_id} · round {run['best_round']} chosen · val {pct(best.get('val_acc'))} · "
+    return (f"{label} · run {run_id} · round {run.best_round} chosen · val {pct(best.get('val_acc'))} · "
             f"test {pct(best.get('test_acc'))} · {kept} kept · {_minutes(took)}")
 
 

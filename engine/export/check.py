@@ -87,7 +87,7 @@ def roundtrip(store: Store, run_id: int, out_dir: Path, *, limit: int | None = N
     manifest = read_manifest(out_dir, run_id)
     if not manifest:
         raise StoreError(f"{out_dir}: no run-{run_id}-manifest.json; export the run first")
-    cfg = RunConfig.model_validate(store.run(run_id)["config"])
+    cfg = RunConfig.model_validate(store.run(run_id).config)
     task = make_task(cfg.task)
     round_idx = best_round(store, run_id)
     rows = held_out(store, run_id, round_idx, limit)

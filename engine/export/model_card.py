@@ -10,6 +10,7 @@ from engine.config.schema import RunConfig
 from engine.export.dataset_card import _fence
 from engine.export.run_facts import pct, round_counts, student_facts, teacher_facts
 from engine.store.db import Store
+from engine.store.rows import Run
 from engine.tasks.base import Task
 
 Kind = Literal["adapter", "merged"]
@@ -56,8 +57,8 @@ def _base(cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
-def _training(run: dict[str, Any], cfg: RunConfig, rounds: list[dict[str, Any]], best: int) -> str:
-    plan = run.get("plan") or {}
+def _training(run: Run, cfg: RunConfig, rounds: list[dict[str, Any]], best: int) -> str:
+    plan = run.plan or {}
     mode = plan.get("mode")
     said = (f"{_MODES.get(mode, mode)} (`{mode}` on {plan.get('device')}: {plan.get('reason')})" if mode
             else "unknown: the run recorded no training plan")

@@ -31,7 +31,7 @@ Say = Callable[[str], None]
 
 def best_round(store: Store, run_id: int) -> int:
     """The round validation picked, else the last trained one."""
-    best = store.run(run_id).get("best_round")
+    best = store.run(run_id).best_round
     if best is not None:
         return int(best)
     rounds = [r for r in store.rounds(run_id) if r["adapter_path"]]
@@ -110,7 +110,7 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
         raise ConfigError(f"export: unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     say = say or (lambda _msg: None)
     run = store.run(run_id)
-    cfg = RunConfig.model_validate(run["config"])
+    cfg = RunConfig.model_validate(run.config)
     from engine.tasks.registry import make_task
 
     task = make_task(cfg.task)

@@ -28,9 +28,7 @@ _LLAMA_IDENTITY = re.compile(r"^llama_cpp:([0-9a-f]{64}):")
 
 def other_origins(store: Store, run_id: int) -> dict[int, str]:
     """Origins of the kept synthetic rows no teacher wrote (pool, oracle, eda: their meta says), by example id."""
-    sql = ("SELECT id, origin FROM (SELECT id, CASE WHEN json_valid(meta) THEN json_extract(meta, '$.origin') END AS origin "
-           "FROM examples WHERE run_id = ? AND split = 'synthetic' AND status = 'kept') WHERE origin IS NOT NULL")
-    return {int(i): str(o) for i, o in store.db.execute(sql, [run_id]).fetchall()}
+    return store.kept_origins(run_id)
 
 
 def origin_of(row: dict[str, Any], others: dict[int, str]) -> str:
@@ -52,10 +50,8 @@ class RoundCounts:
 
 def round_counts(store: Store, run_id: int) -> dict[int, RoundCounts]:
     """Per origin round, the new examples' decisions as the examples table holds them."""
-    sql = ("SELECT origin_round, status, COALESCE(reason, ''), COUNT(*) FROM examples WHERE run_id = ? AND split = 'synthetic' "
-           "GROUP BY origin_round, status, reason ORDER BY origin_round")
     out: dict[int, RoundCounts] = {}
-    for idx, status, reason, n in store.db.execute(sql, [run_id]).fetchall():
+    for idx, status, reason, n in store.synthetic_decisions(run_id):
         counts = out.setdefault(int(idx if idx is not None else -1), RoundCounts())
         counts.made += n
         if status == "kept":
@@ -81,11 +77,9 @@ class TeacherFacts:
 
 def teacher_facts(store: Store, run_id: int, cfg: RunConfig) -> TeacherFacts:
     """The teacher behind the run's rows; its sha256 only from the identities its calls were stored under."""
-    sql = ("SELECT model, COUNT(*) FROM teacher_calls WHERE key IN (SELECT teacher_call FROM examples WHERE run_id = ? "
-           "AND teacher_call IS NOT NULL) OR run_id = ? GROUP BY model ORDER BY model")
-    identities = store.db.execute(sql, [run_id, run_id]).fetchall()
+    identities = store.teacher_models(run_id)
     digests = sorted({m.group(1) for ident, _ in identities if ident and (m := _LLAMA_IDENTITY.match(str(ident)))})
-    info = store.run(run_id).get("teacher") or {}
+    info = store.run(run_id).teacher or {}
     loaded = (info.get("server_model") or info.get("model")) if cfg.teacher.backend == "openai" else info.get("model")
     why = None
     if not digests:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.text import Text
 
 from engine.run.runs import effective_status
 from engine.store.db import Store, now
+from engine.store.rows import Run
 from engine.store.status import LIVE
 
 PHASE_NAMES = ("train", "eval", "augment", "filter")
@@ -39,11 +41,11 @@ def seconds(value: float | None) -> str:
     return f"{value}s" if value < 60 else f"{value // 60}m{value % 60:02d}s"
 
 
-def duration(run: dict[str, Any]) -> float | None:
+def duration(run: Run) -> float | None:
     """Seconds from creation to end (or to the last update while running)."""
     try:
-        start = datetime.fromisoformat(run["created"])
-        end = datetime.fromisoformat(run.get("ended") or run["updated"])
+        start = datetime.fromisoformat(run.created)
+        end = datetime.fromisoformat(run.ended or run.updated or "")
     except (TypeError, ValueError):
         return None
     return (end - start).total_seconds()
@@ -152,7 +154,7 @@ def fitted_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: i
 def rounds_table(store: Store, run_id: int, title: str | None = None, width: int = WITH_TASK) -> Table:
     """The round table of a run in `width` characters: the phases' times each get a column when they fit without
     wrapping a header (about 100), else they fold into one 'time' column; no number is ever cut short."""
-    best = store.run(run_id).get("best_round")
+    best = store.run(run_id).best_round
     head = ["round", "train", "misses", "new kept/rej", "seed %", "val %", "test %"]
     per_phase, folded = [], []
     for r in round_rows(store, run_id):
@@ -196,22 +198,10 @@ MADE_BY = {"teacher": ("written by the teacher", "written by the teacher"), "poo
            "eda": ("eda edit", "eda edits"), "oracle": ("oracle row", "oracle rows")}
 
 
-def origin_counts(store: Store, run_id: int) -> dict[str, dict[str, int]]:
-    """New (synthetic) examples kept and rejected, by who made them: teacher, pool, eda, oracle."""
-    rows = store.db.execute(
-        "SELECT status, CASE WHEN json_valid(meta) THEN COALESCE(json_extract(meta, '$.origin'), 'teacher') "
-        "ELSE 'teacher' END AS origin, COUNT(*) FROM examples WHERE run_id = ? AND split = 'synthetic' "
-        "AND status IN ('kept', 'rejected') GROUP BY status, origin", [run_id])
-    out: dict[str, dict[str, int]] = {}
-    for status, origin, n in rows:
-        out.setdefault(str(status), {})[str(origin)] = int(n)
-    return out
-
-
 def origin_lines(store: Store, run_id: int) -> list[Text]:
     """'kept: 12 written by the teacher, 5 real pool rows' (and the rejected alike), where some new examples are not
     the teacher's (pool, eda, oracle rows); none otherwise, as the round table already counts them."""
-    counts = origin_counts(store, run_id)
+    counts = store.decided_origin_counts(run_id)
     if all(origin == "teacher" for by in counts.values() for origin in by):
         return []
     lines = []
@@ -232,24 +222,24 @@ def run_summary(store: Store, run_id: int, width: int = 120) -> Group:
 
 def _run_summary(store: Store, run_id: int, width: int) -> Group:
     run = store.run(run_id)
-    cfg = run["config"]
-    head = Text.assemble((f"run {run_id} ", "bold"), f"{run['name']} · {effective_status(run)} · task {cfg['task'].get('preset') or cfg['task'].get('kind')}"
+    cfg = run.config
+    head = Text.assemble((f"run {run_id} ", "bold"), f"{run.name} · {effective_status(run)} · task {cfg['task'].get('preset') or cfg['task'].get('kind')}"
                          f" · student {cfg['student']['model']} · teacher {cfg['teacher']['model']}")
     parts: list[Any] = [head]
-    if run.get("plan"):
-        parts.append(Text(f"training: {run['plan']['mode']} on {run['plan']['device']} — {run['plan']['reason']}", style="dim"))
+    if run.plan:
+        parts.append(Text(f"training: {run.plan['mode']} on {run.plan['device']} — {run.plan['reason']}", style="dim"))
     parts.append(rounds_table(store, run_id, width=width))
     parts.extend(round_details(store, run_id))
     parts.extend(origin_lines(store, run_id))
-    if run.get("best_round") is not None:
-        best = store.existing_round(run_id, run["best_round"])
+    if run.best_round is not None:
+        best = store.existing_round(run_id, run.best_round)
         first = store.existing_round(run_id, 0)
         plain = (f" (round 0 = plain fine-tuning: test {pct(first['test_acc'])}%)" if first["test_acc"] is not None
                  else " (round 0's test score is not taken: loop.score_test_every_round = false)")
         parts.append(Text(f"best round on validation: {best['idx']} · validation {pct(best['val_acc'])}% · "
                           f"test {pct(best['test_acc'])}%{plain}"))
-    if run.get("error"):
-        parts.append(Text(f"error: {run['error']}", style="red"))
+    if run.error:
+        parts.append(Text(f"error: {run.error}", style="red"))
     return Group(*parts)
 
 
@@ -271,15 +261,16 @@ def runs_table(store: Store, width: int = WITH_MODELS) -> Table:
     table = Table(title=f"runs in {store.path}", title_justify="left")
     for name, options in columns:
         table.add_column(name, **options)
-    for run in store.runs():
-        cfg = run["config"]
+    for listing in store.run_listings():
+        run = listing.run
+        cfg = run.config
         status = effective_status(run)
         if status in LIVE:
-            run = {**run, "updated": now()}  # a live run's time runs on
-        cell = {"id": str(run["id"]), "name": run["name"], "status": str(status),
-                "task": cfg["task"].get("preset") or str(cfg["task"].get("kind")), "student": cfg["student"]["model"],
-                "teacher": cfg["teacher"]["model"], "rounds": str(run["rounds_done"]), "val %": pct(run["best_val"]),
-                "started": run["created"][:16].replace("T", " "), "took": seconds(duration(run))}
+            run = replace(run, updated=now())  # a live run's time runs on
+        cell = {"id": str(run.id), "name": run.name, "status": str(status), "task": run.task_name,
+                "student": cfg["student"]["model"],
+                "teacher": cfg["teacher"]["model"], "rounds": str(listing.rounds_done), "val %": pct(listing.best_val),
+                "started": run.created[:16].replace("T", " "), "took": seconds(duration(run))}
         table.add_row(*(cell[name] for name, _ in columns))
     return table
 

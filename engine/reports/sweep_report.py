@@ -17,6 +17,7 @@ from rich.text import Text
 from engine.reports.compare import correct_by_text
 from engine.reports.run_report import fitted_table, left_then_right, per_set_deltas
 from engine.store.db import Store, private_dir
+from engine.store.rows import Sweep
 from engine.store.status import RunStatus
 
 # what every arm is paired with where the sweep has it; `l2l report --against ARM` adds others
@@ -91,14 +92,14 @@ class Paired:
 class SweepReport:
     """Everything `l2l report` shows and writes."""
 
-    sweep: dict[str, Any]
+    sweep: Sweep
     runs: list[RunFacts]
     arms: list[str]
 
     @property
     def sizes(self) -> list[int]:
         """The sweep's seed sizes, smallest first ([0]: the config's own size alone)."""
-        return sorted(self.sweep.get("seed_sizes") or [0])
+        return sorted(self.sweep.seed_sizes or [0])
 
     def of_arm(self, arm: str, size: int | None = None) -> list[RunFacts]:
         """The finished runs of one arm (at one seed size, or the first), by seed set."""
@@ -114,10 +115,10 @@ def gather(store: Store, sweep_id: int) -> SweepReport:
     sweep = store.sweep(sweep_id)
     facts = []
     for cell in store.sweep_runs(sweep_id):
-        run_id = int(cell["run_id"])
+        run_id = cell.run_id
         run = store.run(run_id)
         rounds = store.rounds(run_id)
-        best = run.get("best_round")
+        best = run.best_round
         chosen = rounds[best] if best is not None and best < len(rounds) else {}
         rejected: Counter[str] = Counter()
         calls = requested = 0
@@ -130,15 +131,14 @@ def gather(store: Store, sweep_id: int) -> SweepReport:
             requested += int(augment.get("examples_requested") or 0)
             seconds += sum(float(p.get("wall_seconds") or p.get("seconds") or 0) for p in phases.values() if isinstance(p, dict))
         facts.append(RunFacts(
-            arm=cell["arm"], seed_set=int(cell["seed_set"]), run_id=run_id, status=effective_status(run),
+            arm=cell.arm, seed_set=cell.seed_set, run_id=run_id, status=effective_status(run),
             best_round=best, val_acc=chosen.get("val_acc"), test_acc=chosen.get("test_acc"), teacher_calls=calls,
             examples_requested=requested, kept=store.count("examples", run_id=run_id, split="synthetic", status="kept"),
             rejected=rejected, minutes=seconds / 60, val_by_round=[r["val_acc"] for r in rounds],
             test_correct=correct_by_text(store, run_id, best, "test") if best is not None else {},
-            seed_size=int(cell.get("seed_size") or 0),
+            seed_size=cell.seed_size,
             steps=((chosen.get("phases") or {}).get("train") or {}).get("steps") if chosen else None))
-    arms = [a["name"] for a in sweep["arms"]]
-    return SweepReport(sweep=sweep, runs=facts, arms=arms)
+    return SweepReport(sweep=sweep, runs=facts, arms=sweep.arm_names)
 
 
 def paired(report: SweepReport, arm: str, against: str, resamples: int = RESAMPLES, seed: int = 0,
@@ -184,7 +184,7 @@ def arm_rows(report: SweepReport, baselines: tuple[str, ...] = BASELINES, size: 
     for arm in report.arms:
         runs = report.of_arm(arm, size)
         row: dict[str, Any] = {
-            "arm": arm, "seed_size": size, "runs": len(runs), "planned": report.sweep["seed_sets"],
+            "arm": arm, "seed_size": size, "runs": len(runs), "planned": report.sweep.seed_sets,
             "val": Spread.of([r.val_acc for r in runs]), "test": Spread.of([r.test_acc for r in runs]),
             "teacher_calls": Spread.of([float(r.teacher_calls) for r in runs]),
             "kept": Spread.of([float(r.kept) for r in runs]), "minutes": Spread.of([r.minutes for r in runs]),
@@ -224,8 +224,8 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
     sweep = report.sweep
     sizes = sorted({row.get("seed_size", 0) for row in rows})
     sized = f" · seed sizes {', '.join(map(str, sizes))}" if sizes != [0] else ""
-    head = Text.assemble((f"sweep {sweep['id']} ", "bold"),
-                         f"{sweep['name']} · {sweep['status']} · {sweep['seed_sets']} seed sets{sized} · "
+    head = Text.assemble((f"sweep {sweep.id} ", "bold"),
+                         f"{sweep.name} · {sweep.status} · {sweep.seed_sets} seed sets{sized} · "
                          f"{len(report.arms)} arms · test accuracy at the round validation chose")
     parts: list[Any] = [head, *_strength(report, sizes)]
     for size in sizes:
@@ -263,7 +263,7 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
 
 def _strength(report: SweepReport, sizes: list[int]) -> list[Text]:
     """The teacher's blind validation accuracy (measured once per sweep) beside the round-0 student's, per seed size."""
-    judge = report.sweep.get("judge")
+    judge = report.sweep.judge
     if not judge:
         return []
     students = []
@@ -342,7 +342,7 @@ def plot_curve_png(report: SweepReport, path: Path) -> None:
     ax.set_ylabel("test % at the round validation chose (band: min-max of seed sets)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"sweep {report.sweep['id']}: {report.sweep['name']}")
+    ax.set_title(f"sweep {report.sweep.id}: {report.sweep.name}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -386,7 +386,7 @@ def plot_png(report: SweepReport, path: Path) -> None:
     right.set_xticks(range(len(report.arms)), report.arms, rotation=30, ha="right")
     right.set_ylabel("test % at the chosen round (dot: a seed set)")
     right.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"sweep {report.sweep['id']}: {report.sweep['name']}")
+    fig.suptitle(f"sweep {report.sweep.id}: {report.sweep.name}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

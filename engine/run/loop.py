@@ -53,9 +53,9 @@ class Loop:
         self.store = store
         self.run_id = run_id
         run = store.run(run_id)
-        self.cfg = RunConfig.model_validate(run["config"])
+        self.cfg = RunConfig.model_validate(run.config)
         self.task: Task = make_task(self.cfg.task)
-        self.workdir = Path(run["splits"].get("workdir") or store.path.parent / "runs" / str(run_id))
+        self.workdir = Path(run.splits.get("workdir") or store.path.parent / "runs" / str(run_id))
         self.on_progress = on_progress
         self.on_log = on_log
         self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_teacher=self._record_teacher)
@@ -76,17 +76,17 @@ class Loop:
                               safe_point=self.signals.check)
 
     def _record_plan(self, plan: dict[str, str]) -> None:
-        if self.store.run(self.run_id).get("plan") is None:
+        if self.store.run(self.run_id).plan is None:
             self.store.update_run(self.run_id, plan=plan)
             self.log(f"student: {plan['mode']} on {plan['device']} ({plan['reason']})", kind="info")
 
     def _record_teacher(self, info: dict[str, Any]) -> None:
-        if self.store.run(self.run_id).get("teacher") is None:  # said once per run, in one line
+        if self.store.run(self.run_id).teacher is None:  # said once per run, in one line
             self.store.update_run(self.run_id, teacher=info)
             self.log(f"teacher: {describe_teacher(info)}", kind="info")
 
     def _check_stop(self) -> None:
-        if self.store.run(self.run_id)["stop_requested"]:
+        if self.store.run(self.run_id).stop_requested:
             raise StopRequested
 
     def _finish_phase(self, idx: int, phase: str, meter: PhaseMeter, next_phase: str, details: dict[str, Any] | None = None,
@@ -395,8 +395,8 @@ class Loop:
             call = self.store.teacher_call(request.key)
             assert call is not None
             if request.key in fresh:
-                tokens_out += call["tokens_out"] or 0
-                gen_seconds += call["seconds"] or 0.0
+                tokens_out += call.tokens_out or 0
+                gen_seconds += call.seconds or 0.0
             parent = parents[request.key]
             for ex in examples:
                 candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
@@ -541,7 +541,7 @@ class Loop:
         verdicts: dict[int, str | None] = {}
         for row_id, ex in examples.items():
             call = self.store.teacher_call(keys[row_id])
-            reply = call["response"] if call is not None and call["ok"] else None
+            reply = call.reply if call is not None else None
             verdicts[row_id] = verify_verdict(self.task, ex, reply)
         stats.update(verify_calls=len(requests), verify_cache_hits=hits,
                      verify_seconds=round(time.perf_counter() - t0, 3))

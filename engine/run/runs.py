@@ -6,14 +6,14 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from engine.config.schema import RunConfig
 from engine.data.example_rows import example_row
 from engine.data.load import Splits, load_splits
-from engine.store.db import Store, now
+from engine.store.db import Store
+from engine.store.rows import Owned
 from engine.store.status import LIVE, RunStatus
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
@@ -98,7 +98,7 @@ def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) ->
 def request_stop(store: Store, run_id: int) -> None:
     """Ask the worker to exit after the phase in flight commits."""
     store.update_run(run_id, stop_requested=1)
-    if store.run(run_id)["status"] == RunStatus.RUNNING:
+    if store.run(run_id).status == RunStatus.RUNNING:
         store.update_run(run_id, status=RunStatus.STOPPING)
     store.log(run_id, "stop requested", kind="status")
 
@@ -125,17 +125,17 @@ def pid_alive(pid: int | None, started: float | None = None) -> bool:
         return False
 
 
-def owner_alive(row: dict[str, Any]) -> bool:
-    """Whether the worker recorded on a run or sweep row still runs (a worker on another host counts as alive)."""
-    if row.get("host") != os.uname().nodename:
+def owner_alive(row: Owned) -> bool:
+    """Whether the worker recorded on a run or sweep still runs (a worker on another host counts as alive)."""
+    if row.host != os.uname().nodename:
         return True
-    return pid_alive(row.get("pid"), row.get("pid_started"))
+    return pid_alive(row.pid, row.pid_started)
 
 
-def effective_status(run: dict[str, Any]) -> str:
+def effective_status(run: Owned) -> str:
     """The stored status, except a 'running' run whose worker died (or whose pid now names another process) is 'crashed'."""
-    status = run["status"]
-    if status in LIVE and run.get("host") == os.uname().nodename and not owner_alive(run):
+    status = run.status
+    if status in LIVE and run.host == os.uname().nodename and not owner_alive(run):
         return "crashed"
     return status
 
@@ -145,14 +145,13 @@ def claim(store: Store, table: str, row_id: int, what: str) -> None:
     pid, while another live process holds it; a claim left by a dead process (or a reused pid) is taken over."""
     me = os.getpid()
     with store.transaction():
-        rows = list(store.db.query(f"SELECT * FROM {table} WHERE id = ?", [row_id]))
-        if not rows:
-            raise StoreError(f"{store.path}: no {what} {row_id}")
-        row = rows[0]
-        if row["status"] in LIVE and row.get("pid") != me and owner_alive(row):
-            where = "" if row.get("host") == os.uname().nodename else f" on {row.get('host')}"
-            raise StoreError(f"{what} {row_id} is {row['status']} in pid {row['pid']}{where}; only one worker may run it "
+        try:
+            row = store.owner(table, row_id)
+        except StoreError:
+            raise StoreError(f"{store.path}: no {what} {row_id}") from None
+        if row.status in LIVE and row.pid != me and owner_alive(row):
+            where = "" if row.host == os.uname().nodename else f" on {row.host}"
+            raise StoreError(f"{what} {row_id} is {row.status} in pid {row.pid}{where}; only one worker may run it "
                              f"(stop it with `l2l stop {row_id}`)" if what == "run" else
-                             f"{what} {row_id} is {row['status']} in pid {row['pid']}{where}; it continues by itself")
-        store.db.execute(f"UPDATE {table} SET status = ?, pid = ?, pid_started = ?, host = ?, error = NULL, updated = ? "
-                         "WHERE id = ?", [RunStatus.RUNNING, me, process_started(me), os.uname().nodename, now(), row_id])
+                             f"{what} {row_id} is {row.status} in pid {row.pid}{where}; it continues by itself")
+        store.set_owner(table, row_id, me, process_started(me), os.uname().nodename)

@@ -207,10 +207,8 @@ class RunTracking(Tracking):
     # the work ----------------------------------------------------------------------------------------
     def recorded(self) -> str | None:
         """The MLflow run id this run reports to at this URI, from the store's events (latest first)."""
-        rows = self.store.db.query("SELECT data FROM events WHERE run_id = ? AND kind = ? AND data IS NOT NULL "
-                                   "ORDER BY id DESC", [self.run_id, EVENT_KIND])
-        for row in rows:
-            data = json.loads(row["data"])
+        for event in self.store.events_with_data(self.run_id, EVENT_KIND):
+            data = event.data
             if data.get("mlflow_run_id") and data.get("uri") == self.uri:
                 return str(data["mlflow_run_id"])
         return None
@@ -280,12 +278,12 @@ class RunTracking(Tracking):
 
     def _end(self) -> None:
         run = self.store.run(self.run_id)
-        status = run["status"]
+        status = run.status
         if status not in MLFLOW_STATUS:
             return
         self._sync()
         mlflow_id = self._open()
-        best = run.get("best_round")
+        best = run.best_round
         if status == RunStatus.FINISHED and best is not None:
             self._finish(mlflow_id, self.store.existing_round(self.run_id, best))
         self.client.set_terminated(mlflow_id, MLFLOW_STATUS[RunStatus(status)])
@@ -294,7 +292,7 @@ class RunTracking(Tracking):
         """The best round as metrics and a tag, its test score at its step, its adapter and any report PNG."""
         from mlflow.entities import Metric, RunTag
 
-        stamp = _millis(self.store.run(self.run_id).get("ended"))
+        stamp = _millis(self.store.run(self.run_id).ended)
         idx = int(best["idx"])
         values = {"best_round": float(idx)}
         values.update({f"best/{k}": float(best[k]) for k in ("seed_acc", "val_acc", "test_acc") if best.get(k) is not None})

@@ -13,6 +13,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.store.rows import (
+    CellState,
+    Event,
+    ExampleFilter,
+    ExampleListing,
+    ExampleOptions,
+    Progress,
+    Run,
+    RunListing,
+    Sweep,
+    SweepCounts,
+    SweepRun,
+    TeacherCall,
+)
 from engine.store.status import RunStatus
 from models.errors import StoreError
 
@@ -38,8 +52,10 @@ SCHEMA_VERSION = 4
 
 PHASES = ("train", "eval", "augment", "filter", "done")
 RUN_STATUSES = tuple(RunStatus)
-SWEEP_JSON = ("doc", "arms", "seed_sizes", "judge")  # sweep columns holding JSON
-RUN_JSON = ("config", "versions", "device", "plan", "splits", "teacher")  # run columns holding JSON
+# Who made a synthetic example: examples.meta.origin (pool, eda, oracle: engine/augment/sources.py), else the teacher wrote it.
+ORIGIN_SQL = ("CASE WHEN e.split != 'synthetic' THEN NULL WHEN json_valid(e.meta) "
+              "THEN COALESCE(json_extract(e.meta, '$.origin'), 'teacher') ELSE 'teacher' END")
+ORIGIN_ORDER = ("teacher", "pool", "eda", "oracle")
 
 
 def now() -> str:
@@ -224,21 +240,25 @@ class Store:
         })
         return int(table.last_pk or 0)
 
-    def run(self, run_id: int) -> dict[str, Any]:
-        """One run row, JSON columns decoded."""
+    def run(self, run_id: int) -> Run:
+        """One run."""
         try:
             row = self.db.table("runs").get(run_id)
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no run {run_id}") from None
-        return _decode(row, RUN_JSON)
+        return Run.from_row(row)
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[Run]:
+        """All runs, newest first."""
+        return [Run.from_row(row) for row in self.db.query("SELECT * FROM runs ORDER BY id DESC")]
+
+    def run_listings(self) -> list[RunListing]:
         """All runs, newest first, with a summary of their rounds."""
         sql = """
             SELECT r.*, (SELECT COUNT(*) FROM rounds WHERE run_id = r.id AND phase = 'done') AS rounds_done,
                    (SELECT MAX(val_acc) FROM rounds WHERE run_id = r.id) AS best_val
             FROM runs r ORDER BY r.id DESC"""
-        return [_decode(row, RUN_JSON) for row in self.db.query(sql)]
+        return [RunListing.from_row(row) for row in self.db.query(sql)]
 
     def finished_runs_named(self, name: str) -> list[int]:
         """Ids of finished runs with this name, oldest first."""
@@ -259,6 +279,15 @@ class Store:
             for table in ("predictions", "examples", "rounds", "events", "progress"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self.db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def owner(self, table: str, row_id: int) -> Run | Sweep:
+        """The run (table 'runs') or sweep ('sweeps') whose worker claims are checked."""
+        return self.run(row_id) if table == "runs" else self.sweep(row_id)
+
+    def set_owner(self, table: str, row_id: int, pid: int, pid_started: float | None, host: str) -> None:
+        """Make a process the worker of a run or sweep: running, no error (inside the caller's transaction)."""
+        self.db.execute(f"UPDATE {table} SET status = ?, pid = ?, pid_started = ?, host = ?, error = NULL, updated = ? "
+                        "WHERE id = ?", [RunStatus.RUNNING, pid, pid_started, host, now(), row_id])
 
     # rounds -----------------------------------------------------------------------------------
     def rounds(self, run_id: int) -> list[dict[str, Any]]:
@@ -331,6 +360,91 @@ class Store:
         """One example by id."""
         return _decode(self.db.table("examples").get(example_id), ("choices", "meta"))
 
+    def evaluated_rounds(self, run_id: int) -> list[int]:
+        """Rounds of a run that have predictions, in order."""
+        rows = self.db.execute("SELECT DISTINCT round FROM predictions WHERE run_id = ? ORDER BY round", [run_id])
+        return [int(r[0]) for r in rows]
+
+    def example_options(self, run_id: int) -> ExampleOptions:
+        """The values each example filter can take in a run."""
+        def distinct(column: str) -> list[Any]:
+            sql = f"SELECT DISTINCT {column} FROM examples WHERE run_id = ? AND {column} IS NOT NULL ORDER BY {column}"
+            return [r[0] for r in self.db.execute(sql, [run_id])]
+
+        return ExampleOptions(split=distinct("split"), origin_round=distinct("origin_round"),
+                              eval_round=self.evaluated_rounds(run_id), status=distinct("status"),
+                              reason_counts=self.reason_counts(run_id), origin_counts=self.origin_counts(run_id))
+
+    def origin_counts(self, run_id: int) -> dict[str, int]:
+        """Synthetic examples per origin (teacher, pool, eda, oracle: ORIGIN_SQL), in that order, others after."""
+        rows = self.db.execute(f"SELECT {ORIGIN_SQL} AS origin, COUNT(*) FROM examples e WHERE e.run_id = ? AND "
+                               "e.split = 'synthetic' GROUP BY origin", [run_id])
+        counts = {str(r[0]): int(r[1]) for r in rows}
+        order = [o for o in ORIGIN_ORDER if o in counts] + sorted(o for o in counts if o not in ORIGIN_ORDER)
+        return {o: counts[o] for o in order}
+
+    def decided_origin_counts(self, run_id: int) -> dict[str, dict[str, int]]:
+        """Synthetic examples kept and rejected (status: origin: count), by who made them."""
+        rows = self.db.execute(f"SELECT e.status, {ORIGIN_SQL} AS origin, COUNT(*) FROM examples e WHERE e.run_id = ? "
+                               "AND e.split = 'synthetic' AND e.status IN ('kept', 'rejected') GROUP BY e.status, origin",
+                               [run_id])
+        out: dict[str, dict[str, int]] = {}
+        for status, origin, n in rows:
+            out.setdefault(str(status), {})[str(origin)] = int(n)
+        return out
+
+    def kept_origins(self, run_id: int) -> dict[int, str]:
+        """Origins of the kept synthetic examples no teacher wrote (their meta names one), by example id."""
+        sql = ("SELECT id, origin FROM (SELECT id, CASE WHEN json_valid(meta) THEN json_extract(meta, '$.origin') END "
+               "AS origin FROM examples WHERE run_id = ? AND split = 'synthetic' AND status = 'kept') "
+               "WHERE origin IS NOT NULL")
+        return {int(i): str(o) for i, o in self.db.execute(sql, [run_id]).fetchall()}
+
+    def synthetic_decisions(self, run_id: int) -> list[tuple[int | None, str, str, int]]:
+        """(origin round, status, reason or '', examples) of a run's synthetic examples, by origin round."""
+        sql = ("SELECT origin_round, status, COALESCE(reason, ''), COUNT(*) FROM examples WHERE run_id = ? "
+               "AND split = 'synthetic' GROUP BY origin_round, status, reason ORDER BY origin_round")
+        return [(idx, str(status), str(reason), int(n)) for idx, status, reason, n in self.db.execute(sql, [run_id])]
+
+    def reason_counts(self, run_id: int) -> dict[str, int]:
+        """Examples per reason (every reason the run's examples carry), most frequent first."""
+        rows = self.db.execute("SELECT reason, COUNT(*) FROM examples WHERE run_id = ? AND reason IS NOT NULL "
+                               "GROUP BY reason ORDER BY COUNT(*) DESC, reason", [run_id])
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def example_page(self, run_id: int, flt: ExampleFilter, eval_round: int | None, limit: int,
+                     offset: int) -> tuple[list[ExampleListing], int]:
+        """One page of the examples matching the filter with the student's answer in eval_round, and the matches."""
+        where: list[str] = ["e.run_id = ?"]
+        args: list[Any] = [run_id]
+        for column, value in (("split", flt.split), ("origin_round", flt.origin_round), ("status", flt.status),
+                              ("reason", flt.reason)):
+            if value is not None:
+                where.append(f"e.{column} = ?")
+                args.append(value)
+        if flt.result is not None:
+            where.append("p.correct = ?")
+            args.append(1 if flt.result == "correct" else 0)
+        if flt.text:
+            where.append("(e.input LIKE ? OR e.target LIKE ?)")
+            args += [f"%{flt.text}%"] * 2
+        if flt.origin is not None:
+            where.append(f"({ORIGIN_SQL}) = ?")
+            args.append(flt.origin)
+        join = "LEFT JOIN predictions p ON p.run_id = e.run_id AND p.example_id = e.id AND p.round = ?"
+        clause = " AND ".join(where)
+        total = self.db.execute(f"SELECT COUNT(*) FROM examples e {join} WHERE {clause}", [eval_round, *args]).fetchone()[0]
+        sql = (f"SELECT e.id, e.split, e.origin_round, e.parent_id, e.status, e.reason, e.input, e.answer, "
+               f"p.extracted, p.correct, {ORIGIN_SQL} AS origin FROM examples e {join} WHERE {clause} ORDER BY e.id "
+               "LIMIT ? OFFSET ?")
+        rows = [ExampleListing.from_row(r) for r in self.db.query(sql, [eval_round, *args, limit, offset])]
+        return rows, int(total)
+
+    def child_ids(self, run_id: int, parent_id: int) -> list[int]:
+        """Ids of the examples written from one example, in id order."""
+        rows = self.db.execute("SELECT id FROM examples WHERE run_id = ? AND parent_id = ? ORDER BY id", [run_id, parent_id])
+        return [int(r[0]) for r in rows]
+
     def count(self, table: str, **where: Any) -> int:
         """Rows of a table matching column=value filters."""
         clause = " AND ".join(f"{k} = ?" for k in where) or "1"
@@ -354,14 +468,20 @@ class Store:
         return list(self.db.query(f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY round, example_id", args))
 
     # teacher cache ----------------------------------------------------------------------------
-    def teacher_call(self, key: str) -> dict[str, Any] | None:
+    def teacher_models(self, run_id: int) -> list[tuple[str | None, int]]:
+        """(cache identity, calls) of the teacher calls behind a run's examples or made by it, by identity."""
+        sql = ("SELECT model, COUNT(*) FROM teacher_calls WHERE key IN (SELECT teacher_call FROM examples WHERE run_id = ? "
+               "AND teacher_call IS NOT NULL) OR run_id = ? GROUP BY model ORDER BY model")
+        return [(model, int(n)) for model, n in self.db.execute(sql, [run_id, run_id]).fetchall()]
+
+    def teacher_call(self, key: str) -> TeacherCall | None:
         """A cached teacher call, or None."""
         rows = list(self.db.query("SELECT * FROM teacher_calls WHERE key = ?", [key]))
-        return rows[0] if rows else None
+        return TeacherCall.from_row(rows[0]) if rows else None
 
-    def teacher_calls(self) -> list[dict[str, Any]]:
+    def teacher_calls(self) -> list[TeacherCall]:
         """Every cached teacher call (a sweep sends them to its Ray workers, so no call is paid twice)."""
-        return list(self.db.query("SELECT * FROM teacher_calls ORDER BY key"))
+        return [TeacherCall.from_row(r) for r in self.db.query("SELECT * FROM teacher_calls ORDER BY key")]
 
     def save_teacher_call(self, row: dict[str, Any]) -> None:
         """Record a teacher call as soon as it finishes (its own commit: a crash must not pay twice)."""
@@ -378,32 +498,53 @@ class Store:
                       "host": os.uname().nodename, "seed_sizes": json.dumps(seed_sizes) if seed_sizes else None})
         return int(table.last_pk or 0)
 
-    def sweep(self, sweep_id: int) -> dict[str, Any]:
-        """One sweep row, JSON columns decoded."""
+    def sweep(self, sweep_id: int) -> Sweep:
+        """One sweep."""
         try:
             row = self.db.table("sweeps").get(sweep_id)
         except sqlite_utils.db.NotFoundError:
             raise StoreError(f"{self.path}: no sweep {sweep_id}") from None
-        return _decode(row, SWEEP_JSON)
+        return Sweep.from_row(row)
 
-    def sweeps(self) -> list[dict[str, Any]]:
+    def sweeps(self) -> list[Sweep]:
         """All sweeps, newest first."""
-        return [_decode(row, SWEEP_JSON) for row in self.db.query("SELECT * FROM sweeps ORDER BY id DESC")]
+        return [Sweep.from_row(row) for row in self.db.query("SELECT * FROM sweeps ORDER BY id DESC")]
 
-    def sweep_by_digest(self, digest: str) -> dict[str, Any] | None:
+    def sweep_by_digest(self, digest: str) -> Sweep | None:
         """The newest sweep with this plan digest, or None."""
         for row in self.db.query("SELECT * FROM sweeps WHERE digest = ? ORDER BY id DESC LIMIT 1", [digest]):
-            return _decode(row, SWEEP_JSON)
+            return Sweep.from_row(row)
         return None
+
+    def sweep_counts(self) -> dict[int, SweepCounts]:
+        """Per sweep id, how many runs it has created and finished."""
+        rows = self.db.execute("SELECT sr.sweep_id, COUNT(*), SUM(r.status = 'finished') FROM sweep_runs sr "
+                               "JOIN runs r ON r.id = sr.run_id GROUP BY sr.sweep_id")
+        return {int(i): SweepCounts(created=int(n or 0), finished=int(done or 0)) for i, n, done in rows}
+
+    def cell_states(self, sweep_id: int) -> list[CellState]:
+        """Each cell's run worker and rounds' progress, in the sweep's order (what the sweep screen watches)."""
+        rows = self.db.query(
+            "SELECT sr.arm, sr.seed_set, r.id, r.status, r.host, r.pid, r.pid_started, r.updated, r.best_round, "
+            "(SELECT group_concat(idx || ':' || phase || ':' || COALESCE(val_acc, ''), ',') FROM rounds WHERE run_id = r.id) "
+            "AS rounds FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id WHERE sr.sweep_id = ? "
+            "ORDER BY sr.seed_set, sr.seed_size, sr.arm", [sweep_id])
+        return [CellState.from_row(r) for r in rows]
 
     def update_sweep(self, sweep_id: int, **fields: Any) -> None:
         """Set columns of a sweep."""
         self.db.table("sweeps").update(sweep_id, {**fields, "updated": now()})
 
-    def sweep_runs(self, sweep_id: int) -> list[dict[str, Any]]:
-        """The runs of a sweep: arm, seed size (0: the config's), seed set, run id and the overrides that made it."""
+    def sweep_runs(self, sweep_id: int) -> list[SweepRun]:
+        """The cells of a sweep, by seed set and seed size."""
         rows = self.db.query("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY seed_set, seed_size, rowid", [sweep_id])
-        return [_decode(row, ("overrides",)) for row in rows]
+        return [SweepRun.from_row(row) for row in rows]
+
+    def replace_sweep_run(self, sweep_id: int, arm: str, seed_size: int, seed_set: int, run_id: int,
+                          overrides: list[str]) -> None:
+        """Make another run the (arm, seed size, seed set) cell of a sweep (inside the caller's transaction)."""
+        self.db.execute("UPDATE sweep_runs SET run_id = ?, overrides = ? WHERE sweep_id = ? AND arm = ? AND seed_size = ? "
+                        "AND seed_set = ?", [run_id, json.dumps(overrides), sweep_id, arm, seed_size, seed_set])
 
     def add_sweep_run(self, sweep_id: int, arm: str, seed_set: int, run_id: int, overrides: list[str],
                       seed_size: int = 0) -> None:
@@ -417,10 +558,21 @@ class Store:
         self.db.table("events").insert({"run_id": run_id, "ts": now(), "level": level, "kind": kind,
                                   "message": message, "data": json.dumps(data) if data else None})
 
-    def events(self, run_id: int, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    def events(self, run_id: int, after_id: int = 0, limit: int = 500) -> list[Event]:
         """Events of a run after an id (for tailing)."""
-        return list(self.db.query("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
-                                  [run_id, after_id, limit]))
+        rows = self.db.query("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?", [run_id, after_id, limit])
+        return [Event.from_row(row) for row in rows]
+
+    def last_events(self, run_id: int, limit: int) -> list[Event]:
+        """The last `limit` events of a run, oldest first."""
+        rows = list(self.db.query("SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", [run_id, limit]))
+        return [Event.from_row(row) for row in reversed(rows)]
+
+    def events_with_data(self, run_id: int, kind: str) -> list[Event]:
+        """A run's events of one kind that carry data, newest first."""
+        rows = self.db.query("SELECT * FROM events WHERE run_id = ? AND kind = ? AND data IS NOT NULL ORDER BY id DESC",
+                             [run_id, kind])
+        return [Event.from_row(row) for row in rows]
 
     def set_progress(self, run_id: int, round_idx: int, phase: str, done: int, total: int, message: str = "",
                      started: float | None = None) -> None:
@@ -434,10 +586,15 @@ class Store:
         """Remove the run's progress row (no phase in flight)."""
         self.db.execute("DELETE FROM progress WHERE run_id = ?", [run_id])
 
-    def progress(self, run_id: int) -> dict[str, Any] | None:
-        """The run's progress row, or None."""
-        rows = list(self.db.query("SELECT * FROM progress WHERE run_id = ?", [run_id]))
-        return rows[0] if rows else None
+    def progress(self, run_id: int) -> Progress | None:
+        """The run's phase in flight, or None."""
+        for row in self.db.query("SELECT * FROM progress WHERE run_id = ?", [run_id]):
+            return Progress.from_row(row)
+        return None
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file (before the file is copied alone)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def private_file(path: Path) -> None:

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.run.worker import worker_log
+from engine.store.rows import Progress, Run
 from l2l_tui.messages import ExportRun, OpenExamples, StartRun, StopRun
 from l2l_tui.screens.watched import WatchedScreen
 from l2l_tui.watch import EventsArrived, ProgressChanged, RoundsChanged, RunChanged, StoreWatcher, WatchFailed
@@ -44,10 +45,10 @@ class DashboardScreen(WatchedScreen):
     def __init__(self, run_id: int) -> None:
         super().__init__()
         self.run_id = run_id
-        self.run: dict[str, Any] | None = None
+        self.run: Run | None = None
         self.status = "created"
         self.rows: list[dict[str, Any]] = []
-        self.progress: dict[str, Any] | None = None
+        self.progress: Progress | None = None
         self.watcher: StoreWatcher | None = None
         self.loaded = False
         self._tail_shown: list[str] = []
@@ -101,7 +102,7 @@ class DashboardScreen(WatchedScreen):
     @on(RoundsChanged)
     def _rounds_changed(self, event: RoundsChanged) -> None:
         self.rows = event.rows
-        best = self.run.get("best_round") if self.run else None
+        best = self.run.best_round if self.run else None
         self.query_one(RoundTable).show(self.rows, best, self.frozen)
         self.query_one(AccuracyPlot).show(self.rows, best)
         self._header()
@@ -144,7 +145,7 @@ class DashboardScreen(WatchedScreen):
     def _header(self) -> None:
         self.query_one(RunHeader).show(self.run, self.status, self.rows, self.frozen)
         if self.run is not None:
-            best = self.run.get("best_round")
+            best = self.run.best_round
             self.query_one(AccuracyPlot).best = best
 
     # actions ------------------------------------------------------------------------------------

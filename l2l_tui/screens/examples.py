@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
+from engine.store.rows import ExampleListing, ExampleOptions
 from l2l_tui.queries import EXAMPLE_LIMIT, ExampleFilter, example_detail, filter_examples, filter_options, open_store
 from l2l_tui.screens.base import AppScreen
 from l2l_tui.widgets.example_origin import SourcedExampleView
@@ -28,7 +29,7 @@ COUNTED = {"reason": "reason_counts", "origin": "origin_counts"}  # filters whos
 class OptionsLoaded(Message):
     """The values each filter can take."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: ExampleOptions) -> None:
         super().__init__()
         self.options = options
 
@@ -36,7 +37,7 @@ class OptionsLoaded(Message):
 class ExamplesLoaded(Message):
     """Rows for the current filter."""
 
-    def __init__(self, flt: ExampleFilter, rows: list[dict[str, Any]], total: int, eval_round: int | None) -> None:
+    def __init__(self, flt: ExampleFilter, rows: list[ExampleListing], total: int, eval_round: int | None) -> None:
         super().__init__()
         self.flt, self.rows, self.total, self.eval_round = flt, rows, total, eval_round
 
@@ -129,22 +130,21 @@ class ExamplesScreen(AppScreen):
 
     @on(OptionsLoaded)
     def _options_loaded(self, event: OptionsLoaded) -> None:
-        opts = dict(event.options)
-        opts["result"] = ["correct", "wrong"]
+        opts = event.options
         for name in FILTERS:
             select = self.query_one(f"#flt-{name}", Select)
-            values = opts.get(name, [])
+            values: list[Any] = ["correct", "wrong"] if name == "result" else getattr(opts, name)
             label = {"origin_round": "written r{}", "eval_round": "answer r{}"}.get(name, "{}")
             with select.prevent(Select.Changed):
                 if name in COUNTED:
-                    counts = opts.get(COUNTED[name]) or {}
+                    counts = getattr(opts, COUNTED[name])
                     select.set_options([(f"{v} ({counts.get(v, 0)})", v) for v in values])
                 else:
                     select.set_options([(label.format(v), v) for v in values])
                 current = getattr(self.flt, name)
                 select.value = current if current in values else Select.NULL
         # pool, eda and oracle rows, or a filter set by whoever opened the screen
-        self.query_one("#flt-origin").display = any(v != "teacher" for v in opts.get("origin", [])) or bool(self.flt.origin)
+        self.query_one("#flt-origin").display = any(v != "teacher" for v in opts.origin) or bool(self.flt.origin)
         self._load_rows(self.flt)
 
     @on(ExamplesLoaded)
@@ -160,7 +160,7 @@ class ExamplesScreen(AppScreen):
         self.query_one("#examples-count", Label).update(f"{shown}{more} · {answer}")
         self.loaded = True
         if event.rows:
-            self._load_detail(event.rows[0]["id"])
+            self._load_detail(event.rows[0].id)
         else:
             self.query_one(ExampleView).show(None)
 

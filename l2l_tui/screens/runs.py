@@ -118,7 +118,7 @@ class RunsScreen(WatchedScreen):
             return
         store = open_store(self.l2l.store_path)
         try:
-            events = [e for e in events_tail(store, run_id, 40) if e["kind"] != "teacher"][-6:]
+            events = [e for e in events_tail(store, run_id, 40) if e.kind != "teacher"][-6:]
         finally:
             store.close()
         text = Text(f"run {run_id} — last events\n", style="bold")

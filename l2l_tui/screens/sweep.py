@@ -203,28 +203,28 @@ class SweepScreen(WatchedScreen):
         view = self.view
         sweep = view.sweep
         arms = len(view.rows_at(self.seed_size))
-        planned = arms * len(view.sizes) * sweep["seed_sets"]
+        planned = arms * len(view.sizes) * sweep.seed_sets
         done = len(view.finished)
         running = sum(1 for r in view.runs if r.status in ("running", "stopping"))
         shown = " ".join(f"[reverse]{n}[/]" if n == self.seed_size else str(n) for n in view.sizes)
         sizes = f"sizes {shown} × " if view.sized else ""
-        line = (f"[bold]sweep {sweep['id']}[/] {escape(sweep['name'])} · {status_markup(sweep['status'])} · "
-                f"{arms} arms × {sizes}{sweep['seed_sets']} seed sets · {done}/{planned} runs finished"
-                + (f" · {running} running" if running else "") + f" · started {local_time(sweep['created'], self.frozen)}")
+        line = (f"[bold]sweep {sweep.id}[/] {escape(sweep.name)} · {status_markup(sweep.status)} · "
+                f"{arms} arms × {sizes}{sweep.seed_sets} seed sets · {done}/{planned} runs finished"
+                + (f" · {running} running" if running else "") + f" · started {local_time(sweep.created, self.frozen)}")
         lines = [line]
-        if sweep.get("judge"):
+        if sweep.judge:
             lines.append(self._strength())
-        if sweep.get("error"):
-            lines.append(f"[bold red]error:[/] {escape(sweep['error'])}")
+        if sweep.error:
+            lines.append(f"[bold red]error:[/] {escape(sweep.error)}")
         head = self.query_one("#sweep-head", Static)
-        if len(lines) > 2 or sweep.get("judge"):
+        if len(lines) > 2 or sweep.judge:
             head.styles.max_height = 5  # room for the teacher's line and an error under a head line that wraps
         head.update("\n".join(lines))
 
     def _strength(self) -> str:
         """The teacher's blind validation accuracy (sweeps.judge) beside the round-0 student's, per seed size."""
         assert self.view is not None
-        judge = self.view.sweep["judge"]
+        judge = self.view.sweep.judge or {}
         students = []
         for n, acc in self.view.first_val.items():
             where = f"n={n} " if n else ""
@@ -243,7 +243,7 @@ class SweepScreen(WatchedScreen):
         if self.view is None or self.arm is None:
             table.show([], 0)
             return
-        table.show(self.view.runs_of(self.arm, self.seed_size), self.view.sweep["seed_sets"])
+        table.show(self.view.runs_of(self.arm, self.seed_size), self.view.sweep.seed_sets)
         at = f" at n={self.seed_size}" if self.view.sized else ""
         table.border_title = f"runs of {self.arm}{at} · enter opens one"
 

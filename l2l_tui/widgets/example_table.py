@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 
+from engine.store.rows import ExampleListing
 from l2l_tui.widgets.row_table import RowTable
 
 
@@ -22,22 +21,22 @@ class ExampleTable(RowTable):
     COLUMNS = (("id", "id"), ("split", "split"), ("round", "origin"), ("parent", "parent"), ("status", "status"),
                ("answer", "answer"), ("student", "student"), ("input", "input"))
 
-    def show(self, rows: list[dict[str, Any]]) -> None:
+    def show(self, rows: list[ExampleListing]) -> None:
         """Replace the rows."""
         self.clear()
         for r in rows:
-            status = r["status"] if r["status"] != "rejected" else f"rej: {r['reason'] or '?'}"
-            if r["correct"] is None:
+            status = r.status if r.status != "rejected" else f"rej: {r.reason or '?'}"
+            if r.correct is None:
                 student = Text("·", style="dim")
             else:
-                mark, style = ("✓", "green") if r["correct"] else ("✗", "red")
-                student = Text(f"{mark} {one_line(r['extracted'] if r['extracted'] is not None else '∅', 12)}", style=style)
-            origin = r.get("origin")
-            split = r["split"] if origin in (None, "teacher") else Text(f"{r['split']}·{origin}", style="cyan")
-            self.add_row(Text(str(r["id"]), justify="right"), split, "-" if r["origin_round"] is None else str(r["origin_round"]),
-                         "-" if r["parent_id"] is None else f"#{r['parent_id']}",
-                         Text(one_line(status, 20), style="red" if r["status"] == "rejected" else ""),
-                         one_line(r["answer"], 12), student, one_line(r["input"], 64), key=str(r["id"]))
+                mark, style = ("✓", "green") if r.correct else ("✗", "red")
+                student = Text(f"{mark} {one_line(r.extracted if r.extracted is not None else '∅', 12)}", style=style)
+            origin = r.origin
+            split = r.split if origin in (None, "teacher") else Text(f"{r.split}·{origin}", style="cyan")
+            self.add_row(Text(str(r.id), justify="right"), split, "-" if r.origin_round is None else str(r.origin_round),
+                         "-" if r.parent_id is None else f"#{r.parent_id}",
+                         Text(one_line(status, 20), style="red" if r.status == "rejected" else ""),
+                         one_line(r.answer, 12), student, one_line(r.input, 64), key=str(r.id))
 
     @property
     def selected_id(self) -> int | None:

@@ -8,14 +8,16 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from engine.store.rows import Event
 
-def teacher_text(event: dict[str, Any]) -> Text:
+
+def teacher_text(event: Event) -> Text:
     """One generated example: its parent miss, then its fields (raw text when the stored JSON was cut)."""
-    data = json.loads(event["data"]) if event.get("data") else {}
+    data = event.data
     text = Text()
     text.append(f"from #{data.get('parent', '?')} ", style="bold magenta")
     try:
-        item = json.loads(event["message"])
+        item = json.loads(event.message)
     except (TypeError, ValueError):
         item = None
     if isinstance(item, dict):
@@ -23,7 +25,7 @@ def teacher_text(event: dict[str, Any]) -> Text:
             text.append(("\n  " if i else "") + f"{key}: ", style="bold")
             text.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
     else:
-        text.append(str(event["message"]))
+        text.append(str(event.message))
     return text
 
 
@@ -34,10 +36,10 @@ class TeacherStream(RichLog):
         super().__init__(wrap=True, min_width=20, max_lines=2000, auto_scroll=True, **kwargs)
         self.count = 0
 
-    def add_events(self, events: list[dict[str, Any]]) -> None:
+    def add_events(self, events: list[Event]) -> None:
         """Append the teacher events among these."""
         for event in events:
-            if event["kind"] == "teacher":
+            if event.kind == "teacher":
                 self.count += 1
                 self.write(teacher_text(event))
         self.border_subtitle = f"{self.count} shown"

@@ -1,0 +1,305 @@
+"""Typed rows of the store: what `Store`'s read methods return, each built from one sqlite row by `from_row`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+def _json(value: Any, empty: Any = None) -> Any:
+    """A JSON column decoded (`empty` when it is NULL)."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return empty if value is None else value
+
+
+class Owned(Protocol):
+    """A run or a sweep: a status and the worker process that claimed it."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def pid_started(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Run:
+    """A row of `runs`: its config (the resolved TOML as JSON), status, worker and what it recorded when it started."""
+
+    id: int
+    name: str
+    created: str
+    updated: str | None
+    status: str
+    config: dict[str, Any]
+    config_hash: str | None
+    versions: dict[str, str]
+    seed: int | None
+    pid: int | None
+    pid_started: float | None
+    host: str | None
+    device: dict[str, Any]
+    plan: dict[str, str] | None  # how the student loads (mode, device, reason), once it first loaded
+    splits: dict[str, Any]  # what the data check noted, and the run's workdir
+    teacher: dict[str, Any] | None  # what the teacher backend reported when it first loaded
+    error: str | None
+    stop_requested: bool
+    ended: str | None
+    best_round: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Run:
+        """The run of a `runs` row."""
+        return cls(
+            id=int(row["id"]), name=row["name"], created=row["created"], updated=row["updated"], status=row["status"],
+            config=_json(row["config"], {}), config_hash=row["config_hash"], versions=_json(row["versions"], {}),
+            seed=row["seed"], pid=row["pid"], pid_started=row.get("pid_started"), host=row["host"],
+            device=_json(row["device"], {}), plan=_json(row["plan"]), splits=_json(row["splits"], {}),
+            teacher=_json(row.get("teacher")), error=row["error"], stop_requested=bool(row["stop_requested"]),
+            ended=row["ended"], best_round=row["best_round"])
+
+    @property
+    def task_name(self) -> str:
+        """The task's preset, else its kind."""
+        task = self.config["task"]
+        return str(task.get("preset") or task.get("kind"))
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """A run with a summary of its rounds, as the run lists show it."""
+
+    run: Run
+    rounds_done: int
+    best_val: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunListing:
+        """A `runs` row with its rounds_done and best_val columns."""
+        return cls(run=Run.from_row(row), rounds_done=int(row["rounds_done"] or 0), best_val=row["best_val"])
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A row of `sweeps`: its document, arms, seed sets and sizes, status and worker."""
+
+    id: int
+    name: str
+    created: str
+    updated: str | None
+    status: str
+    doc: dict[str, Any]  # the sweep's TOML document
+    arms: list[dict[str, Any]]  # engine.experiments.arms.Arm rows
+    seed_sets: int
+    seed_sizes: list[int] | None  # None: every cell at the config's own seed size
+    judge: dict[str, Any] | None  # the teacher's blind accuracy on validation, measured once
+    digest: str
+    source: str | None
+    pid: int | None
+    pid_started: float | None
+    host: str | None
+    ended: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Sweep:
+        """The sweep of a `sweeps` row."""
+        return cls(
+            id=int(row["id"]), name=row["name"], created=row["created"], updated=row["updated"], status=row["status"],
+            doc=_json(row["doc"], {}), arms=_json(row["arms"], []), seed_sets=int(row["seed_sets"]),
+            seed_sizes=_json(row.get("seed_sizes")), judge=_json(row.get("judge")), digest=row["digest"],
+            source=row["source"], pid=row["pid"], pid_started=row.get("pid_started"), host=row["host"],
+            ended=row["ended"], error=row["error"])
+
+    @property
+    def arm_names(self) -> list[str]:
+        """The arms' names in the sweep's order."""
+        return [str(a["name"]) for a in self.arms]
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """A cell of a sweep (arm x seed size x seed set) and the run that is it."""
+
+    sweep_id: int
+    arm: str
+    seed_size: int  # 0: the config's own seed size
+    seed_set: int
+    run_id: int
+    overrides: list[str]  # the --set overrides that made the cell's config
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SweepRun:
+        """The cell of a `sweep_runs` row."""
+        return cls(sweep_id=int(row["sweep_id"]), arm=row["arm"], seed_size=int(row.get("seed_size") or 0),
+                   seed_set=int(row["seed_set"]), run_id=int(row["run_id"]), overrides=_json(row["overrides"], []))
+
+
+@dataclass(frozen=True)
+class SweepCounts:
+    """How many runs a sweep has created and finished."""
+
+    created: int
+    finished: int
+
+
+@dataclass(frozen=True)
+class CellState:
+    """What the sweep screen's fingerprint takes from one cell: its run's worker and its rounds' progress."""
+
+    arm: str
+    seed_set: int
+    run_id: int
+    status: str
+    host: str | None
+    pid: int | None
+    pid_started: float | None
+    updated: str | None
+    best_round: int | None
+    rounds: str | None  # idx:phase:val_acc of every round, comma-joined
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CellState:
+        """The fingerprint row of a cell."""
+        return cls(arm=row["arm"], seed_set=int(row["seed_set"]), run_id=int(row["id"]), status=row["status"],
+                   host=row["host"], pid=row["pid"], pid_started=row["pid_started"], updated=row["updated"],
+                   best_round=row["best_round"], rounds=row["rounds"])
+
+
+@dataclass(frozen=True)
+class Event:
+    """A line of a run's log."""
+
+    id: int
+    run_id: int
+    ts: str
+    level: str
+    kind: str
+    message: str
+    data: dict[str, Any]  # the keyword details the line was logged with (empty when none)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Event:
+        """The event of an `events` row."""
+        return cls(id=int(row["id"]), run_id=int(row["run_id"]), ts=row["ts"], level=row["level"], kind=row["kind"],
+                   message=row["message"], data=_json(row["data"], {}))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The phase in flight of a run: how far it is and since when."""
+
+    run_id: int
+    round: int
+    phase: str
+    done: int
+    total: int
+    started: float
+    updated: float
+    message: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Progress:
+        """The progress of a `progress` row."""
+        return cls(run_id=int(row["run_id"]), round=int(row["round"]), phase=row["phase"], done=int(row["done"]),
+                   total=int(row["total"]), started=float(row["started"]), updated=float(row["updated"]),
+                   message=row["message"] or "")
+
+
+@dataclass(frozen=True)
+class ExampleOptions:
+    """The values each example filter can take in a run."""
+
+    split: list[str]
+    origin_round: list[int]
+    eval_round: list[int]
+    status: list[str]
+    reason_counts: dict[str, int]  # reason: examples, most frequent first
+    origin_counts: dict[str, int]  # who made synthetic examples: count
+
+    @property
+    def reason(self) -> list[str]:
+        """The reasons, most frequent first."""
+        return list(self.reason_counts)
+
+    @property
+    def origin(self) -> list[str]:
+        """The origins, in ORIGIN_ORDER."""
+        return list(self.origin_counts)
+
+
+@dataclass(frozen=True)
+class ExampleFilter:
+    """What the example browser shows; None means any."""
+
+    split: str | None = None
+    origin_round: int | None = None
+    eval_round: int | None = None
+    result: str | None = None  # 'correct' / 'wrong' in eval_round (latest evaluated round when unset)
+    status: str | None = None
+    reason: str | None = None
+    text: str | None = None
+    origin: str | None = None  # who made a synthetic example: teacher, pool, eda or oracle (db.ORIGIN_SQL)
+
+
+@dataclass(frozen=True)
+class ExampleListing:
+    """An example as the example browser lists it, with the student's answer in the chosen round."""
+
+    id: int
+    split: str
+    origin_round: int | None
+    parent_id: int | None
+    status: str
+    reason: str | None
+    input: str
+    answer: str | None
+    extracted: str | None
+    correct: int | None
+    origin: str | None  # who made a synthetic example (None for the others)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ExampleListing:
+        """The listing of a browser query's row."""
+        return cls(id=int(row["id"]), split=row["split"], origin_round=row["origin_round"], parent_id=row["parent_id"],
+                   status=row["status"], reason=row["reason"], input=row["input"], answer=row["answer"],
+                   extracted=row["extracted"], correct=row["correct"], origin=row["origin"])
+
+
+
+@dataclass(frozen=True)
+class TeacherCall:
+    """A row of `teacher_calls`: one cached teacher reply under its request's key, and who paid for it."""
+
+    key: str
+    model: str | None  # the teacher's cache identity
+    prompt: str  # the request's messages as JSON
+    response: str | None
+    ok: bool
+    tokens_in: int | None
+    tokens_out: int | None
+    seconds: float | None
+    error: str | None
+    created: str | None
+    run_id: int | None  # None: a sweep's judge call
+    round: int | None
+    purpose: str | None  # write, verify or judge
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TeacherCall:
+        """The call of a `teacher_calls` row."""
+        return cls(key=row["key"], model=row["model"], prompt=row["prompt"], response=row["response"],
+                   ok=bool(row["ok"]), tokens_in=row["tokens_in"], tokens_out=row["tokens_out"], seconds=row["seconds"],
+                   error=row["error"], created=row.get("created"), run_id=row.get("run_id"), round=row.get("round"),
+                   purpose=row.get("purpose"))
+
+    @property
+    def reply(self) -> str | None:
+        """The reply's text when the call succeeded, else None."""
+        return self.response if self.ok else None
