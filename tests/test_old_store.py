@@ -1,9 +1,12 @@
-"""A store written before the store returned typed rows opens unchanged: every row reads as its typed row, and the
-run and sweep reports print what that code printed."""
+"""Stores written before the store returned typed rows (commit 6a4bd3c and earlier) open unchanged: every row reads as
+its typed row, the reports print what that code printed, and a run killed mid-round resumes to the end."""
 
 from __future__ import annotations
 
+import json
 import lzma
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +53,38 @@ def test_an_old_store_reports_what_it_recorded(tmp_path: Path) -> None:
                             env={"COLUMNS": "120", "PATH": ""}, check=False)
     assert report.returncode == 0, report.stderr
     assert "82.0%" in report.stdout and "pool_all" in report.stdout and "1/3" in report.stdout
+
+
+KILLED = Path(__file__).parent / "fixtures" / "run_killed_before_typed_rows.db.xz"
+
+
+def test_an_old_run_killed_mid_round_resumes_and_reports(tiny_gguf: Path, tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    path.write_bytes(lzma.decompress(KILLED.read_bytes()))
+    # the store was written on another machine: its run points at that machine's tiny model and workdir, and died
+    # there; point them here, as they would be had the kill happened on this machine
+    with sqlite3.connect(path) as db:
+        config_json, splits_json = db.execute("SELECT config, splits FROM runs WHERE id = 1").fetchone()
+        config, splits = json.loads(config_json), json.loads(splits_json)
+        config["student"]["model"] = config["teacher"]["model"] = str(tiny_gguf)
+        config["store"] = str(path)
+        splits["workdir"] = str(tmp_path / "runs" / "1")
+        db.execute("UPDATE runs SET config = ?, splits = ?, host = ? WHERE id = 1",
+                   [json.dumps(config), json.dumps(splits), os.uname().nodename])
+    store = Store(path, create=False)
+    assert [(r["idx"], r["phase"]) for r in store.rounds(1)] == [(0, "done"), (1, "train")]
+    store.close()
+
+    cli = [sys.executable, "-m", "l2l_tui.cli"]
+    resumed = subprocess.run([*cli, "resume", "1", "--store", str(path)], capture_output=True, text=True, timeout=600,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    store = Store(path, create=False)
+    try:
+        assert store.run(1).status == "finished" and store.run(1).best_round is not None
+        assert [(r["idx"], r["phase"]) for r in store.rounds(1)] == [(0, "done"), (1, "done")]
+    finally:
+        store.close()
+    status = subprocess.run([*cli, "status", "1", "--store", str(path)], capture_output=True, text=True, timeout=300,
+                            env={"COLUMNS": "120", "PATH": ""}, check=False)
+    assert status.returncode == 0 and "best round on validation" in status.stdout, status.stderr
