@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,6 +36,23 @@ def import_ray() -> ModuleType:
     except ImportError:
         raise L2LError("--ray: Ray is not installed here; install it with pip install 'llm2llm[ray]'") from None
     return ray
+
+
+@dataclass(frozen=True)
+class CellTiming:
+    """Where a Ray cell's wall time went: its run on the worker, and the rest (scheduling, the worker's start, the
+    cached calls written there, its store fetched back and merged)."""
+
+    wall: float  # from sending the cell to its merge, on the driver
+    run: float  # the run itself, on the worker
+    fetch: float  # the store's bytes fetched back after the cell ended
+    merge: float
+    store_mb: float
+
+    def __str__(self) -> str:
+        overhead = max(self.wall - self.run, 0.0)
+        return (f"overhead {overhead:.1f} s ({overhead / self.wall:.0%} of the cell; its {self.store_mb:.1f} MB store "
+                f"fetched in {self.fetch:.2f} s, merged in {self.merge:.2f} s)")
 
 
 def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[TeacherCall]) -> dict[str, Any]:
@@ -62,18 +79,20 @@ def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[T
             sweep_id = store.create_sweep(sweep.name, sweep.doc, sweep.arms, sweep.seed_sets, sweep.digest,
                                           sweep.source or "sweep", sweep.seed_sizes)
             store.add_sweep_run(sweep_id, cell["arm"], cell["seed_set"], run_id, cell["overrides"], cell["seed_size"])
+        began = time.perf_counter()
         try:
             status = Loop(store, run_id).run()
             error = None
         except L2LError as err:  # the run's failure is in its row; the driver reports it
             status, error = RunStatus.FAILED, str(err)
+        run_seconds = time.perf_counter() - began
         paid = store.count("teacher_calls") - len(calls)
         store.checkpoint()
     finally:
         store.close()
     return {"store": (folder / "l2l.db").read_bytes(), "status": str(status), "error": error, "host": os.uname().nodename,
             "node": ray.get_runtime_context().get_node_id()[:8], "paid": paid, "folder": str(folder),
-            "overrides": cell["overrides"]}
+            "overrides": cell["overrides"], "run_seconds": run_seconds}
 
 
 def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -> str:
@@ -132,6 +151,7 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
             assert ray is not None
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             cell, started = pending.pop(ref)
+            fetch_began = time.perf_counter()
             try:
                 result = ray.get(ref)
             except Exception as err:  # the task itself died (worker lost, import error): its cell is not filed
@@ -139,7 +159,11 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
                 failed.append(f"{labels[cell]}: {reason}")
                 on_line(f"{labels[cell]} · {reason}")
                 continue
+            merge_began = time.perf_counter()
             run_id = _merge_cell(store, result)
+            timing = CellTiming(wall=time.perf_counter() - started, run=result["run_seconds"],
+                                fetch=merge_began - fetch_began, merge=time.perf_counter() - merge_began,
+                                store_mb=len(result["store"]) / 1e6)
             if run_id is not None and _cells(store, sweep_id).get((cell[2].name, cell[1], cell[0])) != run_id:
                 # the merge files a cell in the newest sweep of this digest: this one, unless an older one is resumed
                 _file_cell(store, sweep_id, cell[2].name, cell[1], cell[0], run_id, result["overrides"])
@@ -149,8 +173,8 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
                 failed.append(f"{labels[cell]}: {reason}")
                 on_line(f"{labels[cell]} · {reason}")
                 continue
-            on_line(cell_line(store, labels[cell], run_id, time.perf_counter() - started)
-                    + f" · on {result['host']} (node {result['node']}) · {result['paid']} teacher calls paid")
+            on_line(cell_line(store, labels[cell], run_id, timing.wall)
+                    + f" · on {result['host']} (node {result['node']}) · {result['paid']} teacher calls paid · {timing}")
     except BaseException as err:
         if ray is not None:
             for ref in pending:
