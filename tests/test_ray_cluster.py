@@ -1,5 +1,6 @@
 """`l2l sweep --ray ADDRESS` on a real Ray cluster of two worker nodes on this machine (ray.cluster_utils.Cluster):
-the cells run on both nodes, a worker killed mid-cell is run again and the sweep ends with every cell once, and a
+a 2-arm x 2-seed-set sweep runs its cells on both nodes, a worker killed mid-cell is run again, and the sweep ends
+with every cell once and the same rounds, kept examples and accuracies as the same sweep run here without Ray; a
 second sweep whose calls the store already holds pays the teacher for none of them."""
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db")
     doc["loop"]["score_test_every_round"] = False
     doc["data"].update(validation_size=4, test_size=4)
-    doc["sweep"] = {"arms": ["llm2llm"], "seed_sets": 2}  # two cells that wait on nothing: one per node at once
+    doc["sweep"] = {"arms": ["llm2llm", "plain"], "seed_sets": 2}  # the llm2llm cells wait on nothing: one per node
     config = tmp_path / "sweep.toml"
     config.write_text(tomli_w.dumps(doc), encoding="utf-8")
 
@@ -53,24 +54,43 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
         first = sweep(config, cluster.address)
         assert first.returncode == 0, first.stderr[-4000:]
         assert (tmp_path / "killed").exists(), "no worker was killed"
-        done = re.findall(r"· on \S+ \(node (\w+)\) · (\d+) teacher calls paid", first.stderr)
-        assert len(done) == 2 and len({node for node, _ in done}) == 2, first.stderr[-4000:]
-        assert all(int(paid) > 0 for _, paid in done)
+        done = re.findall(r"· (llm2llm|plain) · run \d+ .*· on \S+ \(node (\w+)\) · (\d+) teacher calls paid",
+                          first.stderr)
+        assert len(done) == 4 and len({node for _, node, _ in done}) == 2, first.stderr[-4000:]
+        assert all((int(paid) > 0) == (arm == "llm2llm") for arm, _, paid in done)
         store = Store(tmp_path / "l2l.db", create=False)
         assert store.sweep(1).status == "finished"
-        cells = store.sweep_runs(1)
-        assert sorted(c.seed_set for c in cells) == [0, 1], "every cell once"
-        assert len(store.runs()) == 2 and all(r.status == "finished" for r in store.runs())
+        cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
+        assert sorted(cells) == [("llm2llm", 0), ("llm2llm", 1), ("plain", 0), ("plain", 1)], "every cell once"
+        assert len(store.runs()) == 4 and all(r.status == "finished" for r in store.runs())
         calls = store.count("teacher_calls")
+
+        # the same sweep here without Ray: the same rounds, kept examples and accuracies, and the same calls asked
+        env = {k: v for k, v in os.environ.items() if not k.startswith("L2L_FAULT")}
+        code = "import sys\nfrom l2l_tui.cli import main\nsys.argv = ['l2l', *sys.argv[1:]]\nmain()"
+        local = subprocess.run([sys.executable, "-c", code, "sweep", str(config), "--store", str(tmp_path / "local.db")],
+                               env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=900)
+        assert local.returncode == 0, local.stderr[-4000:]
+        there = Store(tmp_path / "local.db", create=False)
+        numbers = "SELECT idx, train_size, seed_acc, val_acc, test_acc, misses, kept, train_loss FROM rounds WHERE run_id = ?"
+        kept = "SELECT input, target FROM examples WHERE run_id = ? AND split = 'synthetic' AND status = 'kept' ORDER BY id"
+        local_cells = {(c.arm, c.seed_set): c.run_id for c in there.sweep_runs(1)}
+        assert set(local_cells) == set(cells)
+        for cell, run_id in cells.items():
+            for sql in (numbers, kept):
+                assert store.db.execute(sql, [run_id]).fetchall() == there.db.execute(sql, [local_cells[cell]]).fetchall()
+        keys = "SELECT key FROM teacher_calls ORDER BY key"
+        assert store.db.execute(keys).fetchall() == there.db.execute(keys).fetchall(), "no call paid twice, none missing"
+        there.close()
         store.close()
 
         # another experiment by name only: not a finished twin, so it runs again, asking exactly the cached calls
         again = sweep(config, cluster.address, "--set", "name=tiny-again")
         assert again.returncode == 0, again.stderr[-4000:]
         paid = re.findall(r"· (\d+) teacher calls paid", again.stderr)
-        assert paid == ["0", "0"], again.stderr[-4000:]
+        assert paid == ["0"] * 4, again.stderr[-4000:]
         store = Store(tmp_path / "l2l.db", create=False)
-        assert len(store.runs()) == 4 and store.count("teacher_calls") == calls
+        assert len(store.runs()) == 8 and store.count("teacher_calls") == calls
         store.close()
     finally:
         cluster.shutdown()
