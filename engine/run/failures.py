@@ -7,6 +7,7 @@ import sqlite3
 import traceback
 from pathlib import Path
 
+from engine.store.db import run_folder
 from models.errors import L2LError
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -18,7 +19,7 @@ class RunFailed(L2LError):
 
 def worker_log(store_path: Path, run_id: int) -> Path:
     """Where a run's worker writes: a detached worker's stdout and stderr, and every failure's traceback."""
-    return Path(store_path).parent / "runs" / str(run_id) / "worker.log"
+    return run_folder(store_path, run_id) / "worker.log"
 
 
 def disk_full(err: BaseException) -> bool:

@@ -35,7 +35,7 @@ from engine.run.runs import claim
 from engine.run.scoring import accuracy, is_miss, predict
 from engine.run.signals import Interrupted, Signals, StopRequested
 from engine.run.tracking import RunTracking
-from engine.store.db import Store, now
+from engine.store.db import Store, now, run_folder
 from engine.store.status import RunStatus
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
@@ -55,7 +55,7 @@ class Loop:
         run = store.run(run_id)
         self.cfg = RunConfig.model_validate(run.config)
         self.task: Task = make_task(self.cfg.task)
-        self.workdir = Path(run.splits.get("workdir") or store.path.parent / "runs" / str(run_id))
+        self.workdir = Path(run.splits.get("workdir") or run_folder(store.path, run_id))
         self.on_progress = on_progress
         self.on_log = on_log
         self.models = ModelSlots(self.cfg, on_plan=self._record_plan, on_teacher=self._record_teacher)

@@ -12,7 +12,7 @@ import psutil
 from engine.config.schema import RunConfig
 from engine.data.example_rows import example_row
 from engine.data.load import Splits, load_splits
-from engine.store.db import Store
+from engine.store.db import Store, run_folder
 from engine.store.rows import Owned
 from engine.store.status import LIVE, RunStatus
 from engine.tasks.base import Task
@@ -80,7 +80,7 @@ def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) ->
     with store.transaction():
         run_id = store.create_run(cfg.name, cfg.to_json(), cfg.digest(), cfg.seed, library_versions(), device_info(),
                                   {**prepared.splits.notes})
-        folder = workdir or store.path.parent / "runs" / str(run_id)
+        folder = workdir or run_folder(store.path, run_id)
         store.update_run(run_id, splits={**prepared.splits.notes, "workdir": str(folder)})
         rows = [example_row(run_id, split, ex)
                 for split, examples in (("seed", prepared.splits.seed), ("validation", prepared.splits.validation),

@@ -58,6 +58,13 @@ ORIGIN_SQL = ("CASE WHEN e.split != 'synthetic' THEN NULL WHEN json_valid(e.meta
 ORIGIN_ORDER = ("teacher", "pool", "eda", "oracle")
 
 
+def run_folder(store_path: Path | str, run_id: int) -> Path:
+    """Where a run keeps its adapters and worker log unless it was given a workdir: beside its store, in a folder of
+    that store's own, so two stores in one folder never write into one run folder (`runs/` for the default l2l.db)."""
+    path = Path(store_path)
+    return path.parent / ("runs" if path.stem == "l2l" else f"{path.stem}-runs") / str(run_id)
+
+
 def now() -> str:
     """UTC timestamp with milliseconds, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
