@@ -1,4 +1,4 @@
-"""Two stores in one folder never share a run folder: a run's adapters and worker log are kept per store."""
+"""Two stores in one folder never share a run folder or a sweep report folder: each store keeps its own."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from conftest import tiny_config_doc
 
 from engine.config.schema import resolve
+from engine.reports.sweep_report import report_folder
 from engine.run.failures import worker_log
 from engine.run.runs import create_run, prepare
 from engine.store.db import Store
@@ -24,3 +25,6 @@ def test_runs_of_two_stores_in_one_folder_get_folders_of_their_own(tiny_gguf: Pa
     assert folders["pool.db"][0] == tmp_path / "pool-runs" / "1"
     assert len({workdir for workdir, _ in folders.values()}) == 3
     assert all(log.parent == workdir for workdir, log in folders.values())
+    store = Store(tmp_path / "pool.db", create=False)
+    assert report_folder(store, 1) == tmp_path / "pool-sweeps" / "sweep-1"
+    store.close()

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from engine.reports.compare import correct_by_text
 from engine.reports.run_report import fitted_table, left_then_right, per_set_deltas
-from engine.store.db import Store, private_dir
+from engine.store.db import Store, beside_store, private_dir
 from engine.store.rows import Sweep
 from engine.store.status import RunStatus
 
@@ -393,5 +393,5 @@ def plot_png(report: SweepReport, path: Path) -> None:
 
 
 def report_folder(store: Store, sweep_id: int) -> Path:
-    """Where a sweep's CSVs and plot go: beside the store."""
-    return store.path.parent / "sweeps" / f"sweep-{sweep_id}"
+    """Where a sweep's CSVs and plot go: beside the store, in a folder of its own."""
+    return beside_store(store.path, "sweeps") / f"sweep-{sweep_id}"

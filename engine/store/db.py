@@ -58,11 +58,16 @@ ORIGIN_SQL = ("CASE WHEN e.split != 'synthetic' THEN NULL WHEN json_valid(e.meta
 ORIGIN_ORDER = ("teacher", "pool", "eda", "oracle")
 
 
-def run_folder(store_path: Path | str, run_id: int) -> Path:
-    """Where a run keeps its adapters and worker log unless it was given a workdir: beside its store, in a folder of
-    that store's own, so two stores in one folder never write into one run folder (`runs/` for the default l2l.db)."""
+def beside_store(store_path: Path | str, kind: str) -> Path:
+    """A folder of this store's own beside it (`runs`, `sweeps`): `kind` for the default l2l.db, `STEM-kind` for any
+    other store, so two stores in one folder never write into one run's or sweep's folder."""
     path = Path(store_path)
-    return path.parent / ("runs" if path.stem == "l2l" else f"{path.stem}-runs") / str(run_id)
+    return path.parent / (kind if path.stem == "l2l" else f"{path.stem}-{kind}")
+
+
+def run_folder(store_path: Path | str, run_id: int) -> Path:
+    """Where a run keeps its adapters and worker log unless it was given a workdir."""
+    return beside_store(store_path, "runs") / str(run_id)
 
 
 def now() -> str:
