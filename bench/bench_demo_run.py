@@ -40,7 +40,7 @@ def memory_check(store: Store, run_id: int) -> list[tuple[str, float, float]]:
                        [prepared.task.render_prompt(ex) for ex in prepared.splits.validation[:64]])
     measured: dict[str, float] = {}
     for r in store.rounds(run_id):
-        for phase, info in (r.get("phases") or {}).items():
+        for phase, info in r.phases.items():
             if isinstance(info, dict) and info.get("peak_rss_mb"):
                 measured[phase] = max(measured.get(phase, 0.0), info["peak_rss_mb"])
     rows = [("train", est.train_mb, measured.get("train", 0.0)), ("eval", est.eval_mb, measured.get("eval", 0.0))]

@@ -87,16 +87,16 @@ def main(argv: list[str]) -> int:
             store, run_id = run_one(args.out / f"calibration-{name}.db", SETTINGS[name], seed_set)
             run, rounds = store.run(run_id), store.rounds(run_id)
             chosen = run.best_round or 0
-            base.append(rounds[0]["test_acc"])
-            best.append(store.round(run_id, chosen)["test_acc"])
-            last.append(rounds[-1]["test_acc"])
+            base.append(rounds[0].test_acc or 0.0)
+            best.append(store.existing_round(run_id, chosen).test_acc or 0.0)
+            last.append(rounds[-1].test_acc or 0.0)
             delta = paired_delta(store, run_id, 0, chosen)
             deltas.append(delta.delta if delta else 0.0)
             walls.append(wall := duration(run) or 0.0)
             kept.append(store.count("examples", run_id=run_id, split="synthetic", status="kept"))
             per_set.append(f"set {seed_set}: round 0 {100 * base[-1]:.1f} → round {chosen} {100 * best[-1]:.1f}"
                            + (f" ({delta.describe()})" if delta and chosen else " (validation kept round 0)")
-                           + f", misses per round {[r['misses'] for r in rounds]}, kept {kept[-1]}, {wall / 60:.1f} min")
+                           + f", misses per round {[r.misses for r in rounds]}, kept {kept[-1]}, {wall / 60:.1f} min")
         rows.append((name, mean_sd(base), mean_sd(best), mean_sd(last), f"{100 * statistics.mean(deltas):+.1f}",
                      f"{statistics.mean(kept):.0f}", f"{statistics.mean(walls) / 60:.1f}", per_set))
     print("\n| setting | plain FT test % | LLM2LLM test % (round chosen on val) | last round test % | mean paired Δ (pt) "

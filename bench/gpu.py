@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.store.rows import Run
+    from engine.store.rows import Round, Run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -457,7 +457,7 @@ def run_row(student: Path, teacher: Path, scratch: Path, tiny: bool) -> Row:
     return run_check(run, rounds, seconds, cuda())
 
 
-def run_check(run: Run, rounds: list[dict[str, Any]], seconds: float, on_gpu: bool) -> Row:
+def run_check(run: Run, rounds: list[Round], seconds: float, on_gpu: bool) -> Row:
     """The run's row: plan mode, status, and the per-phase peak (VRAM on a GPU, RSS recorded either way)."""
     from engine.run.model_slots import describe_teacher
 
@@ -466,11 +466,12 @@ def run_check(run: Run, rounds: list[dict[str, Any]], seconds: float, on_gpu: bo
     peaks: dict[str, float] = {}
     missing = []
     for r in rounds:
-        for phase, m in (r.get("phases") or {}).items():
+        for phase in r.phases:
+            m = r.record(phase)
             if key in m:
                 peaks[phase] = max(peaks.get(phase, 0.0), m[key])
             else:
-                missing.append(f"round {r['idx']} {phase}")
+                missing.append(f"round {r.idx} {phase}")
     teacher = run.teacher or {}
     # On CUDA the teacher must have run in its own process (llama.cpp after torch's CUDA in one process crashes).
     isolated = bool(teacher.get("process")) or not on_gpu

@@ -44,12 +44,12 @@ def run_list(store: Store) -> list[dict[str, Any]]:
 def dashboard_rounds(store: Store, run_id: int) -> list[dict[str, Any]]:
     """engine.reports.run_report.round_rows plus what the filter, training and evaluation recorded per round (rounds.phases)."""
     with store.snapshot():  # one committed state: never a round half-way through a phase's commit
-        phases_of = {r["idx"]: r.get("phases") or {} for r in store.rounds(run_id)}
+        of_round = {r.idx: r for r in store.rounds(run_id)}
         rounds = round_rows(store, run_id)
     rows = []
     for row in rounds:
-        phases = phases_of.get(row["round"], {})
-        filt, train, evaluation = (phases.get(p) or {} for p in ("filter", "train", "eval"))
+        found = of_round.get(row["round"])
+        filt, train, evaluation = (found.record(p) if found else {} for p in ("filter", "train", "eval"))
         rows.append({**row, "reasons": filt.get("reasons") or {}, "flags": filt.get("flags") or {},
                      "label_mix": train.get("label_mix") or {}, "label_mix_after": filt.get("label_mix_after") or {},
                      "validation_answers": evaluation.get("validation_answers") or {},

@@ -390,9 +390,9 @@ def test_a_round_of_garbage_replies_is_counted_never_crashes(tiny_gguf: Path, tm
     loop.models.teacher = lambda meter: teacher  # type: ignore[method-assign]
     assert loop.run() == "finished"
     r0 = store.round(run_id, 0)
-    augment, filtered = r0["phases"]["augment"], r0["phases"]["filter"]
+    augment, filtered = r0.augment, r0.filter
     # 8 seeds, one call each, cycling through the 6 kinds of garbage: 0 1 2 3 4 5 0 1
     assert augment["requests"] == 8 and augment["failed_calls"] == 4
     assert augment["failed_reasons"] == {"extra_keys": 1, "schema": 1, "invalid_json": 1, "empty_reply": 1}
     assert filtered["reasons"] == {"empty_input": 2, "copy_of_seed": 2, "wrong_language": 2, "prompt_echo": 2}
-    assert r0["generated"] == r0["rejected"] == 8 and r0["kept"] == 0
+    assert r0.generated == r0.rejected == 8 and r0.kept == 0

@@ -65,9 +65,9 @@ def fingerprint(store: Store, run_id: int) -> dict[str, Any]:
     by_id = {r["id"]: r for r in store.examples(run_id)}
     synthetic = sorted((r["input"], r["answer"], r["status"], r["reason"] or "", r["origin_round"],
                         by_id[r["parent_id"]]["input"]) for r in by_id.values() if r["split"] == "synthetic")
-    rounds = [(r["idx"], r["phase"], r["train_size"], r["misses"], r["generated"], r["kept"], r["rejected"],
-               r["seed_acc"], r["val_acc"], r["test_acc"], round(r["train_loss"] or 0, 6),
-               (r["phases"].get("filter") or {}).get("reasons")) for r in store.rounds(run_id)]
+    rounds = [(r.idx, r.phase, r.train_size, r.misses, r.generated, r.kept, r.rejected,
+               r.seed_acc, r.val_acc, r.test_acc, round(r.train_loss or 0, 6),
+               r.filter.get("reasons")) for r in store.rounds(run_id)]
     predictions = sorted((p["round"], by_id[p["example_id"]]["input"], p["split"], p["extracted"], p["correct"],
                           round(p["confidence"] or 0, 6)) for p in store.predictions(run_id))
     calls = {row[0]: row[1] for row in store.db.execute(
@@ -201,7 +201,7 @@ def test_kill_then_resume_gives_the_uninterrupted_store(fault: str, idx: int, ph
     proc = worker(forkserver, store.path, run_id, f"{fault}:kill")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert effective_status(store.run(run_id)) == "crashed"
-    assert store.round(run_id, idx)["phase"] == phase, "the phase in flight was not committed"
+    assert store.round(run_id, idx).phase == phase, "the phase in flight was not committed"
     if fault.endswith(":save"):
         leftovers = list((tmp_path / "runs" / str(run_id) / f"round-{idx}").glob(".adapter-*"))
         assert leftovers and not (tmp_path / "runs" / str(run_id) / f"round-{idx}" / "adapter").exists(), \
@@ -226,7 +226,7 @@ def test_sigterm_and_ctrl_c_stop_at_the_next_safe_point(how: str, tiny_gguf: Pat
     proc = worker(forkserver, store.path, run_id, f"augment:0:reply1:{how}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"SIG{how.upper()}: stopping at the next safe point" in proc.stderr
-    assert store.run(run_id).status == "stopped" and store.round(run_id, 0)["phase"] == "augment"
+    assert store.run(run_id).status == "stopped" and store.round(run_id, 0).phase == "augment"
     paid = calls_paid(store, run_id)
     assert len(paid) == 1
     events = [e.message for e in store.events(run_id)]
@@ -271,9 +271,9 @@ def test_batched_teacher_killed_between_replies_pays_nothing_twice(tiny_gguf: Pa
     after = calls_paid(store, run_id)
     assert {k: after[k] for k in paid} == paid
     r0 = store.round(run_id, 0)
-    assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == r0["misses"]
+    assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == r0.misses
     keys = {r["teacher_call"] for r in store.examples(run_id, split="synthetic")}
-    assert keys <= set(after) and len(store.examples(run_id, split="synthetic")) == r0["generated"]
+    assert keys <= set(after) and len(store.examples(run_id, split="synthetic")) == r0.generated
 
 
 def teacher_processes() -> list[int]:

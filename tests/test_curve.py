@@ -146,7 +146,7 @@ def test_training_length_chosen_on_validation_keeps_the_best_adapter(tiny_gguf: 
     store = Store(cfg.store)
     run_id = create_run(store, prepare(cfg))
     assert Loop(store, run_id).run() == "finished"
-    train = store.round(run_id, 0)["phases"]["train"]
+    train = store.round(run_id, 0).train
     looks = train["selection"]
     assert looks and all(step % 2 == 0 or step == train["steps_run"] for step, _ in looks)
     best_score = max(score for _, score in looks)
@@ -154,7 +154,7 @@ def test_training_length_chosen_on_validation_keeps_the_best_adapter(tiny_gguf: 
     assert train["steps"] == first_best, "the earliest best look is the chosen length"
     assert train["steps_run"] <= 12
     # the saved adapter scores what the chosen look scored
-    assert store.round(run_id, 0)["val_acc"] == pytest.approx(best_score)
+    assert store.round(run_id, 0).val_acc == pytest.approx(best_score)
     # and it is the adapter a fresh training of exactly that many steps gives (constant lr: the same trajectory)
     doc2 = tiny_config_doc(tiny_gguf, tmp_path / "plain.db", rounds=1)
     doc2["train"] = {**doc["train"], "steps": train["steps"], "eval_every": 0}
@@ -162,8 +162,8 @@ def test_training_length_chosen_on_validation_keeps_the_best_adapter(tiny_gguf: 
     store2 = Store(cfg2.store)
     run2 = create_run(store2, prepare(cfg2))
     assert Loop(store2, run2).run() == "finished"
-    a = load_file(Path(store.round(run_id, 0)["adapter_path"]) / "adapter_model.safetensors")
-    b = load_file(Path(store2.round(run2, 0)["adapter_path"]) / "adapter_model.safetensors")
+    a = load_file(Path(store.round(run_id, 0).adapter_path) / "adapter_model.safetensors")
+    b = load_file(Path(store2.round(run2, 0).adapter_path) / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)

@@ -150,18 +150,18 @@ def test_the_model_card_in_the_adapter_folder(exported: tuple[Store, int, Path])
     assert f"`{run.plan['mode']}` on {run.plan['device']}" in text and "LoRA" in text
     table = {row[0].rstrip("*"): row for row in _table(text, "Metrics per round")[1:]}
     for r in store.rounds(run_id):
-        if r["train_size"] is None:
+        if r.train_size is None:
             continue
-        row = table[str(r["idx"])]
-        assert row[1] == str(r["train_size"]) and row[3] == f"{100 * r['val_acc']:.1f}"
-        assert row[4] == (f"{100 * r['test_acc']:.1f}" if r["test_acc"] is not None else "–")
-        made = store.examples(run_id, split="synthetic", origin_round=r["idx"])
+        row = table[str(r.idx)]
+        assert row[1] == str(r.train_size) and row[3] == f"{100 * r.val_acc:.1f}"
+        assert row[4] == (f"{100 * r.test_acc:.1f}" if r.test_acc is not None else "–")
+        made = store.examples(run_id, split="synthetic", origin_round=r.idx)
         assert row[6] == (str(sum(e["status"] == "kept" for e in made)) if made else "–")
     assert table[str(best)][0] == f"{best}*"
     best_row = store.round(run_id, best)
     assert best_row is not None
-    assert f"Validation chose round {best}: validation {100 * best_row['val_acc']:.1f}%" in text
-    assert f"round {best} trained on {best_row['train_size']} examples" in text
+    assert f"Validation chose round {best}: validation {100 * best_row.val_acc:.1f}%" in text
+    assert f"round {best} trained on {best_row.train_size} examples" in text
 
 
 def _bare_run(tmp_path: Path, teacher: dict[str, Any], identity: str | None, student: str | None = None) -> tuple[Store, int]:

@@ -41,9 +41,9 @@ def test_control_run_matches_the_chosen_rounds_optimizer_steps(store_copy: tuple
     assert cfg is not None and cfg.loop.rounds == 1 and "control" in cfg.name
     control_id = create_run(store, prepare(cfg))
     assert Loop(store, control_id).run() == "finished"
-    steps = store.round(run_id, 1)["phases"]["train"]["steps"]
-    assert store.round(control_id, 0)["phases"]["train"]["steps"] == steps
-    assert store.round(control_id, 0)["train_size"] == store.count("examples", run_id=run_id, split="seed")
+    steps = store.round(run_id, 1).train["steps"]
+    assert store.round(control_id, 0).train["steps"] == steps
+    assert store.round(control_id, 0).train_size == store.count("examples", run_id=run_id, split="seed")
     console = Console(width=160, record=True)
     console.print(comparison(store, run_id, control_id))
     text = console.export_text()

@@ -78,7 +78,7 @@ def test_loop_launches_the_processes_the_config_asks_for(tiny_gguf: Path, tmp_pa
         store.close()
     (single, _), (double, plan) = results[1], results[2]
     assert "2 processes" in plan["reason"]
-    assert double["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)
-    assert double["phases"]["train"]["final_loss"] == pytest.approx(single["phases"]["train"]["final_loss"], rel=1e-5)
-    assert (double["seed_acc"], double["val_acc"]) == (single["seed_acc"], single["val_acc"])
-    assert (Path(double["adapter_path"]) / "adapter_model.safetensors").is_file()
+    assert double.train_loss == pytest.approx(single.train_loss, rel=1e-5)
+    assert double.train["final_loss"] == pytest.approx(single.train["final_loss"], rel=1e-5)
+    assert (double.seed_acc, double.val_acc) == (single.seed_acc, single.val_acc)
+    assert (Path(double.adapter_path) / "adapter_model.safetensors").is_file()

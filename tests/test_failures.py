@@ -50,7 +50,7 @@ def test_a_failing_worker_stores_one_line_and_logs_the_traceback(tiny_gguf: Path
     assert run.error.startswith("ValueError: Failed to load model from file") and str(teacher) in run.error
     log = worker_log(store.path, run_id).read_text(encoding="utf-8")
     assert f"run {run_id} failed: {run.error}" in log and "Traceback (most recent call last)" in log
-    assert store.round(run_id, 0)["phase"] == "augment", "train and eval were committed before the failure"
+    assert store.round(run_id, 0).phase == "augment", "train and eval were committed before the failure"
 
     status = l2l("status", str(run_id), "--store", str(store.path))
     assert status.returncode == 0 and "Traceback" not in status.stdout + status.stderr

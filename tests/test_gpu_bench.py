@@ -8,10 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from engine.store.rows import Round, Run
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "gpu.py"
@@ -56,20 +59,35 @@ def test_tiny_bench_prints_every_row_and_the_loss_falls(tmp_path: Path) -> None:
     assert {"train", "eval", "augment", "filter"} <= set(run["data"]["peaks"])
 
 
+def _run(plan: dict[str, str], teacher: dict[str, str]) -> Run:
+    """A finished run row as the store returns it, with this plan and teacher."""
+    return Run.from_row({"id": 1, "name": "r", "created": "t", "updated": None, "status": "finished", "config": {},
+                         "config_hash": None, "versions": {}, "seed": 0, "pid": None, "host": None, "device": {},
+                         "plan": plan, "splits": {}, "teacher": teacher, "error": None, "stop_requested": 0,
+                         "ended": None, "best_round": None})
+
+
+def _round(idx: int, phases: dict[str, dict[str, float]]) -> Round:
+    """A done round row with these phase records."""
+    return Round.from_row({"run_id": 1, "idx": idx, "phase": "done", "train_size": None, "seed_acc": None,
+                           "val_acc": None, "test_acc": None, "misses": None, "generated": None, "kept": None,
+                           "rejected": None, "adapter_path": None, "train_loss": None, "phases": phases})
+
+
 def test_run_check_wants_qlora_and_peak_vram_in_every_phase_on_a_gpu() -> None:
     bench = load_bench()
     teacher = {"model": "t.gguf", "backend": "llama.cpp", "process": "own (pid 7)"}
-    run = {"status": "finished", "plan": {"mode": "qlora-nf4", "device": "cuda"}, "teacher": teacher}
+    run = _run({"mode": "qlora-nf4", "device": "cuda"}, teacher)
     phases = {"train": {"peak_vram_mb": 900.0, "peak_rss_mb": 1.0}, "eval": {"peak_vram_mb": 700.0, "peak_rss_mb": 1.0}}
-    assert bench.run_check(run, [{"idx": 0, "phases": phases}], 1.0, on_gpu=True).ok is True
-    in_worker = {**run, "teacher": {"model": "t.gguf", "backend": "llama.cpp"}}  # the CUDA crash's setting
-    assert bench.run_check(in_worker, [{"idx": 0, "phases": phases}], 1.0, on_gpu=True).ok is False
-    assert bench.run_check(in_worker, [{"idx": 0, "phases": phases}], 1.0, on_gpu=False).ok is True
-    no_vram = {"idx": 1, "phases": {"train": {"peak_rss_mb": 1.0}}}
-    row = bench.run_check(run, [{"idx": 0, "phases": phases}, no_vram], 1.0, on_gpu=True)
+    assert bench.run_check(run, [_round(0, phases)], 1.0, on_gpu=True).ok is True
+    in_worker = replace(run, teacher={"model": "t.gguf", "backend": "llama.cpp"})  # the CUDA crash's setting
+    assert bench.run_check(in_worker, [_round(0, phases)], 1.0, on_gpu=True).ok is False
+    assert bench.run_check(in_worker, [_round(0, phases)], 1.0, on_gpu=False).ok is True
+    no_vram = _round(1, {"train": {"peak_rss_mb": 1.0}})
+    row = bench.run_check(run, [_round(0, phases), no_vram], 1.0, on_gpu=True)
     assert row.ok is False and "round 1 train" in row.note
-    lora = {**run, "plan": {"mode": "lora-bf16", "device": "cuda"}}
-    assert bench.run_check(lora, [{"idx": 0, "phases": phases}], 1.0, on_gpu=True).ok is False
+    lora = replace(run, plan={"mode": "lora-bf16", "device": "cuda"})
+    assert bench.run_check(lora, [_round(0, phases)], 1.0, on_gpu=True).ok is False
 
 
 @pytest.mark.parametrize(("gpu", "offload", "warned"), [(True, False, True), (True, True, False), (False, False, False),

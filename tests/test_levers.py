@@ -271,7 +271,7 @@ def test_hot_retry_on_a_tiny_run(tiny_gguf: Path, tmp_path: Path) -> None:
             request_stop(store, run_id)
 
     assert Loop(store, run_id, on_log=stop_after_eval).run() == "stopped"
-    assert store.round(run_id, 0)["phase"] == "augment"
+    assert store.round(run_id, 0).phase == "augment"
 
     # the round's write calls, built as the augment phase builds them
     task = make_task(cfg.task)
@@ -298,13 +298,13 @@ def test_hot_retry_on_a_tiny_run(tiny_gguf: Path, tmp_path: Path) -> None:
 
     assert Loop(store, run_id).run() == "finished"
     r0 = store.round(run_id, 0)
-    augment, filtered = r0["phases"]["augment"], r0["phases"]["filter"]
+    augment, filtered = r0.augment, r0.filter
     copied = len(targets) - 1
     assert augment["copy_calls"] == copied and augment["copy_call_share"] == round(copied / len(targets), 4)
     assert augment["hot_retries"] == copied and augment["hot_temperature"] == pytest.approx(1.1)
     assert augment["requests"] == len(targets) + copied and augment["cache_hits"] == len(targets)
-    assert filtered["kept_per_call"] == round(r0["kept"] / augment["requests"], 4)
-    assert filtered["kept_share"] == round(r0["kept"] / r0["generated"], 4)
+    assert filtered["kept_per_call"] == round(r0.kept / augment["requests"], 4)
+    assert filtered["kept_share"] == round(r0.kept / r0.generated, 4)
 
     hot = [hot_request(cfg, identity, r) for r in requests]
     assert store.teacher_call(hot[0].key) is None  # the call that did not copy is not retried

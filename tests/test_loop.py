@@ -19,8 +19,8 @@ def store_counts(store: Store, run_id: int) -> dict[str, object]:
     rows = store.db.query(
         "SELECT split, status, COALESCE(reason, '') AS reason, COUNT(*) AS n FROM examples WHERE run_id = ? "
         "GROUP BY split, status, reason ORDER BY split, status, reason", [run_id])
-    rounds = [(r["idx"], r["phase"], r["train_size"], r["misses"], r["generated"], r["kept"], r["rejected"],
-               r["seed_acc"], r["val_acc"], r["test_acc"]) for r in store.rounds(run_id)]
+    rounds = [(r.idx, r.phase, r.train_size, r.misses, r.generated, r.kept, r.rejected,
+               r.seed_acc, r.val_acc, r.test_acc) for r in store.rounds(run_id)]
     return {
         "examples": [tuple(r.values()) for r in rows],
         "rounds": rounds,
@@ -39,32 +39,32 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
     assert run.status == "finished" and run.best_round in (0, 1)
     assert run.plan["mode"] == "lora-fp32" and run.plan["reason"]
     r0, r1 = store.rounds(run_id)
-    assert (r0["phase"], r1["phase"]) == ("done", "done")
+    assert (r0.phase, r1.phase) == ("done", "done")
     seed = store.examples(run_id, split="seed")
-    assert r0["train_size"] == len(seed) == 8
+    assert r0.train_size == len(seed) == 8
     preds0 = {p["example_id"]: p for p in store.predictions(run_id, 0)}
     missed = {e["id"] for e in seed if not preds0[e["id"]]["correct"]}
-    assert r0["misses"] == len(missed) > 0, "a random student must miss some seed examples"
+    assert r0.misses == len(missed) > 0, "a random student must miss some seed examples"
     # one teacher call per miss, each asking for k=2 examples
     assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == len(missed)
     synthetic = store.examples(run_id, split="synthetic")
-    assert len(synthetic) == r0["generated"] == r0["kept"] + r0["rejected"]
+    assert len(synthetic) == r0.generated == r0.kept + r0.rejected
     assert {s["parent_id"] for s in synthetic} <= missed, "each synthetic example knows the miss it came from"
     assert all(s["origin_round"] == 0 and s["teacher_call"] for s in synthetic)
-    reasons = r0["phases"]["filter"]["reasons"]
-    assert sum(reasons.values()) == r0["rejected"]
+    reasons = r0.filter["reasons"]
+    assert sum(reasons.values()) == r0.rejected
     assert {s["reason"] for s in synthetic if s["status"] == "rejected"} == set(reasons)
     kept = [s for s in synthetic if s["status"] == "kept"]
-    assert r1["train_size"] == len(seed) + len(kept)
+    assert r1.train_size == len(seed) + len(kept)
     # round 1 is the last: evaluated, not augmented
-    assert r1["generated"] is None and r1["val_acc"] is not None and r1["test_acc"] is not None
-    assert Path(r0["adapter_path"], "adapter_model.safetensors").exists()
-    assert Path(r0["adapter_path"]).parent.joinpath("config.toml").exists()
+    assert r1.generated is None and r1.val_acc is not None and r1.test_acc is not None
+    assert Path(r0.adapter_path, "adapter_model.safetensors").exists()
+    assert Path(r0.adapter_path).parent.joinpath("config.toml").exists()
     for phase in ("train", "eval", "augment", "filter"):
-        assert r0["phases"][phase]["seconds"] >= 0 and r0["phases"][phase]["peak_rss_mb"] > 0
-        assert r0["phases"][phase]["wall_seconds"] >= r0["phases"][phase]["seconds"]
+        assert r0.record(phase)["seconds"] >= 0 and r0.record(phase)["peak_rss_mb"] > 0
+        assert r0.record(phase)["wall_seconds"] >= r0.record(phase)["seconds"]
     for phase in ("train", "eval", "augment"):
-        assert 0 < r0["phases"][phase]["compute_seconds"] <= r0["phases"][phase]["seconds"], phase
+        assert 0 < r0.record(phase)["compute_seconds"] <= r0.record(phase)["seconds"], phase
     overhead = overhead_rows(store, run_id)
     assert [r["round"] for r in overhead] == [0, 1]
     for row in overhead:
@@ -96,7 +96,7 @@ def test_second_run_is_answered_from_the_teacher_cache(tiny_run_store: tuple[Pat
     cfg = resolve(tiny_config_doc(tiny_gguf, tmp_path / "l2l.db"))
     again = create_run(store, prepare(cfg))
     assert Loop(store, again).run() == "finished"
-    aug = store.round(again, 0)["phases"]["augment"]
+    aug = store.round(again, 0).augment
     assert aug["requests"] > 0 and aug["cache_hits"] == aug["requests"]
     assert store.count("teacher_calls", run_id=again) == 0, "no call was paid twice"
     first, second = store_counts(store, run_id), store_counts(store, again)
@@ -130,6 +130,6 @@ def test_stop_request_finishes_the_phase_then_resume(tiny_gguf: Path, tmp_path: 
 
     loop._phase_train = train_then_stop  # the user presses stop while round 0 trains
     assert loop.run() == "stopped"
-    assert store.round(run_id, 0)["phase"] == "eval"
+    assert store.round(run_id, 0).phase == "eval"
     assert Loop(store, run_id).run() == "finished"
     assert store_counts(store, run_id) == uninterrupted

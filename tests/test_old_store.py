@@ -36,7 +36,7 @@ def test_an_old_stores_rows_read_as_typed_rows(tmp_path: Path) -> None:
             ("pool_all", 8, 0): 1, ("plain_tuned", 8, 0): 2}
         events = store.events(1)
         assert events and all(e.run_id == 1 and isinstance(e.data, dict) for e in events)
-        assert store.rounds(1)[1]["phases"]["train"]["steps"] == 8
+        assert store.rounds(1)[1].train["steps"] == 8
         assert store.count("teacher_calls") == 80
     finally:
         store.close()
@@ -72,7 +72,7 @@ def test_an_old_run_killed_mid_round_resumes_and_reports(tiny_gguf: Path, tmp_pa
         db.execute("UPDATE runs SET config = ?, splits = ?, host = ? WHERE id = 1",
                    [json.dumps(config), json.dumps(splits), os.uname().nodename])
     store = Store(path, create=False)
-    assert [(r["idx"], r["phase"]) for r in store.rounds(1)] == [(0, "done"), (1, "train")]
+    assert [(r.idx, r.phase) for r in store.rounds(1)] == [(0, "done"), (1, "train")]
     store.close()
 
     cli = [sys.executable, "-m", "l2l_tui.cli"]
@@ -82,7 +82,7 @@ def test_an_old_run_killed_mid_round_resumes_and_reports(tiny_gguf: Path, tmp_pa
     store = Store(path, create=False)
     try:
         assert store.run(1).status == "finished" and store.run(1).best_round is not None
-        assert [(r["idx"], r["phase"]) for r in store.rounds(1)] == [(0, "done"), (1, "done")]
+        assert [(r.idx, r.phase) for r in store.rounds(1)] == [(0, "done"), (1, "done")]
     finally:
         store.close()
     status = subprocess.run([*cli, "status", "1", "--store", str(path)], capture_output=True, text=True, timeout=300,

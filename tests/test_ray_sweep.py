@@ -56,8 +56,8 @@ def test_cells_run_as_ray_tasks_and_are_merged(tiny_gguf: Path, tmp_path: Path) 
     assert all(r.status == "finished" and r.host == host for r in runs.values())
     # the matched arm was sent after its reference came back: plain trains as many steps as llm2llm's chosen round
     ref = cells["llm2llm"]
-    steps = store.round(ref, runs["llm2llm"].best_round)["phases"]["train"]["steps"]
-    assert store.round(cells["plain"], 0)["phases"]["train"]["steps"] == steps
+    steps = store.round(ref, runs["llm2llm"].best_round).train["steps"]
+    assert store.round(cells["plain"], 0).train["steps"] == steps
     assert f"train.steps={steps}" in store.sweep_runs(1)[-1].overrides
     # the worker's rows came along: lineage, predictions, teacher calls; adapters stay in the cell's folder
     children = [e for e in store.examples(ref, split="synthetic") if e["parent_id"] is not None]

@@ -89,24 +89,24 @@ def test_arms_and_seed_sets_are_what_they_claim(swept: tuple[Path, dict]) -> Non
     for s in (0, 1):
         ref = cells[("llm2llm", s)]
         best = store.run(ref).best_round
-        steps = store.round(ref, best)["phases"]["train"]["steps"]
+        steps = store.round(ref, best).train["steps"]
         plain = cells[("plain", s)]
-        assert store.round(plain, 0)["phases"]["train"]["steps"] == steps and len(store.rounds(plain)) == 1
-        asked = sum(r["phases"].get("augment", {}).get("examples_requested", 0) for r in store.rounds(ref))
+        assert store.round(plain, 0).train["steps"] == steps and len(store.rounds(plain)) == 1
+        asked = sum(r.augment.get("examples_requested", 0) for r in store.rounds(ref))
         one_shot = store.rounds(cells[("one_shot", s)])
         if asked:
             seeds = store.count("examples", run_id=cells[("one_shot", s)], split="seed")
-            augment = one_shot[0]["phases"]["augment"]
+            augment = one_shot[0].augment
             assert augment["examples_requested"] == asked and augment["requests"] == min(seeds, asked)
         paper = cfg[("paper", s)]
         assert paper.loop.examples_per_miss == 1 and not paper.teacher.show_student_answer
         r0 = store.round(cells[("random", s)], 0)
-        if "augment" in r0["phases"]:
-            assert r0["phases"]["augment"]["requests"] == r0["misses"], "as many calls as misses, random targets"
+        if "augment" in r0.phases:
+            assert r0.augment["requests"] == r0.misses, "as many calls as misses, random targets"
         # the test split is scored once, at the chosen round
         for arm in ARMS:
             run = cells[(arm, s)]
-            scored = [r["idx"] for r in store.rounds(run) if r["test_acc"] is not None]
+            scored = [r.idx for r in store.rounds(run) if r.test_acc is not None]
             assert scored == [store.run(run).best_round]
 
 
@@ -131,7 +131,7 @@ def test_report_numbers_match_the_store(swept: tuple[Path, dict]) -> None:
     rows = {r["arm"]: r for r in arm_rows(report)}
     cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
     for arm in ARMS:
-        tests = [store.round(cells[(arm, s)], store.run(cells[(arm, s)]).best_round)["test_acc"] for s in (0, 1)]
+        tests = [store.round(cells[(arm, s)], store.run(cells[(arm, s)]).best_round).test_acc for s in (0, 1)]
         assert rows[arm]["test"].mean == pytest.approx(np.mean(tests))
         assert rows[arm]["test"].sd == pytest.approx(np.std(tests, ddof=1))
         kept = [store.count("examples", run_id=cells[(arm, s)], split="synthetic", status="kept") for s in (0, 1)]

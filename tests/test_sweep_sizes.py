@@ -63,16 +63,16 @@ def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, d
     for n in SIZES:
         ref = cells[("llm2llm", n)]
         best = store.run(ref).best_round
-        steps = store.round(ref, best)["phases"]["train"]["steps"]
-        plain = store.round(cells[("plain", n)], 0)["phases"]["train"]
+        steps = store.round(ref, best).train["steps"]
+        plain = store.round(cells[("plain", n)], 0).train
         assert plain["steps"] == steps and plain["selection"] == [], "plain: exactly the reference's steps, no selection"
-        tuned = store.round(cells[("plain_tuned", n)], 0)["phases"]["train"]
+        tuned = store.round(cells[("plain_tuned", n)], 0).train
         assert tuned["selection"], "plain_tuned chose its own length on validation"
-        kept = [r["kept"] for r in store.rounds(ref) if r["kept"] is not None]
+        kept = [r.kept for r in store.rounds(ref) if r.kept is not None]
         for arm in ("eda", "oracle"):
             if kept:  # made for the reference's kind of targets
                 assert store.run(cells[(arm, n)]).config["loop"]["targets"] == store.run(ref).config["loop"]["targets"]
-            got = [r["kept"] for r in store.rounds(cells[(arm, n)]) if r["kept"] is not None]
+            got = [r.kept for r in store.rounds(cells[(arm, n)]) if r.kept is not None]
             assert all(g <= k for g, k in zip(got, kept, strict=False)), f"{arm} keeps at most what llm2llm kept"
         for row in store.examples(cells[("oracle", n)], split="synthetic"):
             assert row["meta"]["origin"] == "oracle" and row["input"] not in seeds[("oracle", n)]

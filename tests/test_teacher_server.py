@@ -150,7 +150,7 @@ def test_loop_with_the_server_teacher_records_it_and_caches_calls(server: str, t
     again = create_run(store, prepare(cfg))  # the same config again: every teacher call is answered from the store
     assert Loop(store, again).run() == "finished"
     assert store.count("teacher_calls") == calls
-    augment = store.round(again, 0)["phases"]["augment"]
+    augment = store.round(again, 0).augment
     assert augment["requests"] > 0 and augment["cache_hits"] == augment["requests"]
     store.close()
 

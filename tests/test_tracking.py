@@ -84,31 +84,31 @@ def test_a_run_reports_its_config_rounds_best_round_and_adapter(finished: dict[s
     assert all(len(v) <= 500 for v in params.values())
     # one point per round and finished phase, step = round index, values as in the store
     rounds = store.rounds(run_id)
-    assert [r["idx"] for r in rounds] == [0, 1]
+    assert [r.idx for r in rounds] == [0, 1]
     for key in ("train_size", "seed_acc", "val_acc", "test_acc", "misses", "seconds/train", "seconds/eval"):
-        want = [(r["idx"], pytest.approx(r[key] if "/" not in key else r["phases"][key.split("/")[1]]["seconds"]))
+        want = [(r.idx, pytest.approx(getattr(r, key) if "/" not in key else r.record(key.split("/")[1])["seconds"]))
                 for r in rounds]
         assert history(client, run_mlflow, key) == want, key
-    filtered = [r for r in rounds if "filter" in r["phases"]]
-    assert [r["idx"] for r in filtered] == [0]  # the last round stops after eval
-    assert history(client, run_mlflow, "kept") == [(0, rounds[0]["kept"])]
-    assert history(client, run_mlflow, "rejected") == [(0, rounds[0]["rejected"])]
-    reasons = rounds[0]["phases"]["filter"]["reasons"]
-    assert reasons and sum(reasons.values()) == rounds[0]["rejected"]
+    filtered = [r for r in rounds if "filter" in r.phases]
+    assert [r.idx for r in filtered] == [0]  # the last round stops after eval
+    assert history(client, run_mlflow, "kept") == [(0, rounds[0].kept)]
+    assert history(client, run_mlflow, "rejected") == [(0, rounds[0].rejected)]
+    reasons = rounds[0].filter["reasons"]
+    assert reasons and sum(reasons.values()) == rounds[0].rejected
     for reason, n in reasons.items():
         assert history(client, run_mlflow, f"rejected_by/{reason}") == [(0, n)]
-    assert history(client, run_mlflow, "generated") == [(0, rounds[0]["generated"])]
+    assert history(client, run_mlflow, "generated") == [(0, rounds[0].generated)]
     # the best round
     best = store.run(run_id).best_round
     assert got.data.tags["llm2llm.best_round"] == str(best)
     assert history(client, run_mlflow, "best_round") == [(best, best)]
-    assert history(client, run_mlflow, "best/val_acc") == [(best, pytest.approx(store.round(run_id, best)["val_acc"]))]
+    assert history(client, run_mlflow, "best/val_acc") == [(best, pytest.approx(store.round(run_id, best).val_acc))]
     assert got.data.tags["llm2llm.run_id"] == str(run_id) and got.data.tags["llm2llm.logged"] == "1:eval"
     # the chosen round's adapter folder and the config as artifacts
     top = {a.path for a in client.list_artifacts(run_mlflow)}
     assert top == {"config.json", f"round-{best}-adapter"}
     adapter = {Path(a.path).name for a in client.list_artifacts(run_mlflow, f"round-{best}-adapter")}
-    assert adapter == {p.name for p in Path(store.round(run_id, best)["adapter_path"]).iterdir()}
+    assert adapter == {p.name for p in Path(store.round(run_id, best).adapter_path).iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors"} <= adapter
     config = json.loads(Path(client.download_artifacts(run_mlflow, "config.json")).read_text())
     assert config == store.run(run_id).config
@@ -127,8 +127,8 @@ def test_tracking_is_execution_only(finished: dict[str, Any], tiny_run_store: tu
     store, run_id = finished["store"], finished["run_id"]
 
     def results(st: Store, rid: int) -> dict[str, Any]:
-        rounds = [(r["idx"], r["train_size"], r["misses"], r["generated"], r["kept"], r["rejected"], r["seed_acc"],
-                   r["val_acc"], r["test_acc"], round(r["train_loss"], 6)) for r in st.rounds(rid)]
+        rounds = [(r.idx, r.train_size, r.misses, r.generated, r.kept, r.rejected, r.seed_acc,
+                   r.val_acc, r.test_acc, round(r.train_loss, 6)) for r in st.rounds(rid)]
         examples = sorted((e["split"], e["input"], e["answer"], e["status"], e["reason"] or "") for e in st.examples(rid))
         return {"rounds": rounds, "examples": examples, "best": st.run(rid).best_round}
 
@@ -156,7 +156,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run(tiny_gguf: Path, tmp_path: 
     got = client.get_run(first)
     assert got.info.status == "FINISHED" and got.data.tags["llm2llm.logged"] == "0:eval"
     assert history(client, first, "train_size") == [(0, 8)], "the phase before the stop is not sent twice"
-    assert history(client, first, "val_acc") == [(0, pytest.approx(store.round(run_id, 0)["val_acc"]))]
+    assert history(client, first, "val_acc") == [(0, pytest.approx(store.round(run_id, 0).val_acc))]
     assert [e.name for e in client.search_experiments()].count("tiny") == 1
     assert len(client.search_runs([got.info.experiment_id])) == 1
 
@@ -173,7 +173,7 @@ def test_a_server_that_is_down_costs_one_warning_and_no_time(tiny_gguf: Path, tm
     events = [e for e in store.events(run_id) if e.kind == "tracking"]
     assert [(e.level, e.message) for e in events] == [("warning", warnings[0])]
     assert loop.tracking.seconds < 3.0, f"tracking took {loop.tracking.seconds:.1f}s"
-    assert store.run(run_id).best_round == 0 and store.round(run_id, 0)["val_acc"] is not None
+    assert store.run(run_id).best_round == 0 and store.round(run_id, 0).val_acc is not None
 
 
 def sweep_file(tiny_gguf: Path, folder: Path, uri: str) -> Path:
@@ -216,8 +216,8 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_cell(tiny_gguf: Path, tmp_path
     for child in children:
         run_id = int(child.data.tags["llm2llm.run_id"])
         assert mlflow_id(store, run_id) == [child.info.run_id] and child.info.status == "FINISHED"
-        assert child.data.metrics["val_acc"] == pytest.approx(store.round(run_id, 0)["val_acc"])
-        assert child.data.metrics["test_acc"] == pytest.approx(store.round(run_id, 0)["test_acc"])
+        assert child.data.metrics["val_acc"] == pytest.approx(store.round(run_id, 0).val_acc)
+        assert child.data.metrics["test_acc"] == pytest.approx(store.round(run_id, 0).test_acc)
         assert child.data.params["teacher.show_student_answer"] == json.dumps(
             store.run(run_id).config["teacher"]["show_student_answer"])  # the arm's own settings
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
@@ -317,7 +317,7 @@ def test_a_run_reports_to_a_real_server_on_loopback(tiny_gguf: Path, tmp_path: P
         [run_mlflow] = mlflow_id(store, run_id)
         got = client.get_run(run_mlflow)
         assert got.info.status == "FINISHED" and got.data.params["loop.rounds"] == "1"
-        assert history(client, run_mlflow, "val_acc") == [(0, pytest.approx(store.round(run_id, 0)["val_acc"]))]
+        assert history(client, run_mlflow, "val_acc") == [(0, pytest.approx(store.round(run_id, 0).val_acc))]
         assert {a.path for a in client.list_artifacts(run_mlflow)} == {"config.json", "round-0-adapter"}
         stored = list((tmp_path / "artifacts").rglob("adapter_model.safetensors"))
         assert len(stored) == 1, "the adapter went through the server to its artifact store"

@@ -113,7 +113,7 @@ async def test_runs_screen_lists_the_run_and_the_dashboard_shows_its_rounds(tiny
         best = store.run(run_id).best_round
         assert cell(round_table, str(best), "round").startswith(f"{best}*")
         assert cell(round_table, "0", "round").endswith("base")
-        assert cell(round_table, "0", "misses") == str(rounds[0]["misses"])
+        assert cell(round_table, "0", "misses") == str(rounds[0].misses)
         assert dash.query_one(TeacherStream).count == len(teacher_events) > 0
         assert len(dash.query_one(LogPane).lines) >= len(other_events)
         assert "finished" in str(dash.query_one("#phase-text").render())
@@ -144,7 +144,7 @@ async def test_filter_examples(tiny_run_store: tuple[Path, int]) -> None:
     every = store.examples(run_id)
     synthetic = store.examples(run_id, split="synthetic")
     rejected = [e for e in synthetic if e["status"] == "rejected"]
-    last = store.rounds(run_id)[-1]["idx"]
+    last = store.rounds(run_id)[-1].idx
     wrong_seed_last = [p for p in store.predictions(run_id, last) if p["split"] == "seed" and not p["correct"]]
     wrong_seed_0 = [p for p in store.predictions(run_id, 0) if p["split"] == "seed" and not p["correct"]]
     app = L2LApp(path, poll_seconds=0.1)
@@ -175,7 +175,7 @@ async def test_filter_examples(tiny_run_store: tuple[Path, int]) -> None:
         await settle(pilot)
         assert screen.total == len(wrong_seed_last)
         await pick("eval_round", 0)
-        assert screen.total == len(wrong_seed_0) == store.round(run_id, 0)["misses"]
+        assert screen.total == len(wrong_seed_0) == store.round(run_id, 0).misses
         screen.query_one("#flt-text", Input).value = "zzz-no-such-text"
         await pilot.press("slash")
         await pilot.press("enter")
@@ -506,7 +506,7 @@ async def test_start_stop_quit_reopen_and_resume_a_real_worker(fresh_run: tuple[
         await until(pilot, lambda: cell(table, str(run_id), "status") == "stopped", "the table to show it stopped")
         store = Store(path, create=False)
         await until(pilot, lambda: not pid_alive(store.run(run_id).pid), "the worker process to exit")
-        assert store.rounds(run_id)[0]["phase"] != "train", "the phase in flight was finished before stopping"
+        assert store.rounds(run_id)[0].phase != "train", "the phase in flight was finished before stopping"
         await pilot.press("r")
         await until(pilot, lambda: _status(path, run_id) == "running", "the worker to resume")
     # the app is closed: the job goes on
@@ -544,4 +544,4 @@ async def test_a_killed_worker_shows_crashed_with_its_log_and_resumes(fresh_run:
         await until(pilot, lambda: dash.status == "running", "the resumed worker")
         await pilot.press("s")
         await until(pilot, lambda: dash.status == "stopped", "the stop")
-    assert Store(path, create=False).round(run_id, 0)["phase"] != "train"
+    assert Store(path, create=False).round(run_id, 0).phase != "train"

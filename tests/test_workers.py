@@ -159,24 +159,24 @@ def _consistent(store: Store, run_id: int, n_eval: int) -> None:
     with store.snapshot():
         rounds = store.rounds(run_id)
         for r in rounds:
-            idx, phase = r["idx"], r["phase"]
+            idx, phase = r.idx, r.phase
             evaluated = phase in ("augment", "filter", "done")
             preds = store.count("predictions", run_id=run_id, round=idx)
             assert preds == (n_eval if evaluated else 0), (r, preds)
             if evaluated:
-                assert r["val_acc"] is not None and r["seed_acc"] is not None
+                assert r.val_acc is not None and r.seed_acc is not None
             made = store.count("examples", run_id=run_id, origin_round=idx)
-            if phase in ("filter", "done") and r["generated"] is not None:
-                assert made == r["generated"], (r, made)
+            if phase in ("filter", "done") and r.generated is not None:
+                assert made == r.generated, (r, made)
             elif phase in ("train", "eval", "augment"):
                 assert made == 0, (r, made)
-            if phase == "done" and r["kept"] is not None:
+            if phase == "done" and r.kept is not None:
                 kept = store.count("examples", run_id=run_id, origin_round=idx, status="kept")
                 pending = store.count("examples", run_id=run_id, origin_round=idx, status="pending")
-                assert (kept, pending) == (r["kept"], 0), (r, kept, pending)
+                assert (kept, pending) == (r.kept, 0), (r, kept, pending)
         for r in rounds:  # a filtered round and the next round's start are one commit
-            if r["phase"] == "done" and r["kept"] is not None:
-                assert r["idx"] + 1 < len(rounds), r
+            if r.phase == "done" and r.kept is not None:
+                assert r.idx + 1 < len(rounds), r
 
 
 def test_readers_polling_hard_while_a_worker_writes(tiny_gguf: Path, tmp_path: Path) -> None:

@@ -137,14 +137,14 @@ def matched_overrides(arm: Arm, store: Store, reference_run: int | None) -> list
     rounds = store.rounds(reference_run)
     if arm.matched == "steps":
         best = store.run(reference_run).best_round or 0
-        steps = ((rounds[best]["phases"] or {}).get("train") or {}).get("steps")
+        steps = rounds[best].train.get("steps")
         return [f"train.steps={steps}", "train.eval_every=0"] if steps else []
     if arm.matched == "kept":
         # as many kept a round as the reference kept, made for the same kind of targets (its misses, or every seed
         # example when the reference is a write-for-all arm): edits or real rows of what the teacher wrote from
-        kept = [int(r["kept"] or 0) for r in rounds if r["phase"] == "done" and r["kept"] is not None]
+        kept = [r.kept for r in rounds if r.phase == "done" and r.kept is not None]
         targets = store.run(reference_run).config["loop"]["targets"]
         return ([f"loop.keep_limits={kept}", f"loop.rounds={len(kept) + 1}", f"loop.targets={targets}"] if kept
                 else ["loop.rounds=1"])
-    budget = sum(int(((r["phases"] or {}).get("augment") or {}).get("examples_requested") or 0) for r in rounds)
+    budget = sum(r.augment.get("examples_requested") or 0 for r in rounds)
     return [f"loop.teacher_examples={budget}"] if budget else ["loop.rounds=1"]

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from engine.config.schema import RunConfig, apply_overrides, resolve
 from engine.store.db import Store
+from engine.store.rows import Round
 from engine.store.status import RunStatus
 from models.catalog import ProgressFn
 
@@ -57,14 +58,14 @@ def _progress_bar(bar: Progress, task_id: TaskID, name: str) -> ProgressFn:
     return update
 
 
-def accuracy_plot(rounds: list[dict], width: int = 70, height: int = 14) -> str:
+def accuracy_plot(rounds: list[Round], width: int = 70, height: int = 14) -> str:
     """Validation and test accuracy per round as a terminal plot (round 0 = plain fine-tuning)."""
     plotext.clear_figure()
     plotext.plotsize(width, height)
     plotext.theme("clear")
-    xs = [r["idx"] for r in rounds]
-    for key, label in (("val_acc", "validation"), ("test_acc", "test")):
-        ys = [100 * r[key] if r[key] is not None else None for r in rounds]
+    xs = [r.idx for r in rounds]
+    for label, accs in (("validation", [r.val_acc for r in rounds]), ("test", [r.test_acc for r in rounds])):
+        ys = [100 * a if a is not None else None for a in accs]
         points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
         if points:
             plotext.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="braille")
@@ -85,7 +86,7 @@ def control_config(store: Store, run_id: int) -> RunConfig | None:
     if best == 0:
         return None
     cfg = RunConfig.model_validate(run.config)
-    steps = (store.existing_round(run_id, best)["phases"].get("train") or {}).get("steps")
+    steps = store.existing_round(run_id, best).train.get("steps")
     if not steps:
         return None
     doc = cfg.model_dump(mode="json")
@@ -106,10 +107,10 @@ def result_table(store: Store, run_id: int, control_id: int | None = None, width
     control = store.round(control_id, 0) if control_id is not None else None
     if control is not None:
         shown.append((f"plain fine-tuning, same steps (run {control_id})", control))
-    rows = [["validation accuracy %", *(pct(r["val_acc"]) for _, r in shown)],
-            ["test accuracy %", *(pct(r["test_acc"]) for _, r in shown)],
-            ["training examples", *(str(r["train_size"]) for _, r in shown)],
-            ["optimizer steps", *(str((r["phases"].get("train") or {}).get("steps", "-")) for _, r in shown)]]
+    rows = [["validation accuracy %", *(pct(r.val_acc) for _, r in shown)],
+            ["test accuracy %", *(pct(r.test_acc) for _, r in shown)],
+            ["training examples", *(str(r.train_size) for _, r in shown)],
+            ["optimizer steps", *(str(r.train.get("steps", "-")) for _, r in shown)]]
     right: JustifyMethod = "right"
     return fitted_table(["", *(name for name, _ in shown)], rows, width, ["left", *[right] * len(shown)], "demo result")
 

@@ -284,11 +284,11 @@ def finished_twin(store: Store, prepared: Prepared) -> int | None:
 def cell_line(store: Store, label: str, run_id: int, seconds: float | None) -> str:
     """One line for a finished run: chosen round, validation and test accuracy, kept examples, time."""
     run = store.run(run_id)
-    best = store.round(run_id, run.best_round or 0) or {}
+    best = store.round(run_id, run.best_round or 0)
     kept = store.count("examples", run_id=run_id, split="synthetic", status="kept")
     took = seconds if seconds is not None else duration(run)
-    return (f"{label} · run {run_id} · round {run.best_round} chosen · val {pct(best.get('val_acc'))} · "
-            f"test {pct(best.get('test_acc'))} · {kept} kept · {_minutes(took)}")
+    return (f"{label} · run {run_id} · round {run.best_round} chosen · val {pct(best.val_acc if best else None)} · "
+            f"test {pct(best.test_acc if best else None)} · {kept} kept · {_minutes(took)}")
 
 
 def _minutes(seconds: float | None) -> str:

@@ -4,13 +4,13 @@ round and the best round, every figure read from the store."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from engine.config.schema import RunConfig
 from engine.export.dataset_card import _fence
 from engine.export.run_facts import pct, round_counts, student_facts, teacher_facts
 from engine.store.db import Store
-from engine.store.rows import Run
+from engine.store.rows import Round, Run
 from engine.tasks.base import Task
 
 Kind = Literal["adapter", "merged"]
@@ -57,7 +57,7 @@ def _base(cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
-def _training(run: Run, cfg: RunConfig, rounds: list[dict[str, Any]], best: int) -> str:
+def _training(run: Run, cfg: RunConfig, rounds: list[Round], best: int) -> str:
     plan = run.plan or {}
     mode = plan.get("mode")
     said = (f"{_MODES.get(mode, mode)} (`{mode}` on {plan.get('device')}: {plan.get('reason')})" if mode
@@ -73,27 +73,28 @@ def _training(run: Run, cfg: RunConfig, rounds: list[dict[str, Any]], best: int)
              f"- each round: {length}, learning rate {train.learning_rate:g} ({train.scheduler}, warmup {train.warmup_ratio:g}), "
              f"batch {train.batch_size} × {train.grad_accum} accumulated, loss on the response tokens only",
              f"- each round trained from: {start} (loop.retrain_from = {cfg.loop.retrain_from})"]
-    row = next((r for r in rounds if r["idx"] == best), None)
-    details = ((row or {}).get("phases") or {}).get("train") or {}
+    row = next((r for r in rounds if r.idx == best), None)
+    details = row.train if row is not None else {}
     if details.get("steps") is not None:
-        loss = f", mean loss {row['train_loss']:.4f}" if row and row.get("train_loss") is not None else ""
+        loss = f", mean loss {row.train_loss:.4f}" if row is not None and row.train_loss is not None else ""
         run_past = details.get("steps_run")
         chosen = f" (chosen on validation of {run_past} run)" if details.get("selection") and run_past else ""
         lines.append(f"- round {best}: {details['steps']} optimizer steps{chosen}{loss}")
     return "\n".join(lines)
 
 
-def _data(store: Store, run_id: int, cfg: RunConfig, rounds: list[dict[str, Any]], best: int) -> str:
+def _data(store: Store, run_id: int, cfg: RunConfig, rounds: list[Round], best: int) -> str:
     seeds = store.count("examples", run_id=run_id, split="seed")
     counts = round_counts(store, run_id)
     before = sum(c.kept for idx, c in counts.items() if 0 <= idx < best)
-    row = next((r for r in rounds if r["idx"] == best), {})
+    row = next((r for r in rounds if r.idx == best), None)
+    size = row.train_size if row is not None else None
     teacher = teacher_facts(store, run_id, cfg)
     sha = ", ".join(f"`{d}`" for d in teacher.sha256) if teacher.sha256 else f"unknown ({teacher.unknown_why})"
     later = (f"and the {before} new examples rounds 0–{best - 1} kept" if best > 0 else "alone (round 0 is plain "
              "fine-tuning)")
     lines = ["## Data", "",
-             f"- round {best} trained on {row.get('train_size') if row.get('train_size') is not None else 'an unrecorded number of'}"
+             f"- round {best} trained on {size if size is not None else 'an unrecorded number of'}"
              f" examples: the {seeds} seed examples {later}",
              f"- new examples came from: loop.source = {cfg.loop.source} (teacher `{teacher.name}`, backend "
              f"{teacher.backend}, sha256 {sha})",
@@ -102,7 +103,7 @@ def _data(store: Store, run_id: int, cfg: RunConfig, rounds: list[dict[str, Any]
     return "\n".join(lines)
 
 
-def _metrics(store: Store, run_id: int, rounds: list[dict[str, Any]], best: int, cfg: RunConfig) -> str:
+def _metrics(store: Store, run_id: int, rounds: list[Round], best: int, cfg: RunConfig) -> str:
     counts_note = ("test is scored every round (loop.score_test_every_round = true), and never used to choose"
                    if cfg.loop.score_test_every_round else
                    "test is scored only for the round validation chose (–: not scored), and never used to choose")
@@ -111,25 +112,25 @@ def _metrics(store: Store, run_id: int, rounds: list[dict[str, Any]], best: int,
              "the checks kept (they train the next round).", "",
              "| round | train size | seed | validation | test | misses | new kept |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rounds:
-        if r["train_size"] is None and r["val_acc"] is None:
+        if r.train_size is None and r.val_acc is None:
             continue  # a round that never trained
-        mark = "*" if r["idx"] == best else ""
-        lines.append(f"| {r['idx']}{mark} | {r['train_size'] if r['train_size'] is not None else '–'} | {pct(r['seed_acc'])} | "
-                     f"{pct(r['val_acc'])} | {pct(r['test_acc'])} | {r['misses'] if r['misses'] is not None else '–'} | "
-                     f"{kept[r['idx']].kept if r['idx'] in kept else '–'} |")
+        mark = "*" if r.idx == best else ""
+        lines.append(f"| {r.idx}{mark} | {r.train_size if r.train_size is not None else '–'} | {pct(r.seed_acc)} | "
+                     f"{pct(r.val_acc)} | {pct(r.test_acc)} | {r.misses if r.misses is not None else '–'} | "
+                     f"{kept[r.idx].kept if r.idx in kept else '–'} |")
     lines += ["", "\\* the round validation chose."]
     return "\n".join(lines)
 
 
-def _best(rounds: list[dict[str, Any]], best: int) -> str:
-    row = next((r for r in rounds if r["idx"] == best), None)
+def _best(rounds: list[Round], best: int) -> str:
+    row = next((r for r in rounds if r.idx == best), None)
     if row is None:
         return f"## Best round\n\nRound {best}: the store holds no scores for it."
-    first = next((r for r in rounds if r["idx"] == 0), None)
+    first = next((r for r in rounds if r.idx == 0), None)
     plain = ""
     if best != 0 and first is not None:
-        plain = f" Round 0, plain fine-tuning on the seeds: validation {_score(first['val_acc'])}, test {_score(first['test_acc'])}."
-    return f"## Best round\n\nValidation chose round {best}: validation {_score(row['val_acc'])}, test {_score(row['test_acc'])}.{plain}"
+        plain = f" Round 0, plain fine-tuning on the seeds: validation {_score(first.val_acc)}, test {_score(first.test_acc)}."
+    return f"## Best round\n\nValidation chose round {best}: validation {_score(row.val_acc)}, test {_score(row.test_acc)}.{plain}"
 
 
 def _score(value: float | None) -> str:

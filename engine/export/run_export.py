@@ -34,10 +34,10 @@ def best_round(store: Store, run_id: int) -> int:
     best = store.run(run_id).best_round
     if best is not None:
         return int(best)
-    rounds = [r for r in store.rounds(run_id) if r["adapter_path"]]
+    rounds = [r for r in store.rounds(run_id) if r.adapter_path]
     if not rounds:
         raise StoreError(f"run {run_id} has no trained round yet: nothing to export")
-    return int(rounds[-1]["idx"])
+    return rounds[-1].idx
 
 
 def prompt_frame(task: Task) -> tuple[str, str] | None:
@@ -124,7 +124,8 @@ def export_run(store: Store, run_id: int, out_dir: Path, parts: Sequence[str] = 
     written.update(data)
     if data:
         fault_point("export", run_id, "data")
-    adapter = Path((store.round(run_id, best) or {}).get("adapter_path") or out_dir / "missing-adapter")
+    found = store.round(run_id, best)
+    adapter = Path(found.adapter_path) if found is not None and found.adapter_path else out_dir / "missing-adapter"
     if {"adapter", "merged", "gguf", "modelfile"} & set(parts) and not adapter.is_dir():
         raise StoreError(f"run {run_id} round {best}: the adapter folder {adapter} is gone; nothing to export from")
     if "adapter" in parts:

@@ -55,17 +55,16 @@ def round_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
     """One dict per round: sizes, accuracies, kept/rejected, and seconds per phase."""
     rows = []
     for r in store.rounds(run_id):
-        phases = r.get("phases") or {}
         rows.append({
-            "round": r["idx"], "phase": r["phase"], "train_size": r["train_size"], "misses": r["misses"],
-            "generated": r["generated"], "kept": r["kept"], "rejected": r["rejected"],
-            "seed_acc": r["seed_acc"], "val_acc": r["val_acc"], "test_acc": r["test_acc"], "train_loss": r["train_loss"],
-            "reasons": (phases.get("filter") or {}).get("reasons") or {},
-            "flags": (phases.get("filter") or {}).get("flags") or {},
-            "failed_reasons": (phases.get("augment") or {}).get("failed_reasons") or {},
-            "label_mix": (phases.get("train") or {}).get("label_mix") or {},
-            **{f"{p}_s": (phases.get(p) or {}).get("seconds") for p in PHASE_NAMES},
-            **{f"{p}_rss_mb": (phases.get(p) or {}).get("peak_rss_mb") for p in PHASE_NAMES},
+            "round": r.idx, "phase": r.phase, "train_size": r.train_size, "misses": r.misses,
+            "generated": r.generated, "kept": r.kept, "rejected": r.rejected,
+            "seed_acc": r.seed_acc, "val_acc": r.val_acc, "test_acc": r.test_acc, "train_loss": r.train_loss,
+            "reasons": r.filter.get("reasons") or {},
+            "flags": r.filter.get("flags") or {},
+            "failed_reasons": r.augment.get("failed_reasons") or {},
+            "label_mix": r.train.get("label_mix") or {},
+            **{f"{p}_s": r.record(p).get("seconds") for p in PHASE_NAMES},
+            **{f"{p}_rss_mb": r.record(p).get("peak_rss_mb") for p in PHASE_NAMES},
         })
     return rows
 
@@ -234,10 +233,10 @@ def _run_summary(store: Store, run_id: int, width: int) -> Group:
     if run.best_round is not None:
         best = store.existing_round(run_id, run.best_round)
         first = store.existing_round(run_id, 0)
-        plain = (f" (round 0 = plain fine-tuning: test {pct(first['test_acc'])}%)" if first["test_acc"] is not None
+        plain = (f" (round 0 = plain fine-tuning: test {pct(first.test_acc)}%)" if first.test_acc is not None
                  else " (round 0's test score is not taken: loop.score_test_every_round = false)")
-        parts.append(Text(f"best round on validation: {best['idx']} · validation {pct(best['val_acc'])}% · "
-                          f"test {pct(best['test_acc'])}%{plain}"))
+        parts.append(Text(f"best round on validation: {best.idx} · validation {pct(best.val_acc)}% · "
+                          f"test {pct(best.test_acc)}%{plain}"))
     if run.error:
         parts.append(Text(f"error: {run.error}", style="red"))
     return Group(*parts)
@@ -284,8 +283,8 @@ def overhead_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     previous_end: datetime | None = None
     for r in store.rounds(run_id):
-        phases = [p for p in (r.get("phases") or {}).values() if isinstance(p, dict) and p.get("ended")]
-        if not phases or r["phase"] != "done":
+        phases = [p for p in map(r.record, PHASE_NAMES) if p.get("ended")]
+        if not phases or r.phase != "done":
             break
         ends = [datetime.fromisoformat(p["ended"]) for p in phases]
         if previous_end is None:
@@ -294,7 +293,7 @@ def overhead_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
         wall = (max(ends) - previous_end).total_seconds()
         compute = sum(p.get("compute_seconds") or 0.0 for p in phases)
         loads = sum(p.get("load_seconds") or 0.0 for p in phases)
-        rows.append({"round": r["idx"], "wall_s": wall, "compute_s": compute, "load_s": loads,
+        rows.append({"round": r.idx, "wall_s": wall, "compute_s": compute, "load_s": loads,
                      "overhead_s": wall - compute, "overhead_share": (wall - compute) / wall if wall > 0 else None})
         previous_end = max(ends)
     return rows

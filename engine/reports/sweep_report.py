@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.text import Text
 
 from engine.reports.compare import correct_by_text
-from engine.reports.run_report import fitted_table, left_then_right, per_set_deltas
+from engine.reports.run_report import PHASE_NAMES, fitted_table, left_then_right, per_set_deltas
 from engine.store.db import Store, beside_store, private_dir
 from engine.store.rows import Sweep
 from engine.store.status import RunStatus
@@ -119,25 +119,24 @@ def gather(store: Store, sweep_id: int) -> SweepReport:
         run = store.run(run_id)
         rounds = store.rounds(run_id)
         best = run.best_round
-        chosen = rounds[best] if best is not None and best < len(rounds) else {}
+        chosen = rounds[best] if best is not None and best < len(rounds) else None
         rejected: Counter[str] = Counter()
         calls = requested = 0
         seconds = 0.0
         for r in rounds:
-            phases = r.get("phases") or {}
-            rejected.update((phases.get("filter") or {}).get("reasons") or {})
-            augment = phases.get("augment") or {}
-            calls += int(augment.get("requests") or 0)
-            requested += int(augment.get("examples_requested") or 0)
-            seconds += sum(float(p.get("wall_seconds") or p.get("seconds") or 0) for p in phases.values() if isinstance(p, dict))
+            rejected.update(r.filter.get("reasons") or {})
+            calls += r.augment.get("requests") or 0
+            requested += r.augment.get("examples_requested") or 0
+            seconds += sum(float(p.get("wall_seconds") or p.get("seconds") or 0) for p in map(r.record, PHASE_NAMES))
         facts.append(RunFacts(
             arm=cell.arm, seed_set=cell.seed_set, run_id=run_id, status=effective_status(run),
-            best_round=best, val_acc=chosen.get("val_acc"), test_acc=chosen.get("test_acc"), teacher_calls=calls,
+            best_round=best, val_acc=chosen.val_acc if chosen else None, test_acc=chosen.test_acc if chosen else None,
+            teacher_calls=calls,
             examples_requested=requested, kept=store.count("examples", run_id=run_id, split="synthetic", status="kept"),
-            rejected=rejected, minutes=seconds / 60, val_by_round=[r["val_acc"] for r in rounds],
+            rejected=rejected, minutes=seconds / 60, val_by_round=[r.val_acc for r in rounds],
             test_correct=correct_by_text(store, run_id, best, "test") if best is not None else {},
             seed_size=cell.seed_size,
-            steps=((chosen.get("phases") or {}).get("train") or {}).get("steps") if chosen else None))
+            steps=chosen.train.get("steps") if chosen else None))
     return SweepReport(sweep=sweep, runs=facts, arms=sweep.arm_names)
 
 

@@ -36,6 +36,7 @@ from engine.run.scoring import accuracy, is_miss, predict
 from engine.run.signals import Interrupted, Signals, StopRequested
 from engine.run.tracking import RunTracking
 from engine.store.db import Store, now, run_folder
+from engine.store.rows import Round
 from engine.store.status import RunStatus
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
@@ -92,8 +93,8 @@ class Loop:
     def _finish_phase(self, idx: int, phase: str, meter: PhaseMeter, next_phase: str, details: dict[str, Any] | None = None,
                       **fields: Any) -> None:
         """Write the phase's measurements and details and flip the round to its next phase (caller holds the transaction)."""
-        current = self.store.round(self.run_id, idx) or {"phases": {}}
-        phases = dict(current.get("phases") or {})
+        current = self.store.round(self.run_id, idx)
+        phases: dict[str, Any] = dict(current.phases) if current is not None else {}
         # wall_seconds also counts what follows the meter (saving, store writes): the engine's overhead
         phases[phase] = {**meter.result(), "wall_seconds": round(time.perf_counter() - meter.start, 3), "ended": now(),
                          **(details or {})}
@@ -118,7 +119,7 @@ class Loop:
                     self.store.update_run(self.run_id, status=RunStatus.FINISHED, ended=now())
                     self.log("run finished", kind="status")
                     return "finished"
-                idx, phase = current["idx"], current["phase"]
+                idx, phase = current.idx, current.phase
                 getattr(self, f"_phase_{phase}")(idx)
                 self.tracking.phase_done()
                 fault_point(phase, idx, "done")
@@ -160,14 +161,14 @@ class Loop:
             pass
         return RunFailed(f"run {self.run_id} failed: {cause}" + (f" (traceback in {log})" if logged else ""))
 
-    def _current_round(self) -> dict[str, Any] | None:
+    def _current_round(self) -> Round | None:
         rounds = self.store.rounds(self.run_id)
         if not rounds:
             with self.store.transaction():
                 self.store.upsert_round(self.run_id, 0, phase="train")
             return self.store.round(self.run_id, 0)
         last = rounds[-1]
-        return None if last["phase"] == "done" else last
+        return None if last.phase == "done" else last
 
     # train --------------------------------------------------------------------------------------
     def _training_examples(self, idx: int) -> list[dict[str, Any]]:
@@ -182,7 +183,7 @@ class Loop:
         staging = staging_folder(adapter_dir)
         init = None
         if self.cfg.loop.retrain_from == "previous" and idx > 0:
-            init = self.store.existing_round(self.run_id, idx - 1)["adapter_path"]
+            init = self.store.existing_round(self.run_id, idx - 1).adapter_path
         synthetic = sum(1 for r in rows if r["split"] == "synthetic")
         self.log(f"round {idx}: training on {len(pairs)} examples ({synthetic} synthetic)", kind="phase")
         with PhaseMeter() as meter:
@@ -252,7 +253,7 @@ class Loop:
         round_row = self.store.existing_round(self.run_id, idx)
         splits = self._eval_splits(idx)
         with PhaseMeter() as meter:
-            student = self.models.student(meter, adapter=round_row["adapter_path"])
+            student = self.models.student(meter, adapter=round_row.adapter_path)
             t0 = time.perf_counter()
             predictions = self._predict(scorer_of(student), idx, [r for rows in splits.values() for r in rows])
             meter.mark("compute", time.perf_counter() - t0)
@@ -281,7 +282,7 @@ class Loop:
             return "no misses left"
         patience = self.cfg.loop.patience
         if patience and val_acc is not None:
-            history = [r["val_acc"] for r in self.store.rounds(self.run_id) if r["idx"] < idx and r["val_acc"] is not None]
+            history = [r.val_acc for r in self.store.rounds(self.run_id) if r.idx < idx and r.val_acc is not None]
             if len(history) >= patience and max(history[-patience:] + [val_acc]) <= max(history[:-patience] or [-1.0]):
                 return f"validation accuracy has not improved for {patience} rounds"
         return None
@@ -500,7 +501,7 @@ class Loop:
             details: dict[str, Any] = {"reasons": dict(reasons), "flags": dict(decisions.flags), **verify_stats}
             if self.task.kind in ("classification", "multiple_choice"):
                 details["label_mix_after"] = dict(sorted(mix.items()))
-            calls = int(((self.store.existing_round(self.run_id, idx)["phases"] or {}).get("augment") or {}).get("requests") or 0)
+            calls = self.store.existing_round(self.run_id, idx).augment.get("requests") or 0
             details.update(kept_share=round(kept / len(pending), 4) if pending else None,
                            kept_per_call=round(kept / calls, 4) if calls else None)  # calls: the teacher's write calls
             self._finish_phase(idx, "filter", meter, "done", kept=kept, rejected=len(decisions.rejected), details=details)
@@ -553,22 +554,22 @@ class Loop:
     # report -------------------------------------------------------------------------------------
     def _report(self) -> None:
         """Pick the best round on validation (earliest on ties) and make sure its test score exists."""
-        rounds = [r for r in self.store.rounds(self.run_id) if r["val_acc"] is not None]
+        rounds = [r for r in self.store.rounds(self.run_id) if r.val_acc is not None]
         if not rounds:
             return
-        best = max(rounds, key=lambda r: (r["val_acc"], -r["idx"]))
-        if best["test_acc"] is None:
+        best = max(rounds, key=lambda r: (r.val_acc or 0.0, -r.idx))
+        if best.test_acc is None:
             test = self._limited("test", self.cfg.eval.test_limit)
             if test:
                 with PhaseMeter() as meter:
-                    student = self.models.student(meter, adapter=best["adapter_path"])
-                    preds = self._predict(scorer_of(student), best["idx"], test)
+                    student = self.models.student(meter, adapter=best.adapter_path)
+                    preds = self._predict(scorer_of(student), best.idx, test)
                 with self.store.transaction():
                     self.store.insert_predictions(preds)
-                    self.store.upsert_round(self.run_id, best["idx"], test_acc=accuracy(preds))
-        self.store.update_run(self.run_id, best_round=best["idx"])
-        best = self.store.existing_round(self.run_id, best["idx"])
-        self.log(f"best round on validation: {best['idx']} (validation {_pct(best['val_acc'])}, test {_pct(best['test_acc'])})", kind="status")
+                    self.store.upsert_round(self.run_id, best.idx, test_acc=accuracy(preds))
+        self.store.update_run(self.run_id, best_round=best.idx)
+        best = self.store.existing_round(self.run_id, best.idx)
+        self.log(f"best round on validation: {best.idx} (validation {_pct(best.val_acc)}, test {_pct(best.test_acc)})", kind="status")
 
 
 def _targets_noun(targets: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from engine.config.schema import RunConfig
 from engine.store.db import Store
+from engine.store.rows import Round
 from engine.store.status import RunStatus
 
 T = TypeVar("T")
@@ -78,13 +79,14 @@ def _millis(iso: str | None) -> int:
     return int(time.time() * 1000)
 
 
-def phase_metrics(round_row: dict[str, Any], phase: str) -> dict[str, float]:
+def phase_metrics(round_row: Round, phase: str) -> dict[str, float]:
     """What one finished phase of a round measured, as metric name → value (a name is never the folder of another:
     the file store keeps `a/b` in a folder `a`)."""
-    details = (round_row.get("phases") or {}).get(phase) or {}
+    details = round_row.record(phase)
     fields = {"train": ("train_size", "train_loss"), "eval": ("seed_acc", "val_acc", "test_acc", "misses"),
               "augment": ("generated",), "filter": ("kept", "rejected")}[phase]
-    out = {name: float(round_row[name]) for name in fields if round_row.get(name) is not None}
+    values = {name: getattr(round_row, name) for name in fields}
+    out = {name: float(value) for name, value in values.items() if value is not None}
     if phase == "train" and details.get("steps") is not None:
         out["train_steps"] = float(details["steps"])
     if phase == "filter":
@@ -262,12 +264,12 @@ class RunTracking(Tracking):
         last = self.logged
         for row in self.store.rounds(self.run_id):
             for number, phase in enumerate(PHASES):
-                done = (row.get("phases") or {}).get(phase)
-                if done is None or (row["idx"], number) <= self.logged:
+                done = row.record(phase)
+                if not done or (row.idx, number) <= self.logged:
                     continue
                 stamp = _millis(done.get("ended"))
-                points += [Metric(k, v, stamp, row["idx"]) for k, v in phase_metrics(row, phase).items()]
-                last = max(last, (row["idx"], number))
+                points += [Metric(k, v, stamp, row.idx) for k, v in phase_metrics(row, phase).items()]
+                last = max(last, (row.idx, number))
         if last == self.logged:
             return
         starts = range(0, max(len(points), 1), METRICS_PER_CALL)
@@ -288,19 +290,20 @@ class RunTracking(Tracking):
             self._finish(mlflow_id, self.store.existing_round(self.run_id, best))
         self.client.set_terminated(mlflow_id, MLFLOW_STATUS[RunStatus(status)])
 
-    def _finish(self, mlflow_id: str, best: dict[str, Any]) -> None:
+    def _finish(self, mlflow_id: str, best: Round) -> None:
         """The best round as metrics and a tag, its test score at its step, its adapter and any report PNG."""
         from mlflow.entities import Metric, RunTag
 
         stamp = _millis(self.store.run(self.run_id).ended)
-        idx = int(best["idx"])
+        idx = best.idx
         values = {"best_round": float(idx)}
-        values.update({f"best/{k}": float(best[k]) for k in ("seed_acc", "val_acc", "test_acc") if best.get(k) is not None})
+        scores = {"seed_acc": best.seed_acc, "val_acc": best.val_acc, "test_acc": best.test_acc}
+        values.update({f"best/{k}": float(v) for k, v in scores.items() if v is not None})
         points = [Metric(k, v, stamp, idx) for k, v in values.items()]
-        if not self.cfg.loop.score_test_every_round and best.get("test_acc") is not None:  # scored at the end only
-            points.append(Metric("test_acc", float(best["test_acc"]), stamp, idx))
+        if not self.cfg.loop.score_test_every_round and best.test_acc is not None:  # scored at the end only
+            points.append(Metric("test_acc", float(best.test_acc), stamp, idx))
         self.client.log_batch(mlflow_id, metrics=points, tags=[RunTag("llm2llm.best_round", str(idx))])
-        adapter = Path(best["adapter_path"]) if best.get("adapter_path") else None
+        adapter = Path(best.adapter_path) if best.adapter_path else None
         if adapter is not None and adapter.is_dir():
             self.client.log_artifacts(mlflow_id, str(adapter), f"round-{idx}-adapter")
             for png in sorted(adapter.parents[1].glob("*.png")):  # the run's folder

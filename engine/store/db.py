@@ -20,6 +20,7 @@ from engine.store.rows import (
     ExampleListing,
     ExampleOptions,
     Progress,
+    Round,
     Run,
     RunListing,
     Sweep,
@@ -302,19 +303,19 @@ class Store:
                         "WHERE id = ?", [RunStatus.RUNNING, pid, pid_started, host, now(), row_id])
 
     # rounds -----------------------------------------------------------------------------------
-    def rounds(self, run_id: int) -> list[dict[str, Any]]:
-        """Rounds of a run in order, phase timings decoded."""
+    def rounds(self, run_id: int) -> list[Round]:
+        """Rounds of a run in order."""
         rows = self.db.query("SELECT * FROM rounds WHERE run_id = ? ORDER BY idx", [run_id])
-        return [_decode(row, ("phases",)) for row in rows]
+        return [Round.from_row(row) for row in rows]
 
-    def round(self, run_id: int, idx: int) -> dict[str, Any] | None:
+    def round(self, run_id: int, idx: int) -> Round | None:
         """One round, or None."""
         rows = self.db.query("SELECT * FROM rounds WHERE run_id = ? AND idx = ?", [run_id, idx])
         for row in rows:
-            return _decode(row, ("phases",))
+            return Round.from_row(row)
         return None
 
-    def existing_round(self, run_id: int, idx: int) -> dict[str, Any]:
+    def existing_round(self, run_id: int, idx: int) -> Round:
         """One round that the caller knows was written."""
         row = self.round(run_id, idx)
         if row is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, cast
 
 
 def _json(value: Any, empty: Any = None) -> Any:
@@ -303,3 +303,133 @@ class TeacherCall:
     def reply(self) -> str | None:
         """The reply's text when the call succeeded, else None."""
         return self.response if self.ok else None
+
+
+class PhaseRecord(TypedDict, total=False):
+    """What every phase records when it commits: its time and memory."""
+
+    seconds: float
+    wall_seconds: float
+    compute_seconds: float
+    load_seconds: float
+    peak_rss_mb: float
+    ended: str
+
+
+class TrainRecord(PhaseRecord, total=False):
+    """The train phase: steps (chosen on validation when `selection` is set), tokens, threads and the label mix."""
+
+    steps: int  # the optimizer steps of the kept adapter: the one source of a round's step count
+    steps_run: int
+    selection: list[list[float]]  # [step, validation accuracy] at every look
+    threads: list[int]
+    tokens: int
+    tokens_per_s: float
+    final_loss: float
+    trainable_params: int
+    label_mix: dict[str, int]
+    processes: int
+
+
+class EvalRecord(PhaseRecord, total=False):
+    """The eval phase: the answers the student gave on validation, by answer."""
+
+    validation_answers: dict[str, int]
+
+
+class AugmentRecord(PhaseRecord, total=False):
+    """The augment phase: what was asked of the source (teacher, pool, eda, oracle) and what came back."""
+
+    source: str
+    requests: int
+    examples_requested: int
+    targets: str
+    target_misses: int
+    cache_hits: int
+    failed_calls: int
+    failed_reasons: dict[str, int]
+    tokens_out: int
+    tokens_per_s: float
+    copy_calls: int
+    copy_call_share: float
+    hot_retries: int
+    hot_copy_calls: int
+    hot_temperature: float | None
+    pool_rows: int
+    pool_taken_before: int
+
+
+class FilterRecord(PhaseRecord, total=False):
+    """The filter phase: rejections by reason, the verification calls and the kept share."""
+
+    reasons: dict[str, int]
+    flags: dict[str, int]
+    verify_calls: int
+    verify_cache_hits: int
+    verify_seconds: float
+    label_mix_after: dict[str, int]
+    kept_share: float
+    kept_per_call: float | None
+
+
+class Phases(TypedDict, total=False):
+    """A round's phase records, keyed by phase: the `phases` JSON column, typed."""
+
+    train: TrainRecord
+    eval: EvalRecord
+    augment: AugmentRecord
+    filter: FilterRecord
+
+
+@dataclass(frozen=True)
+class Round:
+    """A row of `rounds`: the phase it is in, its counts and accuracies, and a record per finished phase."""
+
+    run_id: int
+    idx: int
+    phase: str
+    train_size: int | None
+    seed_acc: float | None
+    val_acc: float | None
+    test_acc: float | None
+    misses: int | None
+    generated: int | None
+    kept: int | None
+    rejected: int | None
+    adapter_path: str | None
+    train_loss: float | None
+    phases: Phases
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Round:
+        """The round of a `rounds` row."""
+        return cls(run_id=int(row["run_id"]), idx=int(row["idx"]), phase=row["phase"], train_size=row["train_size"],
+                   seed_acc=row["seed_acc"], val_acc=row["val_acc"], test_acc=row["test_acc"], misses=row["misses"],
+                   generated=row["generated"], kept=row["kept"], rejected=row["rejected"],
+                   adapter_path=row["adapter_path"], train_loss=row["train_loss"],
+                   phases=cast(Phases, _json(row["phases"], {}) or {}))
+
+    def record(self, phase: str) -> Mapping[str, Any]:
+        """A phase's record by name (empty before it ended): for code that walks every phase."""
+        records = cast(Mapping[str, Mapping[str, Any]], self.phases)
+        return records.get(phase) or {}
+
+    @property
+    def train(self) -> TrainRecord:
+        """The train phase's record (empty before it ended)."""
+        return self.phases.get("train") or {}
+
+    @property
+    def eval(self) -> EvalRecord:
+        """The eval phase's record (empty before it ended)."""
+        return self.phases.get("eval") or {}
+
+    @property
+    def augment(self) -> AugmentRecord:
+        """The augment phase's record (empty before it ended, and in the last round)."""
+        return self.phases.get("augment") or {}
+
+    @property
+    def filter(self) -> FilterRecord:
+        """The filter phase's record (empty before it ended, and in the last round)."""
+        return self.phases.get("filter") or {}
