@@ -20,11 +20,11 @@ from engine.store.db import Store
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(config: Path, address: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """The `l2l sweep` driver in a process of its own, connected to the cluster at `address`."""
+def sweep(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The `l2l sweep` driver in a process of its own (with `--ray ADDRESS` in `extra`: connected to the cluster)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("L2L_FAULT")}  # faults are for the workers
     code = "import sys\nfrom l2l_tui.cli import main\nsys.argv = ['l2l', *sys.argv[1:]]\nmain()"
-    return subprocess.run([sys.executable, "-c", code, "sweep", str(config), "--ray", address, *extra],
+    return subprocess.run([sys.executable, "-c", code, "sweep", str(config), *extra],
                           env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=900)
 
 
@@ -51,7 +51,7 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
 
-        first = sweep(config, cluster.address)
+        first = sweep(config, "--ray", cluster.address)
         assert first.returncode == 0, first.stderr[-4000:]
         assert (tmp_path / "killed").exists(), "no worker was killed"
         done = re.findall(r"· (llm2llm|plain) · run \d+ .*· on \S+ \(node (\w+)\) · (\d+) teacher calls paid",
@@ -66,10 +66,7 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
         calls = store.count("teacher_calls")
 
         # the same sweep here without Ray: the same rounds, kept examples and accuracies, and the same calls asked
-        env = {k: v for k, v in os.environ.items() if not k.startswith("L2L_FAULT")}
-        code = "import sys\nfrom l2l_tui.cli import main\nsys.argv = ['l2l', *sys.argv[1:]]\nmain()"
-        local = subprocess.run([sys.executable, "-c", code, "sweep", str(config), "--store", str(tmp_path / "local.db")],
-                               env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=900)
+        local = sweep(config, "--store", str(tmp_path / "local.db"))
         assert local.returncode == 0, local.stderr[-4000:]
         there = Store(tmp_path / "local.db", create=False)
         numbers = "SELECT idx, train_size, seed_acc, val_acc, test_acc, misses, kept, train_loss FROM rounds WHERE run_id = ?"
@@ -85,7 +82,7 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
         store.close()
 
         # another experiment by name only: not a finished twin, so it runs again, asking exactly the cached calls
-        again = sweep(config, cluster.address, "--set", "name=tiny-again")
+        again = sweep(config, "--ray", cluster.address, "--set", "name=tiny-again")
         assert again.returncode == 0, again.stderr[-4000:]
         paid = re.findall(r"· (\d+) teacher calls paid", again.stderr)
         assert paid == ["0"] * 4, again.stderr[-4000:]
