@@ -222,7 +222,7 @@ def run_summary(store: Store, run_id: int, width: int = 120) -> Group:
 def _run_summary(store: Store, run_id: int, width: int) -> Group:
     run = store.run(run_id)
     cfg = run.config
-    head = Text.assemble((f"run {run_id} ", "bold"), f"{run.name} · {effective_status(run)} · task {cfg['task'].get('preset') or cfg['task'].get('kind')}"
+    head = Text.assemble((f"run {run_id} ", "bold"), f"{run.name} · {effective_status(run)} · task {run.task_name}"
                          f" · student {cfg['student']['model']} · teacher {cfg['teacher']['model']}")
     parts: list[Any] = [head]
     if run.plan:

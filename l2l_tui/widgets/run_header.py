@@ -17,9 +17,8 @@ def header_markup(run: Run | None, status: str, rows: list[dict[str, Any]], froz
     if run is None:
         return f"[bold red]this run is gone from the store[/] ({status})"
     cfg = run.config
-    task = cfg["task"].get("preset") or cfg["task"].get("kind")
     done = sum(1 for r in rows if r["phase"] == "done")
-    lines = [f"[bold]run {run.id}[/] {escape(run.name)} · {status_markup(status)} · task [bold]{escape(str(task))}[/]"
+    lines = [f"[bold]run {run.id}[/] {escape(run.name)} · {status_markup(status)} · task [bold]{escape(run.task_name)}[/]"
              f" · rounds {done}/{cfg['loop']['rounds']} · started {local_time(run.created, frozen)}"]
     models = f"student {escape(short_model(cfg['student']['model']))} → teacher {escape(short_model(cfg['teacher']['model']))}"
     if run.plan:
