@@ -66,6 +66,30 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
         assert calls[row["teacher_call"]]["purpose"] == "verify", "labelled by the blind verification call"
     assert len({r["meta"]["pool_row"] for r in rows}) == len(rows), "a pool row is proposed once per run"
 
+    # a sweep shares this finished run with a cell whose pool is the same texts at another path (a worktree, a copied
+    # project), and with no cell whose pool differs
+    from engine.experiments.sweep import finished_twin
+
+    moved = tmp_path / "elsewhere" / POOL.name
+    moved.parent.mkdir()
+    moved.write_bytes(POOL.read_bytes())
+    assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) == run_id
+    moved.write_text("\n".join(POOL.read_text(encoding="utf-8").splitlines()[:-1]) + "\n", encoding="utf-8")
+    assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) is None
+
+
+def test_data_unlabeled_counts_only_where_a_run_draws_from_it() -> None:
+    from engine.experiments.sweep import config_without_paths
+
+    def key(source: str, path: str, digest: str | None = None) -> str:
+        notes = {"unlabeled": {"digest": digest}} if digest else {}
+        return config_without_paths({"data": {"unlabeled": path}, "loop": {"source": source}}, notes)
+
+    assert key("teacher", "/a/pool.jsonl") == key("teacher", "/b/pool.jsonl") == config_without_paths(
+        {"data": {}, "loop": {"source": "teacher"}}), "the teacher's runs never read the pool"
+    assert key("pool", "/a/pool.jsonl", "d1") == key("pool", "/b/pool.jsonl", "d1") != key("pool", "/a/pool.jsonl", "d2")
+    assert key("pool", "/a/pool.jsonl") != key("pool", "/b/pool.jsonl"), "a run from before digests keeps its path"
+
 
 def test_pool_random_draws_other_rows_than_nearest(tiny_gguf: Path, tmp_path: Path) -> None:
     from engine.config.schema import resolve

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,11 @@ class UnlabeledPool:
     dropped_repeats: int = 0  # a text already earlier in the pool
     dropped_language: int = 0  # confidently in another language than the seeds
     notes: list[str] = field(default_factory=list)  # one line each, for the run log and the CLI
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the usable texts in order: what the pool is, wherever its file lies."""
+        return hashlib.sha256(json.dumps(self.texts, ensure_ascii=False).encode()).hexdigest()
 
 
 def load_unlabeled(cfg: RunConfig, task: Task, split_texts: Sequence[str], seed_texts: Sequence[str]) -> UnlabeledPool:

@@ -132,10 +132,10 @@ def _rows(db: sqlite_utils.Database, sql: str, args: list[Any] | tuple[Any, ...]
     return [dict(row) for row in db.query(sql, args)]
 
 
-def fingerprint(config: dict[str, Any], hashes: dict[str, list[str]], status: str) -> str:
-    """What makes two runs the same run: the resolved config without paths, the sorted content hashes of the seed,
-    validation and test examples, and the status."""
-    payload = json.dumps([config_without_paths(config), {s: sorted(hashes.get(s, [])) for s in SPLITS}, status],
+def fingerprint(config: dict[str, Any], notes: dict[str, Any], hashes: dict[str, list[str]], status: str) -> str:
+    """What makes two runs the same run: the resolved config without paths (with the data notes that name the
+    unlabeled pool's digest), the sorted content hashes of the seed, validation and test examples, and the status."""
+    payload = json.dumps([config_without_paths(config, notes), {s: sorted(hashes.get(s, [])) for s in SPLITS}, status],
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -145,8 +145,8 @@ def _run_fingerprint(db: sqlite_utils.Database, run: dict[str, Any]) -> str:
     for split, digest in db.execute("SELECT split, content_hash FROM examples WHERE run_id = ? AND split IN (?, ?, ?)",
                                     [run["id"], *SPLITS]).fetchall():
         hashes[split].append(digest)
-    config = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"]
-    return fingerprint(config, hashes, run["status"])
+    typed = Run.from_row(run)
+    return fingerprint(typed.config, typed.splits, hashes, typed.status)
 
 
 def _live(row: Owned) -> bool:
@@ -168,7 +168,7 @@ class _Merger:
 
     def _fingerprints(self, name: str) -> dict[str, int]:
         if name not in self._prints:
-            runs = _rows(self.db, "SELECT id, config, status FROM runs WHERE name = ? ORDER BY id", [name])
+            runs = _rows(self.db, "SELECT * FROM runs WHERE name = ? ORDER BY id", [name])
             self._prints[name] = {}
             for run in runs:
                 self._prints[name].setdefault(_run_fingerprint(self.db, run), int(run["id"]))

@@ -255,10 +255,15 @@ def _cell_run(store: Store, sweep: Sweep, seed_set: int, arm: Arm, seed_size: in
     return run_id
 
 
-def config_without_paths(config: dict[str, Any]) -> str:
+def config_without_paths(config: dict[str, Any], notes: dict[str, Any] | None = None) -> str:
     """A resolved config as canonical JSON without the store's and the data files' paths (a copied or moved project is
-    the same experiment; the split texts are compared apart) and without the execution-only settings."""
+    the same experiment; the split texts are compared apart) and without the execution-only settings. data.unlabeled
+    counts only where the run draws from it, and then by its texts' digest (in the run's data notes) when it has one."""
     data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_FILES}
+    if config.get("loop", {}).get("source") != "pool":
+        data.pop("unlabeled", None)
+    elif digest := ((notes or {}).get("unlabeled") or {}).get("digest"):
+        data["unlabeled"] = digest
     doc = {**{k: v for k, v in config.items() if k != "store"}, "data": data}
     for section, key in EXECUTION_ONLY:
         doc[section] = {k: v for k, v in doc.get(section, {}).items() if k != key}
@@ -269,11 +274,12 @@ def finished_twin(store: Store, prepared: Prepared) -> int | None:
     """A finished run of the store with the same resolved config (wherever the store and data files were) and the
     same seed, validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is
     shared instead of computed again."""
-    config_json = config_without_paths(prepared.cfg.model_dump(mode="json"))
+    config_json = config_without_paths(prepared.cfg.model_dump(mode="json"), prepared.splits.notes)
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
     for run_id in store.finished_runs_named(prepared.cfg.name):
-        if config_without_paths(store.run(run_id).config) != config_json:
+        run = store.run(run_id)
+        if config_without_paths(run.config, run.splits) != config_json:
             continue
         if all(sorted(e["content_hash"] for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):

@@ -46,7 +46,7 @@ def prepare(cfg: RunConfig, *, check_models: bool = True) -> Prepared:
 
         pool = load_unlabeled(cfg, task, [ex.input for part in (splits.seed, splits.validation, splits.test) for ex in part],
                               [ex.input for ex in splits.seed])
-        splits.notes["unlabeled"] = {"file": str(pool.path), "usable": len(pool.texts),
+        splits.notes["unlabeled"] = {"file": str(pool.path), "digest": pool.digest, "usable": len(pool.texts),
                                      "dropped_as_split": pool.dropped_as_split, "dropped_repeats": pool.dropped_repeats,
                                      "dropped_language": pool.dropped_language}
         if pool.notes:
