@@ -1,7 +1,8 @@
 """`l2l sweep --ray ADDRESS` on a real Ray cluster of two worker nodes on this machine (ray.cluster_utils.Cluster):
-a 2-arm x 2-seed-set sweep runs its cells on both nodes, a worker killed mid-cell is run again, and the sweep ends
-with every cell once and the same rounds, kept examples and accuracies as the same sweep run here without Ray; a
-second sweep whose calls the store already holds pays the teacher for none of them."""
+a 2-arm x 2-seed-set sweep runs its cells on both nodes, a worker killed mid-augment (two teacher calls paid) is run
+again without paying those two again, and the sweep ends with every cell once and the same rounds, kept examples and
+accuracies as the same sweep run here without Ray; a second sweep whose calls the store already holds pays the
+teacher for none of them."""
 
 from __future__ import annotations
 
@@ -36,14 +37,16 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
     doc = tiny_config_doc(tiny_gguf, tmp_path / "l2l.db")
     doc["loop"]["score_test_every_round"] = False
     doc["data"].update(validation_size=4, test_size=4)
+    doc["teacher"]["parallel"] = 1  # a sequential teacher: a retried cell's later replies are the texts a local run gets
     doc["sweep"] = {"arms": ["llm2llm", "plain"], "seed_sets": 2}  # the llm2llm cells wait on nothing: one per node
     config = tmp_path / "sweep.toml"
     config.write_text(tomli_w.dumps(doc), encoding="utf-8")
 
-    # the nodes' workers inherit this environment: this checkout's code, and the first worker to reach training dies
+    # the nodes' workers inherit this environment: this checkout's code, and the first worker to have two of its
+    # augmentation calls committed dies
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("RAY_worker_register_timeout_seconds", "600")
-    monkeypatch.setenv("L2L_FAULT", "train:0:kill")
+    monkeypatch.setenv("L2L_FAULT", "augment:0:reply2:kill")
     monkeypatch.setenv("L2L_FAULT_ONCE", str(tmp_path / "killed"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:
@@ -64,6 +67,9 @@ def test_two_nodes_share_the_cells_a_dead_worker_is_run_again_and_no_call_is_pai
         assert sorted(cells) == [("llm2llm", 0), ("llm2llm", 1), ("plain", 0), ("plain", 1)], "every cell once"
         assert len(store.runs()) == 4 and all(r.status == "finished" for r in store.runs())
         calls = store.count("teacher_calls")
+        judged = store.db.execute("SELECT COUNT(*) FROM teacher_calls WHERE run_id IS NULL").fetchone()[0]
+        assert calls == judged + sum(int(paid) for *_, paid in done) + 2, \
+            "the two calls the killed worker paid reached the store once, and its retry did not pay them again"
 
         # the same sweep here without Ray: the same rounds, kept examples and accuracies, and the same calls asked
         local = sweep(config, "--store", str(tmp_path / "local.db"))

@@ -4,7 +4,9 @@ worker; the driver, the one writer of the sweep's store, merges each cell's stor
 Workers need llm2llm installed and the config's data and model files at the same paths as the driver (a shared
 read-only folder or the same layout on every node); the SQLite store never leaves the driver's disk. A matched arm
 (plain's steps, one_shot's budget) is sent once its reference cell is merged, as a local sweep orders them. The
-sweep's teacher calls go with each cell, so a call another cell (or an earlier sweep) paid for is not paid again."""
+sweep's teacher calls go with each cell, so a call another cell (or an earlier sweep) paid for is not paid again; a
+cell's worker also hands each call it pays to a ledger on the driver's node as it is paid, so a cell whose worker died
+mid-augment is run again without paying those calls twice."""
 
 from __future__ import annotations
 
@@ -55,10 +57,26 @@ class CellTiming:
                 f"fetched in {self.fetch:.2f} s, merged in {self.merge:.2f} s)")
 
 
-def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[TeacherCall]) -> dict[str, Any]:
+class CallLedger:
+    """A Ray actor on the driver's node: the teacher calls each cell's workers paid in this sweep, handed over as each
+    was committed there; a cell sent again after its worker died is answered from its own."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, dict[str, dict[str, Any]]] = {}  # cell → key → call
+
+    def add(self, cell: str, call: dict[str, Any]) -> None:
+        """Keep one call a cell paid."""
+        self._calls.setdefault(cell, {})[call["key"]] = call
+
+    def calls(self, cell: str) -> list[dict[str, Any]]:
+        """The calls a cell paid so far, in every try of it."""
+        return list(self._calls.get(cell, {}).values())
+
+
+def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[TeacherCall], ledger: Any) -> dict[str, Any]:
     """On a worker: one cell's run to the end in a store of its own (kept on the worker with the run's adapters), the
-    sweep row and the cell filed in it, the sweep's teacher calls cached there first; returns that store's bytes, the
-    run's status, where it ran and how many teacher calls it paid."""
+    sweep row and the cell filed in it, the sweep's teacher calls and the ledger's cached there first, each call it
+    pays handed to the ledger; returns that store's bytes, the run's status, where it ran and how many calls it paid."""
     import ray
 
     from engine.config.schema import RunConfig
@@ -68,12 +86,19 @@ def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[T
 
     cfg = RunConfig.model_validate_json(config_json)
     size = f"-n{cell['seed_size']}" if cell["seed_size"] else ""
-    folder = l2l_home() / "ray-cells" / sweep.digest / f"{cell['arm']}{size}-set{cell['seed_set']}-{uuid.uuid4().hex[:8]}"
+    name = f"{cell['arm']}{size}-set{cell['seed_set']}"
+    folder = l2l_home() / "ray-cells" / sweep.digest / f"{name}-{uuid.uuid4().hex[:8]}"
     store = Store(folder / "l2l.db")
     try:
         with store.transaction():
             for call in calls:
                 store.save_teacher_call(asdict(call))
+            known = {call.key for call in calls}
+            for row in ray.get(ledger.calls.remote(name)):  # paid by an earlier try of this cell
+                if row["key"] not in known:
+                    store.save_teacher_call(row)
+        cached = store.count("teacher_calls")
+        store.on_call_saved = lambda row: ray.get(ledger.add.remote(name, row))  # waited for: a kill loses none
         run_id = create_run(store, prepare(cfg))
         with store.transaction():
             sweep_id = store.create_sweep(sweep.name, sweep.doc, sweep.arms, sweep.seed_sets, sweep.digest,
@@ -86,7 +111,7 @@ def run_cell(sweep: Sweep, cell: dict[str, Any], config_json: str, calls: list[T
         except L2LError as err:  # the run's failure is in its row; the driver reports it
             status, error = RunStatus.FAILED, str(err)
         run_seconds = time.perf_counter() - began
-        paid = store.count("teacher_calls") - len(calls)
+        paid = store.count("teacher_calls") - cached
         store.checkpoint()
     finally:
         store.close()
@@ -112,6 +137,7 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
     failed: list[str] = []
     ray: ModuleType | None = None
     remote: Any = None
+    ledger: Any = None
     cache: tuple[int, Any] | None = None  # (calls in the sweep's cache, those calls in Ray's object store)
     try:
         while todo or pending:
@@ -136,11 +162,11 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
                     on_line(cell_line(store, labels[cell], twin, None) + " (already finished)")
                     continue
                 if ray is None:
-                    ray, remote = _connect(address)
+                    ray, remote, ledger = _connect(address)
                 row = {"arm": arm.name, "seed_set": seed_set, "seed_size": size, "overrides": overrides}
                 if cache is None or cache[0] != store.count("teacher_calls"):  # put again only when merges added calls
                     cache = (store.count("teacher_calls"), ray.put(store.teacher_calls()))
-                pending[remote.remote(sweep, row, cfg.to_json(), cache[1])] = (cell, time.perf_counter())
+                pending[remote.remote(sweep, row, cfg.to_json(), cache[1], ledger)] = (cell, time.perf_counter())
             if not pending:
                 if failed or not todo:
                     break
@@ -193,8 +219,9 @@ def run_sweep_ray(store: Store, sweep_id: int, address: str, *, on_line: Line) -
     return "finished"
 
 
-def _connect(address: str) -> tuple[ModuleType, Any]:
-    """Ray connected (or started, for 'local') and run_cell as a task: one CPU, and one GPU where the cluster has any.
+def _connect(address: str) -> tuple[ModuleType, Any, Any]:
+    """Ray connected (or started, for 'local'), run_cell as a task (one CPU, and one GPU where the cluster has any) and
+    the sweep's call ledger, pinned to the driver's node (a worker node that dies does not take it along).
     A task whose worker or node dies is run again (twice at most, wherever Ray has room); a run that fails for a
     reason in its data or config returns its failure and is not retried."""
     ray = import_ray()
@@ -202,8 +229,12 @@ def _connect(address: str) -> tuple[ModuleType, Any]:
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
     else:
         ray.init(address=address, log_to_driver=False)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # one cell per GPU: student and teacher take turns
-    return ray, ray.remote(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES)(run_cell)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    ledger = ray.remote(num_cpus=0)(CallLedger).options(scheduling_strategy=here).remote()
+    return ray, ray.remote(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES)(run_cell), ledger
 
 
 def _cells(store: Store, sweep_id: int) -> dict[tuple[str, int, int], int]:

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,6 +186,7 @@ class Store:
         self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA synchronous = NORMAL")
+        self.on_call_saved: Callable[[dict[str, Any]], None] | None = None  # told of each call once it is committed
         self._migrate()
 
     def _migrate(self) -> None:
@@ -499,6 +500,8 @@ class Store:
     def save_teacher_call(self, row: dict[str, Any]) -> None:
         """Record a teacher call as soon as it finishes (its own commit: a crash must not pay twice)."""
         self.db.table("teacher_calls").insert({"created": now(), **row}, pk="key", replace=True)
+        if self.on_call_saved is not None:
+            self.on_call_saved(row)
 
     # sweeps -----------------------------------------------------------------------------------
     def create_sweep(self, name: str, doc: dict[str, Any], arms: list[dict[str, Any]], seed_sets: int, digest: str,
