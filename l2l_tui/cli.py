@@ -146,25 +146,30 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="Override a key of the config for every run (repeatable)."),
     store: Path | None = StoreOpt,
     resume: int | None = typer.Option(None, "--resume", help="Continue sweep N (instead of CONFIG)."),
-    ray_address: str | None = typer.Option(None, "--ray", help="Run each unfinished cell as a Ray task on the cluster at this address ('local': a Ray of this machine's own), merged into the store here."),
+    ray_address: str | None = typer.Option(None, "--ray", help="Run each unfinished cell as a Ray task on the cluster at this address ('auto', 'ray://host:port', or 'local': a Ray of this machine's own), merged into the store here (default: the config's \\[sweep] ray; give it again with --resume)."),
 ) -> None:
     """Run every (arm, seed set) of an experiment as its own run; the same command again continues where it stopped."""
     from engine.experiments.sweep import open_sweep, plan_sweep, run_sweep, sweep_store_path
     from engine.reports.cli_progress import CliProgress
 
-    if ray_address is not None:  # before the sweep is created: nothing is written when Ray is missing
-        from engine.experiments.ray_sweep import import_ray
-
-        import_ray()
-    if resume is not None:
-        st = _open_store(store)
-        sweep_id = resume
-    else:
+    plan, asked_by = None, "--ray"
+    if resume is None:
         if config is None:
             raise L2LError("l2l sweep: give a CONFIG file, or --resume N")
         names = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
         sizes = _int_list("--seed-sizes", seed_sizes) if seed_sizes else None
         plan = plan_sweep(config, set_, names, seed_sets, store, sizes)
+        if ray_address is None and plan.ray is not None:
+            ray_address, asked_by = plan.ray, f"{config}: sweep.ray"
+    if ray_address is not None:  # before the sweep is created: nothing is written when Ray is missing
+        from engine.experiments.ray_sweep import import_ray
+
+        import_ray(asked_by)
+    if resume is not None:
+        st = _open_store(store)
+        sweep_id = resume
+    else:
+        assert plan is not None
         st = _open_store(sweep_store_path(plan.doc.get("store")), create=True)
         for warning in plan.warnings:
             console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False)

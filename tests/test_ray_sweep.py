@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -87,12 +88,20 @@ def test_cells_run_as_ray_tasks_and_are_merged(tiny_gguf: Path, tmp_path: Path) 
     assert {c.arm: c.run_id for c in store.sweep_runs(2)} == cells and store.sweep(2).status == "finished"
 
 
-def test_without_ray_the_sweep_is_refused_in_one_line(tiny_gguf: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("asked", ["option", "config"])
+def test_without_ray_the_sweep_is_refused_in_one_line(asked: str, tiny_gguf: Path, tmp_path: Path) -> None:
+    """Asked for with --ray, or by the config's [sweep] ray."""
     config = sweep_config(tiny_gguf, tmp_path)
-    proc = l2l("sweep", str(config), "--ray", "local", prelude="import sys; sys.modules['ray'] = None")
+    if asked == "config":
+        doc = tomllib.loads(config.read_text(encoding="utf-8"))
+        doc["sweep"]["ray"] = "auto"
+        config.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    args = ["--ray", "local"] if asked == "option" else []
+    proc = l2l("sweep", str(config), *args, prelude="import sys; sys.modules['ray'] = None")
     assert proc.returncode == 2
+    where = "--ray" if asked == "option" else f"{config}: sweep.ray"
     assert proc.stderr.strip().splitlines() == [
-        "error: --ray: Ray is not installed here; install it with pip install 'llm2llm[ray]'"]
+        f"error: {where}: Ray is not installed here; install it with pip install 'llm2llm[ray]'"]
     assert not (tmp_path / "l2l.db").exists()
 
 

@@ -323,6 +323,7 @@ class SweepConfig(Section):
     define: dict[str, list[str]] = Field(default_factory=dict, description="Your own arms: name = [\"key=value\", ...] overrides, e.g. ablations.")
     match: str = Field("llm2llm", description="The arm whose optimizer steps `plain` matches, whose teacher budget `one_shot` spends and whose kept examples per round `eda` and `oracle` add.")
     seed_sizes: list[int] | None = Field(None, min_length=1, description="Seed sizes to run each arm at (data.seed_size for each; a larger size of a seed set holds the smaller one), for a data-efficiency curve. Default: the config's data.seed_size alone.")
+    ray: str | None = Field(None, min_length=1, description="Run each unfinished cell as a Ray task on the cluster at this address: 'auto' (the cluster this machine is part of), 'ray://host:port', or 'local' (a Ray of this machine's own); `l2l sweep --ray` wins. Where cells run, not what they compute: not part of the sweep's identity.")
 
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> RunConfig:

@@ -31,12 +31,12 @@ from models.errors import L2LError
 MAX_RETRIES = 2  # a cell whose worker or node died is sent again this many times
 
 
-def import_ray() -> ModuleType:
-    """Ray, or one line saying how to install it (it is an optional extra)."""
+def import_ray(asked_by: str = "--ray") -> ModuleType:
+    """Ray, or one line naming what asked for it and how to install it (it is an optional extra)."""
     try:
         import ray
     except ImportError:
-        raise L2LError("--ray: Ray is not installed here; install it with pip install 'llm2llm[ray]'") from None
+        raise L2LError(f"{asked_by}: Ray is not installed here; install it with pip install 'llm2llm[ray]'") from None
     return ray
 
 

@@ -35,6 +35,7 @@ class SweepPlan:
     source: str
     warnings: tuple[str, ...] = ()
     seed_sizes: tuple[int, ...] = ()  # empty: the config's own seed size
+    ray: str | None = None  # [sweep] ray: the cluster's address (execution only: not in the digest)
 
     @property
     def digest(self) -> str:
@@ -102,7 +103,7 @@ def plan_sweep(config: Path, overrides: list[str], arms: list[str] | None, seed_
     warnings = (f"seed sets {', '.join(map(str, same))} draw the same seed examples as set 0 (the data has no other "
                 "rows to draw; set data.seed_size, or give a larger pool): only the training seed differs",) if same else ()
     return SweepPlan(name=base.name, doc=doc, arms=arm_list, seed_sets=n_sets, source=source, warnings=warnings,
-                     seed_sizes=sizes)
+                     seed_sizes=sizes, ray=sweep_cfg.ray)
 
 
 def _sweep_table(raw: Any, source: str) -> SweepConfig:
