@@ -47,20 +47,20 @@ def score(store_path: Path) -> None:
     truth = {int(r["row"]): r["label"] for r in map(json.loads, LABELS.read_text(encoding="utf-8").splitlines())}
     store = Store(store_path, create=False)
     for run in store.runs():
-        rows = [e for e in store.examples(run.id, split="synthetic") if (e["meta"] or {}).get("origin") == "pool"]
+        rows = [e for e in store.examples(run.id, split="synthetic") if (e.meta or {}).get("origin") == "pool"]
         by_round: dict[int, Counter[str]] = {}
         for e in rows:
             # only rows that reached the blind verification were labelled by the teacher (dedup and the cheap checks
             # come first; the label cap and the keep limit after it)
-            if e["status"] != "kept" and e["reason"] not in ("label_disagrees", "label_balance", "over_budget"):
+            if e.status != "kept" and e.reason not in ("label_disagrees", "label_balance", "over_budget"):
                 continue
-            c = by_round.setdefault(int(e["origin_round"]), Counter())
-            true = truth[int(e["meta"]["pool_row"])]
-            agreed = e["reason"] != "label_disagrees"  # the teacher gave the miss's label
+            c = by_round.setdefault(int(e.origin_round), Counter())
+            true = truth[int(e.meta["pool_row"])]
+            agreed = e.reason != "label_disagrees"  # the teacher gave the miss's label
             c["proposed"] += 1
-            c["teacher_right"] += int((e["answer"] == true) == agreed)
-            c["kept"] += e["status"] == "kept"
-            c["kept_right"] += e["status"] == "kept" and e["answer"] == true
+            c["teacher_right"] += int((e.answer == true) == agreed)
+            c["kept"] += e.status == "kept"
+            c["kept_right"] += e.status == "kept" and e.answer == true
         for idx, c in sorted(by_round.items()):
             print(f"run {run.id} ({run.name}) round {idx}: {c['proposed']} labelled blind, the teacher's label right "
                   f"{c['teacher_right']}/{c['proposed']}, kept {c['kept']} of which {c['kept_right']} truly that label")

@@ -11,6 +11,7 @@ import argparse
 import random
 import sys
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,13 +31,13 @@ def arm_stats(store: Store, run_ids: list[int]) -> dict[str, object]:
         cfg = RunConfig.model_validate(store.run(run_id).config)
         task = make_task(cfg.task)
         meta = meta or MetaText(task)
-        by_id = {e["id"]: e for e in store.examples(run_id)}
-        for row in by_id.values():
-            if row["split"] != "synthetic":
+        by_id = {e.id: e for e in store.examples(run_id)}
+        for ex in by_id.values():
+            if ex.split != "synthetic":
                 continue
-            parent = by_id.get(row["parent_id"])
-            row = {**row, "parent_answer": parent["answer"] if parent else None}
-            (kept if row["status"] == "kept" else rejected).append(row)
+            parent = by_id.get(ex.parent_id) if ex.parent_id is not None else None
+            row = {**asdict(ex), "parent_answer": parent.answer if parent else None}
+            (kept if ex.status == "kept" else rejected).append(row)
     assert meta is not None
     labels = Counter(r["answer"] for r in kept)
     marks = ",".join("?" * len(run_ids))

@@ -75,7 +75,7 @@ def main() -> None:
     task = make_task(cfg.task)
     calls = store.db.execute("SELECT key, prompt, response FROM teacher_calls WHERE run_id = ? AND purpose = 'write' "
                              "AND ok = 1 ORDER BY key LIMIT ?", [args.run, args.limit]).fetchall()
-    real = [r["input"] for r in store.examples(args.run) if r["split"] != "synthetic"]
+    real = [r.input for r in store.examples(args.run) if r.split != "synthetic"]
     known = known_commands(real)
     before = [t for _, _, response in calls for t in texts_of(response)]
     if args.texts and args.texts.is_file():

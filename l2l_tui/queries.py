@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ from engine.reports.run_report import duration, round_rows
 from engine.run.runs import effective_status
 from engine.run.worker import worker_log
 from engine.store.db import Store, now
-from engine.store.rows import Event, ExampleFilter, ExampleListing, ExampleOptions, Sweep
+from engine.store.rows import Event, Example, ExampleFilter, ExampleListing, ExampleOptions, Prediction, Sweep
 from models.errors import StoreError
 
 __all__ = ["ExampleFilter"]  # the browser's filter lives with the store's typed rows; the app imports it from here
@@ -99,37 +99,36 @@ def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = 
 def example_detail(store: Store, example_id: int) -> dict[str, Any]:
     """One example with its student answers per round and how many children the teacher wrote from it."""
     ex = store.example(example_id)
-    ex["predictions"] = store.predictions(ex["run_id"], example_id=example_id)
-    ex["children"] = store.count("examples", run_id=ex["run_id"], parent_id=example_id)
-    return ex
+    return {**asdict(ex), "predictions": [asdict(p) for p in store.predictions(ex.run_id, example_id=example_id)],
+            "children": store.count("examples", run_id=ex.run_id, parent_id=example_id)}
 
 
 @dataclass
 class LineageNode:
     """An example, the student's answers to it round by round, and the examples the teacher wrote from it."""
 
-    example: dict[str, Any]
-    predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    example: Example
+    predictions: dict[int, Prediction] = field(default_factory=dict)
     children: list[LineageNode] = field(default_factory=list)
 
     def rounds(self) -> list[int]:
         """Rounds in which something happened to this example (answered, or children written)."""
-        written = {c.example["origin_round"] for c in self.children if c.example["origin_round"] is not None}
+        written = {c.example.origin_round for c in self.children if c.example.origin_round is not None}
         return sorted(set(self.predictions) | written)
 
     def children_of_round(self, idx: int) -> list[LineageNode]:
         """Children written from this example's miss in round idx."""
-        return [c for c in self.children if c.example["origin_round"] == idx]
+        return [c for c in self.children if c.example.origin_round == idx]
 
 
 def lineage_root(store: Store, example_id: int) -> int:
     """The original (seed) example an example descends from."""
     ex = store.example(example_id)
-    seen = {ex["id"]}
-    while ex.get("parent_id") is not None and ex["parent_id"] not in seen:
-        ex = store.example(ex["parent_id"])
-        seen.add(ex["id"])
-    return int(ex["id"])
+    seen = {ex.id}
+    while ex.parent_id is not None and ex.parent_id not in seen:
+        ex = store.example(ex.parent_id)
+        seen.add(ex.id)
+    return ex.id
 
 
 def lineage(store: Store, example_id: int, max_depth: int = 8) -> LineageNode:
@@ -140,12 +139,12 @@ def lineage(store: Store, example_id: int, max_depth: int = 8) -> LineageNode:
 
 def _lineage(store: Store, example_id: int, max_depth: int) -> LineageNode:
     root = store.example(lineage_root(store, example_id))
-    run_id = root["run_id"]
+    run_id = root.run_id
 
-    def build(ex: dict[str, Any], depth: int) -> LineageNode:
-        node = LineageNode(ex, {p["round"]: p for p in store.predictions(run_id, example_id=ex["id"])})
+    def build(ex: Example, depth: int) -> LineageNode:
+        node = LineageNode(ex, {p.round: p for p in store.predictions(run_id, example_id=ex.id)})
         if depth < max_depth:
-            node.children = [build(store.example(k), depth + 1) for k in store.child_ids(run_id, ex["id"])]
+            node.children = [build(store.example(k), depth + 1) for k in store.child_ids(run_id, ex.id)]
         return node
 
     return build(root, 0)

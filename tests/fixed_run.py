@@ -65,7 +65,7 @@ def build_run_store(path: Path) -> tuple[Path, int]:
                     label = examples[ids.index(eid)].answer
                     said = label if ok else ("negative" if label == "positive" else "positive")
                     preds.append({"run_id": run_id, "round": idx, "example_id": eid,
-                                  "split": store.example(eid)["split"], "output": " " + said, "extracted": said,
+                                  "split": store.example(eid).split, "output": " " + said, "extracted": said,
                                   "correct": ok, "confidence": 0.9 if ok else 0.6})
             store.insert_predictions(preds)
             train = {"seconds": 12.0, "wall_seconds": 12.5, "steps": 2 + idx, "label_mix": {"negative": 4, "positive": 4 + 2 * idx}}

@@ -20,6 +20,7 @@ from engine.data.load import load_splits
 from engine.data.readers import load_rows
 from engine.filter.checks import PromptEcho, guess_language
 from engine.filter.filtering import CandidateFilter
+from engine.store.rows import Example as StoredExample
 from engine.tasks.base import Example
 from engine.tasks.math import canonical, final_number, numbers_in, parse_number
 from engine.tasks.registry import make_task
@@ -252,7 +253,7 @@ def test_language_guess_is_conservative() -> None:
         assert guess_language(unsure) is None, unsure
 
 
-def _screen(rows: list[dict[str, Any]], candidates: list[dict[str, Any]], **checks: Any) -> list[str | None]:
+def _screen(rows: list[StoredExample], candidates: list[StoredExample], **checks: Any) -> list[str | None]:
     cfg = resolve({"task": {"preset": "rotten_tomatoes"}, "checks": checks})
     task = make_task(cfg.task)
     screen = CandidateFilter(task, cfg.checks, cfg.loop.near_duplicate, rows, rows)
@@ -260,36 +261,37 @@ def _screen(rows: list[dict[str, Any]], candidates: list[dict[str, Any]], **chec
     return [screen.screen(c, flags) for c in candidates]
 
 
-def _seed_rows() -> list[dict[str, Any]]:
+def _seed_rows() -> list[StoredExample]:
     out = []
     for i, line in enumerate(RT20.read_text(encoding="utf-8").splitlines()[:12]):
         row = json.loads(line)
         ex = Example(input=row["text"], target=" " + row["label"], answer=row["label"])
-        out.append({**example_row(1, "seed", ex), "id": i + 1})
+        out.append(StoredExample.from_row({**example_row(1, "seed", ex), "id": i + 1, "reason": None}))
     return out
 
 
-def _candidate(text: str, label: str, parent: int, i: int) -> dict[str, Any]:
+def _candidate(text: str, label: str, parent: int, i: int) -> StoredExample:
     ex = Example(input=text, target=" " + label, answer=label, meta={"requested_label": label})
-    return {**example_row(1, "synthetic", ex, status="pending", origin_round=0, parent_id=parent), "id": 100 + i}
+    row = example_row(1, "synthetic", ex, status="pending", origin_round=0, parent_id=parent)
+    return StoredExample.from_row({**row, "id": 100 + i, "reason": None})
 
 
 def test_every_garbage_candidate_gets_its_own_counted_reason() -> None:
     seeds = _seed_rows()
-    english = next(r for r in seeds if r["answer"] == "positive" and guess_language(r["input"]) == "en")
-    portuguese = next(r for r in seeds if guess_language(r["input"]) == "pt")
+    english = next(r for r in seeds if r.answer == "positive" and guess_language(r.input) == "en")
+    portuguese = next(r for r in seeds if guess_language(r.input) == "pt")
     candidates = [
-        _candidate("     ", "positive", english["id"], 0),
-        _candidate(english["input"], "positive", english["id"], 1),
+        _candidate("     ", "positive", english.id, 0),
+        _candidate(english.input, "positive", english.id, 1),
         _candidate("Esta película es una obra maestra, pero el final no tiene ningún sentido para el público.",
-                   "positive", english["id"], 2),
+                   "positive", english.id, 2),
         _candidate("Um roteiro fraco e sem graça, que não consegue aproveitar o elenco nem os poucos bons momentos.",
-                   "negative", portuguese["id"], 3),
-        _candidate("Sharp and funny: " + SYSTEM.split(". ")[2] + ".", "positive", english["id"], 4),
+                   "negative", portuguese.id, 3),
+        _candidate("Sharp and funny: " + SYSTEM.split(". ")[2] + ".", "positive", english.id, 4),
         _candidate("A tender, funny portrait of two brothers who never stop arguing about the family farm.",
-                   "neutral", english["id"], 5),
+                   "neutral", english.id, 5),
         _candidate("A tender, funny portrait of two brothers who never stop arguing about the family farm.",
-                   "positive", english["id"], 6),
+                   "positive", english.id, 6),
     ]
     reasons = _screen(seeds, candidates)
     assert reasons == ["empty_input", "copy_of_seed", "wrong_language", None, "prompt_echo", "label_not_in_set", None]
@@ -386,7 +388,7 @@ def test_a_round_of_garbage_replies_is_counted_never_crashes(tiny_gguf: Path, tm
     store = Store(cfg.store)
     run_id = create_run(store, prepare(cfg))
     loop = Loop(store, run_id)
-    teacher = GarbageTeacher([r["input"] for r in store.examples(run_id, split="seed")])
+    teacher = GarbageTeacher([r.input for r in store.examples(run_id, split="seed")])
     loop.models.teacher = lambda meter: teacher  # type: ignore[method-assign]
     assert loop.run() == "finished"
     r0 = store.round(run_id, 0)

@@ -26,6 +26,7 @@ from engine.filter.checks import (
     unpaired_dollars,
 )
 from engine.filter.filtering import CandidateFilter
+from engine.store.rows import Example as StoredExample
 from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task
@@ -139,7 +140,7 @@ def test_stored_candidates_keep_latex_and_non_ascii(tmp_path: Path) -> None:
         run_id = store.create_run("t", json.dumps({}), "h", 0, {}, {}, {})
         ids = store.insert_examples([example_row(run_id, "synthetic", Example(input=t, target=" Algebra", answer="Algebra"))
                                      for t in texts])
-    assert [store.example(i)["input"] for i in ids] == texts and task.kind == "classification"
+    assert [store.example(i).input for i in ids] == texts and task.kind == "classification"
 
 
 def test_length_range_of_the_seeds() -> None:
@@ -171,19 +172,24 @@ def test_balance_cap_keeps_the_seed_mix() -> None:
     assert balance_cap(current, share, candidates, 0.1, seed=0) == kept, "deterministic"
 
 
-def candidate(run_row_id: int, text: str, label: str, requested: str | None = None, meta: dict | None = None) -> dict[str, Any]:
+def stored(row: dict[str, Any], row_id: int) -> StoredExample:
+    """An example row as the store returns it."""
+    return StoredExample.from_row({**row, "id": row_id, "reason": None})
+
+
+def candidate(run_row_id: int, text: str, label: str, requested: str | None = None, meta: dict | None = None) -> StoredExample:
     row = example_row(1, "synthetic", Example(input=text, target=" " + label, answer=label,
                                                 meta={"requested_label": requested or label, **(meta or {})}),
                       status="pending", origin_round=0)
-    return {**row, "id": run_row_id}
+    return stored(row, run_row_id)
 
 
 def test_filter_decisions_on_real_rows_with_counted_reasons() -> None:
     task = task_of("rotten_tomatoes")
     rows = jsonl("rotten_tomatoes_20.jsonl")
-    existing = [{**example_row(1, split, Example(input=r["text"], target=" " + r["label"], answer=r["label"])), "id": i}
+    existing = [stored(example_row(1, split, Example(input=r["text"], target=" " + r["label"], answer=r["label"])), i)
                 for i, (r, split) in enumerate(zip(rows, ["seed"] * 12 + ["validation"] * 4 + ["test"] * 4))]
-    seeds = [e for e in existing if e["split"] == "seed"]
+    seeds = [e for e in existing if e.split == "seed"]
     screen = CandidateFilter(task, ChecksConfig(), 0.9, existing, seeds)
     pending = [
         candidate(100, DEMO_META[0], "positive"),
@@ -199,9 +205,9 @@ def test_filter_decisions_on_real_rows_with_counted_reasons() -> None:
     ]
     asked: list[int] = []
 
-    def verify(survivors: list[dict[str, Any]]) -> dict[int, str | None]:
-        asked.extend(r["id"] for r in survivors)
-        return {r["id"]: ("label_disagrees" if r["id"] == 107 else None) for r in survivors}
+    def verify(survivors: list[StoredExample]) -> dict[int, str | None]:
+        asked.extend(r.id for r in survivors)
+        return {r.id: ("label_disagrees" if r.id == 107 else None) for r in survivors}
 
     decisions = screen.decide(pending, verify, seed=0)
     assert decisions.rejected == {100: "meta_text", 102: "sibling_duplicate", 103: "copy_of_seed", 104: "leaks_eval",
@@ -258,15 +264,15 @@ def test_grounding_shows_real_seeds_of_the_same_label() -> None:
 
     task = task_of("rotten_tomatoes")
     rows = jsonl("rotten_tomatoes_20.jsonl")
-    seeds = [{**example_row(1, "seed", Example(input=r["text"], target=" " + r["label"], answer=r["label"])), "id": i}
+    seeds = [stored(example_row(1, "seed", Example(input=r["text"], target=" " + r["label"], answer=r["label"])), i)
              for i, r in enumerate(rows)]
     target = seeds[0]
     shown = grounding(task, target, seeds, 3)
-    assert len(shown) == 3 and all(r["answer"] == target["answer"] and r["id"] != target["id"] for r in shown)
+    assert len(shown) == 3 and all(r.answer == target.answer and r.id != target.id for r in shown)
     assert grounding(task, target, seeds, 3) == shown and grounding(task, target, seeds, 0) == []
-    messages = task.teacher_messages(Example(input=target["input"], target=target["target"], answer=target["answer"]),
-                                     None, 2, grounding=[Example(input=r["input"], target="", answer="") for r in shown])
-    assert all(r["input"][:60] in messages[-1]["content"] for r in shown)
+    messages = task.teacher_messages(Example(input=target.input, target=target.target, answer=target.answer),
+                                     None, 2, grounding=[Example(input=r.input, target="", answer="") for r in shown])
+    assert all(r.input[:60] in messages[-1]["content"] for r in shown)
 
 
 def test_unpaired_math_is_rejected_where_the_seeds_pair_their_dollars() -> None:
@@ -279,7 +285,7 @@ def test_unpaired_math_is_rejected_where_the_seeds_pair_their_dollars() -> None:
     assert not seeds_pair_dollars(r["text"] for r in jsonl("rotten_tomatoes_20.jsonl"))
     task = task_of("math_topic")
     rows = jsonl("math_topic_42.jsonl")
-    existing = [{**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), "id": i}
+    existing = [stored(example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), i)
                 for i, r in enumerate(rows)]
     pending = [candidate(100 + i, text, "Geometry") for i, text in enumerate(MATH_UNPAIRED)]
     on = CandidateFilter(task, ChecksConfig(verify=False), 0.9, existing, existing).decide(pending, None, seed=0)
@@ -337,7 +343,7 @@ def test_statements_are_rejected_where_the_seeds_are_questions() -> None:
                                  "If $x + y = 5$, what is the value of $x^2 + y^2$",
                                  "Let \\(a\\) be a root of \\(x^3 + px + q = 0.\\)  Express \\(a^3\\) in terms of $p$."))
     task = task_of("math_topic")
-    existing = [{**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), "id": i}
+    existing = [stored(example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), i)
                 for i, r in enumerate(jsonl("math_topic_42.jsonl"))]
     problem = "Find the smallest prime whose digits sum to 23."  # kept beside them in that round, and a problem
     pending = [candidate(100 + i, text, "Number Theory") for i, text in enumerate([*MATH_STATEMENTS, problem])]

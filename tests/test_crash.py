@@ -62,14 +62,14 @@ def new_run(tiny_gguf: Path, folder: Path, parallel: int = 1, isolate: str = "au
 
 def fingerprint(store: Store, run_id: int) -> dict[str, Any]:
     """Everything a run produced that must not depend on crashes: examples with lineage, metrics, predictions, calls."""
-    by_id = {r["id"]: r for r in store.examples(run_id)}
-    synthetic = sorted((r["input"], r["answer"], r["status"], r["reason"] or "", r["origin_round"],
-                        by_id[r["parent_id"]]["input"]) for r in by_id.values() if r["split"] == "synthetic")
+    by_id = {r.id: r for r in store.examples(run_id)}
+    synthetic = sorted((r.input, r.answer, r.status, r.reason or "", r.origin_round,
+                        by_id[r.parent_id].input) for r in by_id.values() if r.split == "synthetic")
     rounds = [(r.idx, r.phase, r.train_size, r.misses, r.generated, r.kept, r.rejected,
                r.seed_acc, r.val_acc, r.test_acc, round(r.train_loss or 0, 6),
                r.filter.get("reasons")) for r in store.rounds(run_id)]
-    predictions = sorted((p["round"], by_id[p["example_id"]]["input"], p["split"], p["extracted"], p["correct"],
-                          round(p["confidence"] or 0, 6)) for p in store.predictions(run_id))
+    predictions = sorted((p.round, by_id[p.example_id].input, p.split, p.extracted, p.correct,
+                          round(p.confidence or 0, 6)) for p in store.predictions(run_id))
     calls = {row[0]: row[1] for row in store.db.execute(
         "SELECT purpose, COUNT(*) FROM teacher_calls WHERE run_id = ? GROUP BY purpose", [run_id])}
     run = store.run(run_id)
@@ -272,7 +272,7 @@ def test_batched_teacher_killed_between_replies_pays_nothing_twice(tiny_gguf: Pa
     assert {k: after[k] for k in paid} == paid
     r0 = store.round(run_id, 0)
     assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == r0.misses
-    keys = {r["teacher_call"] for r in store.examples(run_id, split="synthetic")}
+    keys = {r.teacher_call for r in store.examples(run_id, split="synthetic")}
     assert keys <= set(after) and len(store.examples(run_id, split="synthetic")) == r0.generated
 
 

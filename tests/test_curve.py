@@ -120,13 +120,13 @@ def test_eda_arm_never_keeps_a_validation_or_test_text(tiny_gguf: Path, tmp_path
     synthetic = store.examples(run_id, split="synthetic")
     assert synthetic, "the tiny student misses seeds, so eda wrote candidates"
     assert store.count("teacher_calls") == 0, "eda asks no model"
-    seeds = {r["id"]: r for r in store.examples(run_id, split="seed")}
-    evaluation = {normalise(r["input"]) for split in ("validation", "test") for r in store.examples(run_id, split=split)}
+    seeds = {r.id: r for r in store.examples(run_id, split="seed")}
+    evaluation = {normalise(r.input) for split in ("validation", "test") for r in store.examples(run_id, split=split)}
     for row in synthetic:
-        parent = seeds[row["parent_id"]]
-        assert row["answer"] == parent["answer"] and row["meta"]["origin"] == "eda"
-        if row["status"] == "kept":
-            assert normalise(row["input"]) not in evaluation
+        parent = seeds[row.parent_id]
+        assert row.answer == parent.answer and row.meta["origin"] == "eda"
+        if row.status == "kept":
+            assert normalise(row.input) not in evaluation
 
 
 def test_training_length_chosen_on_validation_keeps_the_best_adapter(tiny_gguf: Path, tmp_path: Path) -> None:

@@ -43,15 +43,15 @@ def _one_kept_row_of_each_origin(store: Store, run_id: int) -> None:
     written = store.examples(run_id, split="synthetic")
     with store.transaction():
         if written and not store.examples(run_id, split="synthetic", status="kept"):
-            store.set_example_status(written[0]["id"], "kept")
+            store.set_example_status(written[0].id, "kept")
         elif not written:
             store.insert_examples([example_row(run_id, "synthetic", example_from_row(parent), origin_round=0,
-                                               parent_id=parent["id"], teacher_call="k" * 64)])
+                                               parent_id=parent.id, teacher_call="k" * 64)])
         for origin, text, call in (("pool", "An unlabeled review, sharp and warm.", "v" * 64),
                                    ("oracle", "A labelled review from the pool, bright and kind.", None),
                                    ("eda", "A warm , funny film film.", None)):
             ex = Example(input=text, target=" positive", answer="positive", meta={"origin": origin})
-            store.insert_examples([example_row(run_id, "synthetic", ex, origin_round=1, parent_id=parent["id"],
+            store.insert_examples([example_row(run_id, "synthetic", ex, origin_round=1, parent_id=parent.id,
                                                teacher_call=call)])
 
 
@@ -80,7 +80,7 @@ def test_the_dataset_folder_loads_with_datasets_and_carries_lineage(exported: tu
     assert train.num_rows == len(rows) and train["id"] == [r["id"] for r in rows]
     assert train.column_names == ["id", "origin", "round", "parent_id", "teacher_call", "input", "target", "answer",
                                   "choices", "prompt", "completion"]
-    meta = {r["id"]: (r["meta"] or {}).get("origin") for r in store.examples(run_id)}
+    meta = {r.id: (r.meta or {}).get("origin") for r in store.examples(run_id)}
     want_origin = {None: "teacher", "pool": "pool", "oracle": "oracle", "eda": "eda"}
     for got, row in zip(train, rows, strict=True):
         assert (got["round"], got["parent_id"], got["teacher_call"], got["input"], got["answer"]) == (
@@ -120,10 +120,10 @@ def test_the_dataset_card_figures_come_from_the_store(exported: tuple[Store, int
     assert checks["verify"] == ("on" if cfg.checks.verify else "off") and checks["length"] == str(cfg.checks.length)
     # kept and rejected by reason per round: the examples table grouped
     rounds = {int(row[0]): row[1:] for row in _table(text, "Rounds")[1:]}
-    for idx in {r["origin_round"] for r in store.examples(run_id, split="synthetic")}:
+    for idx in {r.origin_round for r in store.examples(run_id, split="synthetic")}:
         made = store.examples(run_id, split="synthetic", origin_round=idx)
-        reasons = Counter(r["reason"] for r in made if r["status"] == "rejected")
-        assert rounds[idx][:3] == [str(len(made)), str(sum(r["status"] == "kept" for r in made)), str(reasons.total())]
+        reasons = Counter(r.reason for r in made if r.status == "rejected")
+        assert rounds[idx][:3] == [str(len(made)), str(sum(r.status == "kept" for r in made)), str(reasons.total())]
         for reason, count in reasons.items():
             assert f"{reason} {count}" in rounds[idx][3]
     # the label mix of the training set, by origin
@@ -156,7 +156,7 @@ def test_the_model_card_in_the_adapter_folder(exported: tuple[Store, int, Path])
         assert row[1] == str(r.train_size) and row[3] == f"{100 * r.val_acc:.1f}"
         assert row[4] == (f"{100 * r.test_acc:.1f}" if r.test_acc is not None else "–")
         made = store.examples(run_id, split="synthetic", origin_round=r.idx)
-        assert row[6] == (str(sum(e["status"] == "kept" for e in made)) if made else "–")
+        assert row[6] == (str(sum(e.status == "kept" for e in made)) if made else "–")
     assert table[str(best)][0] == f"{best}*"
     best_row = store.round(run_id, best)
     assert best_row is not None

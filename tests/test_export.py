@@ -45,11 +45,11 @@ def _keep_one_synthetic(store: Store, run_id: int) -> None:
     written = store.examples(run_id, split="synthetic")
     with store.transaction():
         if written:
-            store.set_example_status(written[0]["id"], "kept")
+            store.set_example_status(written[0].id, "kept")
             return
         parent = store.examples(run_id, split="seed")[0]
         store.insert_examples([example_row(run_id, "synthetic", example_from_row(parent), origin_round=0,
-                                           parent_id=parent["id"], teacher_call="k" * 64)])
+                                           parent_id=parent.id, teacher_call="k" * 64)])
 
 
 def test_every_part_is_listed_with_size_and_sha256_and_is_owner_only(exported: tuple[Store, int, Path]) -> None:
@@ -82,8 +82,8 @@ def test_datasets_carry_prompt_completion_chat_and_lineage(exported: tuple[Store
         assert c["messages"] == [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["completion"]}]
         for record in (p, c):
             assert (record["id"], record["parent_id"], record["origin_round"], record["teacher_call"]) == (
-                row["id"], row["parent_id"], row["origin_round"], row["teacher_call"])
-        if row["split"] == "synthetic":
+                row.id, row.parent_id, row.origin_round, row.teacher_call)
+        if row.split == "synthetic":
             assert p["parent_id"] is not None and p["teacher_call"] and p["origin_round"] is not None
 
 

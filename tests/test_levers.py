@@ -33,6 +33,8 @@ from engine.run.model_slots import open_run_teacher
 from engine.run.runs import create_run, prepare, request_stop
 from engine.run.scoring import is_miss
 from engine.store.db import Store
+from engine.store.rows import Example as StoredExample
+from engine.store.rows import Prediction
 from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task
@@ -105,7 +107,10 @@ def digest(messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
 
 def miss_target(cfg: RunConfig, ex: Example = MISS, k: int = 3) -> Target:
     """A seed row the student missed, as the augment phase sees it."""
-    return Target(row=dict(example_row(1, "seed", ex), id=5, prediction={"output": " positive"}), is_miss=True, k=k)
+    row = StoredExample.from_row(dict(example_row(1, "seed", ex), id=5, reason=None))
+    prediction = Prediction(run_id=1, round=0, example_id=5, split="seed", output=" positive", extracted="positive",
+                            correct=0, confidence=None)
+    return Target(row=row, prediction=prediction, is_miss=True, k=k)
 
 
 def user_request(messages: list[dict[str, str]]) -> str:
@@ -166,7 +171,7 @@ def test_taboo_words_come_from_the_miss_and_respect_the_cap() -> None:
 
 # --- lever 2: earlier candidates -----------------------------------------------------------------------------------------
 def test_earlier_candidates_per_parent_newest_first_without_copies() -> None:
-    rows = [
+    rows = [StoredExample.from_row({**example_row(1, "synthetic", MISS), "reason": None, **r}) for r in [
         {"id": 5, "input": MISS.input, "parent_id": None, "origin_round": None, "status": "kept"},
         {"id": 10, "input": "Old round-0 text.", "parent_id": 5, "origin_round": 0, "status": "kept"},
         {"id": 11, "input": MISS.input.upper(), "parent_id": 5, "origin_round": 0, "status": "rejected"},  # a copy
@@ -174,7 +179,7 @@ def test_earlier_candidates_per_parent_newest_first_without_copies() -> None:
         {"id": 13, "input": "round 1 text", "parent_id": 5, "origin_round": 1, "status": "kept"},  # same normalised
         {"id": 14, "input": "Another parent's text.", "parent_id": 6, "origin_round": 0, "status": "kept"},
         {"id": 15, "input": "This round's own text.", "parent_id": 5, "origin_round": 2, "status": "pending"},
-    ]
+    ]]
     assert earlier_candidates(rows, 2, 6) == {5: ["Round-1 text.", "Old round-0 text."], 6: ["Another parent's text."]}
     assert earlier_candidates(rows, 2, 1) == {5: ["Round-1 text."], 6: ["Another parent's text."]}
     assert earlier_candidates(rows, 1, 6) == {5: ["Old round-0 text."], 6: ["Another parent's text."]}
@@ -275,10 +280,10 @@ def test_hot_retry_on_a_tiny_run(tiny_gguf: Path, tmp_path: Path) -> None:
 
     # the round's write calls, built as the augment phase builds them
     task = make_task(cfg.task)
-    preds = {p["example_id"]: p for p in store.predictions(run_id, 0)}
+    preds = {p.example_id: p for p in store.predictions(run_id, 0)}
     seeds = store.examples(run_id, split="seed")
-    pool = [dict(r, prediction=preds[r["id"]]) for r in seeds if r["id"] in preds]
-    targets = choose_targets(cfg, pool, [r for r in pool if is_miss(r["prediction"], cfg.loop.confidence_threshold)], 0)
+    pool = [r for r in seeds if r.id in preds]
+    targets = choose_targets(cfg, pool, [r for r in pool if is_miss(preds[r.id], cfg.loop.confidence_threshold)], 0, preds)
     assert len(targets) >= 2
     teacher = open_run_teacher(cfg)
     identity = teacher.identity()
@@ -287,10 +292,10 @@ def test_hot_retry_on_a_tiny_run(tiny_gguf: Path, tmp_path: Path) -> None:
                                                                                                    cfg.checks.grounding)])
                 for t in targets]
     for i, (target, request) in enumerate(zip(targets, requests, strict=True)):
-        text = " ".join(target.row["input"][:290].split(" ")[:-1]) if len(target.row["input"]) > 300 else target.row["input"]
+        text = " ".join(target.row.input[:290].split(" ")[:-1]) if len(target.row.input) > 300 else target.row.input
         if i == 0:
             text = "A zeppelin of a film: all hot air, no destination, and two hours I will never get back."
-        reply = {"what_made_it_hard": "a copy", "examples": [{"text": text, "label": target.row["answer"]}] * target.k}
+        reply = {"what_made_it_hard": "a copy", "examples": [{"text": text, "label": target.row.answer}] * target.k}
         assert check_reply(json.dumps(reply), request.schema)[1] is None
         store.save_teacher_call({"key": request.key, "model": identity, "prompt": json.dumps(request.messages),
                                  "response": json.dumps(reply), "ok": 1, "tokens_in": 0, "tokens_out": 0, "seconds": 0.0,
@@ -315,14 +320,14 @@ def test_hot_retry_on_a_tiny_run(tiny_gguf: Path, tmp_path: Path) -> None:
         assert call is not None and call.round == 0 and call.purpose == "write" and call.model == identity
         assert (call.tokens_out or 0) > 0  # written by the tiny teacher now, not from the cache
         if call.ok:
-            assert any(c["teacher_call"] == retry.key and c["parent_id"] == target.row["id"] for c in candidates)
+            assert any(c.teacher_call == retry.key and c.parent_id == target.row.id for c in candidates)
     assert any(store.teacher_call(h.key).ok for h in hot[1:])  # the hotter calls gave candidates
     # the copies stay candidates, and the filter rejects them as duplicates of their seed
-    copies = [c for c in candidates if c["teacher_call"] in {r.key for r in requests[1:]}]
-    assert copies and all(c["status"] == "rejected" for c in copies)
+    copies = [c for c in candidates if c.teacher_call in {r.key for r in requests[1:]}]
+    assert copies and all(c.status == "rejected" for c in copies)
 
     # round 0's candidates are what augment.show_earlier would show in round 1
     earlier = earlier_candidates(candidates, 1, 6)
-    assert earlier[targets[0].row["id"]] == ["A zeppelin of a film: all hot air, no destination, and two hours I will "
+    assert earlier[targets[0].row.id] == ["A zeppelin of a film: all hot air, no destination, and two hours I will "
                                              "never get back."]
     store.close()

@@ -26,7 +26,7 @@ def store_counts(store: Store, run_id: int) -> dict[str, object]:
         "rounds": rounds,
         "predictions": store.count("predictions", run_id=run_id),
         "teacher_calls": store.count("teacher_calls", run_id=run_id),
-        "synthetic_inputs": sorted(r["input"] for r in store.examples(run_id, split="synthetic")),
+        "synthetic_inputs": sorted(r.input for r in store.examples(run_id, split="synthetic")),
         "best_round": store.run(run_id).best_round,
         "status": store.run(run_id).status,
     }
@@ -42,19 +42,19 @@ def test_two_round_run_records_rounds_lineage_filters(tiny_run_store: tuple[Path
     assert (r0.phase, r1.phase) == ("done", "done")
     seed = store.examples(run_id, split="seed")
     assert r0.train_size == len(seed) == 8
-    preds0 = {p["example_id"]: p for p in store.predictions(run_id, 0)}
-    missed = {e["id"] for e in seed if not preds0[e["id"]]["correct"]}
+    preds0 = {p.example_id: p for p in store.predictions(run_id, 0)}
+    missed = {e.id for e in seed if not preds0[e.id].correct}
     assert r0.misses == len(missed) > 0, "a random student must miss some seed examples"
     # one teacher call per miss, each asking for k=2 examples
     assert store.count("teacher_calls", run_id=run_id, round=0, purpose="write") == len(missed)
     synthetic = store.examples(run_id, split="synthetic")
     assert len(synthetic) == r0.generated == r0.kept + r0.rejected
-    assert {s["parent_id"] for s in synthetic} <= missed, "each synthetic example knows the miss it came from"
-    assert all(s["origin_round"] == 0 and s["teacher_call"] for s in synthetic)
+    assert {s.parent_id for s in synthetic} <= missed, "each synthetic example knows the miss it came from"
+    assert all(s.origin_round == 0 and s.teacher_call for s in synthetic)
     reasons = r0.filter["reasons"]
     assert sum(reasons.values()) == r0.rejected
-    assert {s["reason"] for s in synthetic if s["status"] == "rejected"} == set(reasons)
-    kept = [s for s in synthetic if s["status"] == "kept"]
+    assert {s.reason for s in synthetic if s.status == "rejected"} == set(reasons)
+    kept = [s for s in synthetic if s.status == "kept"]
     assert r1.train_size == len(seed) + len(kept)
     # round 1 is the last: evaluated, not augmented
     assert r1.generated is None and r1.val_acc is not None and r1.test_acc is not None

@@ -187,21 +187,20 @@ def assert_same_run(src: Store, src_id: int, dst: Store, dst_id: int) -> None:
     run_s, run_d = src.run(src_id), dst.run(dst_id)
     assert replace(run_s, id=0) == replace(run_d, id=0)
     assert run_d.splits["workdir"] == run_s.splits["workdir"], "paths are kept as they are"
-    strip = lambda rows, *cols: [{k: v for k, v in r.items() if k not in cols} for r in rows]  # noqa: E731
     assert [replace(r, run_id=0) for r in src.rounds(src_id)] == [replace(r, run_id=0) for r in dst.rounds(dst_id)]
     ex_s, ex_d = src.examples(src_id), dst.examples(dst_id)
     assert len(ex_s) == len(ex_d) > 0
-    ids = {s["id"]: d["id"] for s, d in zip(ex_s, ex_d, strict=True)}
+    ids = {s.id: d.id for s, d in zip(ex_s, ex_d, strict=True)}
     assert all(d != s for s, d in ids.items()), "example ids are new (the target's own run holds the old ones)"
-    assert strip(ex_s, "id", "run_id", "parent_id") == strip(ex_d, "id", "run_id", "parent_id")
-    parents = [(s["parent_id"], d["parent_id"]) for s, d in zip(ex_s, ex_d, strict=True) if s["parent_id"] is not None]
+    assert [replace(e, id=0, run_id=0, parent_id=None) for e in ex_s] == [replace(e, id=0, run_id=0, parent_id=None) for e in ex_d]
+    parents = [(s.parent_id, d.parent_id) for s, d in zip(ex_s, ex_d, strict=True) if s.parent_id is not None]
     if src.run(src_id).name.endswith("llm2llm · set 0"):
         assert parents, "the llm2llm run has teacher-written children"
     assert all(ids[ps] == pd for ps, pd in parents), "lineage points at the copied parents"
     preds_s, preds_d = src.predictions(src_id), dst.predictions(dst_id)
     assert len(preds_s) == len(preds_d) > 0
-    assert sorted((p["round"], ids[p["example_id"]], p["output"], p["correct"]) for p in preds_s) == \
-        sorted((p["round"], p["example_id"], p["output"], p["correct"]) for p in preds_d)
+    assert sorted((p.round, ids[p.example_id], p.output, p.correct) for p in preds_s) == \
+        sorted((p.round, p.example_id, p.output, p.correct) for p in preds_d)
     ev = lambda st, rid: [(e.ts, e.kind, e.message, e.data) for e in st.events(rid, limit=10**6)]  # noqa: E731
     assert ev(src, src_id) == ev(dst, dst_id) != []
 
@@ -297,7 +296,7 @@ def test_an_older_store_merges_without_being_migrated_in_place(tmp_path: Path) -
     (cell,) = st.sweep_runs(1)
     assert cell.seed_size == 0 and cell.run_id == 1
     child = st.examples(1, split="synthetic")[0]
-    assert st.example(child["parent_id"])["input"] == "a"
+    assert st.example(child.parent_id).input == "a"
 
 
 def test_a_cell_whose_run_never_finished_takes_the_finished_run(stores: dict[str, Path], tmp_path: Path) -> None:

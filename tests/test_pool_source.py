@@ -55,16 +55,16 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
     rows = store.examples(run_id, split="synthetic")
     assert rows, "the tiny student misses seeds, so pool rows were proposed"
     pool_texts = {normalise(t): i for i, t in enumerate(_texts())}
-    evaluation = {normalise(r["input"]) for s in ("seed", "validation", "test") for r in store.examples(run_id, split=s)}
+    evaluation = {normalise(r.input) for s in ("seed", "validation", "test") for r in store.examples(run_id, split=s)}
     calls = {c["key"]: c for c in store.db.query("SELECT key, purpose FROM teacher_calls")}
     for row in rows:
-        meta = row["meta"]
+        meta = row.meta
         assert meta["origin"] == "pool" and meta["pool_file"] == str(POOL)
-        assert pool_texts[normalise(row["input"])] == meta["pool_row"], "the row's text is the pool file's row"
-        assert normalise(row["input"]) not in evaluation
-        assert row["parent_id"] is not None
-        assert calls[row["teacher_call"]]["purpose"] == "verify", "labelled by the blind verification call"
-    assert len({r["meta"]["pool_row"] for r in rows}) == len(rows), "a pool row is proposed once per run"
+        assert pool_texts[normalise(row.input)] == meta["pool_row"], "the row's text is the pool file's row"
+        assert normalise(row.input) not in evaluation
+        assert row.parent_id is not None
+        assert calls[row.teacher_call]["purpose"] == "verify", "labelled by the blind verification call"
+    assert len({r.meta["pool_row"] for r in rows}) == len(rows), "a pool row is proposed once per run"
 
     # a sweep shares this finished run with a cell whose pool is the same texts at another path (a worktree, a copied
     # project), and with no cell whose pool differs
@@ -103,7 +103,7 @@ def test_pool_random_draws_other_rows_than_nearest(tiny_gguf: Path, tmp_path: Pa
         store = Store(cfg.store)
         run_id = create_run(store, prepare(cfg))
         assert Loop(store, run_id).run() == "finished"
-        picked[pick] = sorted(r["meta"]["pool_row"] for r in store.examples(run_id, split="synthetic"))
+        picked[pick] = sorted(r.meta["pool_row"] for r in store.examples(run_id, split="synthetic"))
     assert picked["nearest"] and picked["random"] and picked["nearest"] != picked["random"]
 
 

@@ -61,8 +61,8 @@ def test_cells_run_as_ray_tasks_and_are_merged(tiny_gguf: Path, tmp_path: Path) 
     assert store.round(cells["plain"], 0).train["steps"] == steps
     assert f"train.steps={steps}" in store.sweep_runs(1)[-1].overrides
     # the worker's rows came along: lineage, predictions, teacher calls; adapters stay in the cell's folder
-    children = [e for e in store.examples(ref, split="synthetic") if e["parent_id"] is not None]
-    assert children and all(store.example(e["parent_id"])["run_id"] == ref for e in children)
+    children = [e for e in store.examples(ref, split="synthetic") if e.parent_id is not None]
+    assert children and all(store.example(e.parent_id).run_id == ref for e in children)
     assert store.count("predictions", run_id=ref) > 0 and store.count("teacher_calls", run_id=ref) > 0
     workdir = Path(runs["llm2llm"].splits["workdir"])
     assert workdir.is_relative_to(Path(os.environ["L2L_HOME"]) / "ray-cells" / sweep.digest)

@@ -14,6 +14,7 @@ from engine.config.schema import ChecksConfig, resolve
 from engine.data.dedup import RESTATEMENT, ContentWords, Restatements, comparable, containment, restates
 from engine.data.example_rows import example_row
 from engine.filter.filtering import CandidateFilter
+from engine.store.rows import Example as StoredExample
 from engine.tasks.base import Example
 from engine.tasks.registry import make_task
 
@@ -71,17 +72,19 @@ def test_content_words_drop_markup_drawings_and_function_words() -> None:
     assert not comparable(short, short), "a short text contains or is contained too easily: exempt"
 
 
-def task_rows(task_preset: str) -> tuple[Any, list[dict[str, Any]]]:
+def task_rows(task_preset: str) -> tuple[Any, list[StoredExample]]:
     task = make_task(resolve({"task": {"preset": task_preset}}).task)
     rows = jsonl("math_topic_42.jsonl") + [{"problem": SEED, "type": "Geometry"}]
-    existing = [{**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"], answer=r["type"])), "id": i}
+    existing = [StoredExample.from_row({**example_row(1, "seed", Example(input=r["problem"], target=" " + r["type"],
+                                                                        answer=r["type"])), "id": i, "reason": None})
                 for i, r in enumerate(rows)]
     return task, existing
 
 
-def pending_row(row_id: int, text: str, parent: int, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def pending_row(row_id: int, text: str, parent: int, meta: dict[str, Any] | None = None) -> StoredExample:
     ex = Example(input=text, target=" Geometry", answer="Geometry", meta={"requested_label": "Geometry", **(meta or {})})
-    return {**example_row(1, "synthetic", ex, status="pending", origin_round=0, parent_id=parent), "id": row_id}
+    row = example_row(1, "synthetic", ex, status="pending", origin_round=0, parent_id=parent)
+    return StoredExample.from_row({**row, "id": row_id, "reason": None})
 
 
 def test_the_filter_rejects_restatements_of_the_parent_and_siblings_only() -> None:

@@ -78,7 +78,7 @@ def test_arms_and_seed_sets_are_what_they_claim(swept: tuple[Path, dict]) -> Non
     store = Store(swept[0], create=False)
     cells = {(c.arm, c.seed_set): c.run_id for c in store.sweep_runs(1)}
     cfg = {cell: RunConfig.model_validate(store.run(r).config) for cell, r in cells.items()}
-    inputs = {cell: {split: [e["input"] for e in store.examples(r, split=split)] for split in ("seed", "validation", "test")}
+    inputs = {cell: {split: [e.input for e in store.examples(r, split=split)] for split in ("seed", "validation", "test")}
               for cell, r in cells.items()}
     for arm in ARMS:  # validation and test stay fixed; the seed draw and the training seed change
         assert inputs[(arm, 0)]["validation"] == inputs[(arm, 1)]["validation"]

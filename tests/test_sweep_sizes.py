@@ -54,8 +54,8 @@ def test_killed_multi_size_sweep_resumes_without_redoing_cells(sized: tuple[Path
 def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, dict]) -> None:
     store = Store(sized[0], create=False)
     cells = {(c.arm, c.seed_size): c.run_id for c in store.sweep_runs(1)}
-    seeds = {cell: {e["input"] for e in store.examples(r, split="seed")} for cell, r in cells.items()}
-    evaluation = {cell: [e["input"] for e in store.examples(r, split="test")] for cell, r in cells.items()}
+    seeds = {cell: {e.input for e in store.examples(r, split="seed")} for cell, r in cells.items()}
+    evaluation = {cell: [e.input for e in store.examples(r, split="test")] for cell, r in cells.items()}
     for arm in ARMS:
         assert len(seeds[(arm, 4)]) == 4 and len(seeds[(arm, 8)]) == 8
         assert seeds[(arm, 4)] < seeds[(arm, 8)], "the larger seed set holds the smaller"
@@ -75,7 +75,7 @@ def test_seed_sizes_nest_and_matched_arms_follow_their_size(sized: tuple[Path, d
             got = [r.kept for r in store.rounds(cells[(arm, n)]) if r.kept is not None]
             assert all(g <= k for g, k in zip(got, kept, strict=False)), f"{arm} keeps at most what llm2llm kept"
         for row in store.examples(cells[("oracle", n)], split="synthetic"):
-            assert row["meta"]["origin"] == "oracle" and row["input"] not in seeds[("oracle", n)]
+            assert row.meta["origin"] == "oracle" and row.input not in seeds[("oracle", n)]
 
 
 def test_report_prints_the_curve(sized: tuple[Path, dict]) -> None:

@@ -129,7 +129,7 @@ def test_tracking_is_execution_only(finished: dict[str, Any], tiny_run_store: tu
     def results(st: Store, rid: int) -> dict[str, Any]:
         rounds = [(r.idx, r.train_size, r.misses, r.generated, r.kept, r.rejected, r.seed_acc,
                    r.val_acc, r.test_acc, round(r.train_loss, 6)) for r in st.rounds(rid)]
-        examples = sorted((e["split"], e["input"], e["answer"], e["status"], e["reason"] or "") for e in st.examples(rid))
+        examples = sorted((e.split, e.input, e.answer, e.status, e.reason or "") for e in st.examples(rid))
         return {"rounds": rounds, "examples": examples, "best": st.run(rid).best_round}
 
     assert results(store, run_id) == results(plain_store, plain_id)

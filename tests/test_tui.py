@@ -143,10 +143,10 @@ async def test_filter_examples(tiny_run_store: tuple[Path, int]) -> None:
     store = Store(path, create=False)
     every = store.examples(run_id)
     synthetic = store.examples(run_id, split="synthetic")
-    rejected = [e for e in synthetic if e["status"] == "rejected"]
+    rejected = [e for e in synthetic if e.status == "rejected"]
     last = store.rounds(run_id)[-1].idx
-    wrong_seed_last = [p for p in store.predictions(run_id, last) if p["split"] == "seed" and not p["correct"]]
-    wrong_seed_0 = [p for p in store.predictions(run_id, 0) if p["split"] == "seed" and not p["correct"]]
+    wrong_seed_last = [p for p in store.predictions(run_id, last) if p.split == "seed" and not p.correct]
+    wrong_seed_0 = [p for p in store.predictions(run_id, 0) if p.split == "seed" and not p.correct]
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
@@ -164,9 +164,9 @@ async def test_filter_examples(tiny_run_store: tuple[Path, int]) -> None:
         if rejected:
             await pick("status", "rejected")
             assert screen.total == len(rejected)
-            reason = rejected[0]["reason"]
+            reason = rejected[0].reason
             await pick("reason", reason)
-            assert screen.total == sum(1 for e in rejected if e["reason"] == reason)
+            assert screen.total == sum(1 for e in rejected if e.reason == reason)
         await pilot.press("k")  # clear filters
         await until(pilot, lambda: screen.loaded and screen.total == len(every), "cleared filters")
         await pilot.press("w")  # seed misses in the last evaluated round
@@ -189,8 +189,8 @@ async def test_follow_a_lineage_from_a_synthetic_example_to_its_seed(tiny_run_st
     path, run_id = tiny_run_store
     store = Store(path, create=False)
     child = store.examples(run_id, split="synthetic")[0]
-    parent = store.example(child["parent_id"])
-    siblings = [e for e in store.examples(run_id, split="synthetic") if e["parent_id"] == parent["id"]]
+    parent = store.example(child.parent_id)
+    siblings = [e for e in store.examples(run_id, split="synthetic") if e.parent_id == parent.id]
     app = L2LApp(path, poll_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
@@ -201,15 +201,15 @@ async def test_follow_a_lineage_from_a_synthetic_example_to_its_seed(tiny_run_st
         await settle(pilot)
         lineage = await press_into(pilot, "l", LineageScreen, "the lineage")
         tree = lineage.query_one(LineageTree)
-        assert tree.root.data is not None and tree.root.data["id"] == parent["id"] and parent["split"] == "seed"
-        assert child["id"] in tree.by_example
+        assert tree.root.data is not None and tree.root.data["id"] == parent.id and parent.split == "seed"
+        assert child.id in tree.by_example
         round0 = next(n for n in tree.root.children if n.data and n.data.get("_round") == 0)
         assert "miss" in str(round0.label), "the seed was missed in round 0, so the teacher wrote from it"
-        assert {n.data["id"] for n in round0.children} == {s["id"] for s in siblings}
+        assert {n.data["id"] for n in round0.children} == {s.id for s in siblings}
         rounds_shown = [n.data["_round"] for n in tree.root.children]
-        assert rounds_shown == sorted(p["round"] for p in store.predictions(run_id, example_id=parent["id"]))
+        assert rounds_shown == sorted(p.round for p in store.predictions(run_id, example_id=parent.id))
         await pilot.pause()
-        assert tree.cursor_node is tree.by_example[child["id"]], "the cursor starts on the example we came from"
+        assert tree.cursor_node is tree.by_example[child.id], "the cursor starts on the example we came from"
         await pilot.press("p")
         assert tree.cursor_node is round0
         await pilot.press("escape")

@@ -40,7 +40,7 @@ def build_origin_store(path: Path) -> tuple[Path, int]:
     """The fixed run (tests/fixed_run.py) with pool, eda and oracle rows added in round 1."""
     path, run_id = build_run_store(path)
     store = Store(path, create=False)
-    parent = store.examples(run_id, split="seed")[0]["id"]
+    parent = store.examples(run_id, split="seed")[0].id
     store.insert_examples([{"run_id": run_id, "split": "synthetic", "input": text, "target": " " + label, "answer": label,
                             "origin_round": 1, "parent_id": parent, "content_hash": f"o{i}", "status": status,
                             "reason": reason, "meta": meta}

@@ -146,7 +146,7 @@ def finish_last_run(path: Path, built: dict[str, Any]) -> None:
     store.insert_examples([{"run_id": run_id, "split": "synthetic", "input": f"kept {k}", "target": "negative",
                             "answer": "negative", "origin_round": 0, "parent_id": 1, "content_hash": f"k{k}", "status": "kept"}
                            for k in range(KEPT[("llm2llm", 1)])])
-    test_ids = [e["id"] for e in store.examples(run_id, split="test")]
+    test_ids = [e.id for e in store.examples(run_id, split="test")]
     store.insert_predictions([{"run_id": run_id, "round": 1, "example_id": eid, "split": "test", "output": "x",
                                "extracted": "x", "correct": int(i < TEST_CORRECT[("llm2llm", 1)]), "confidence": None}
                               for i, eid in enumerate(test_ids)])

@@ -12,7 +12,8 @@ from typing import Any
 from engine.config.schema import RunConfig
 from engine.data.dedup import DedupIndex, normalise
 from engine.data.example_rows import example_from_row
-from engine.store.rows import TeacherCall
+from engine.store.rows import Example as StoredExample
+from engine.store.rows import Prediction, TeacherCall
 from engine.tasks.base import Example, Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.teacher_prompt import Diversity, clip, content_words, distinct_examples, max_reply_chars
@@ -24,22 +25,25 @@ EARLIER_CHARS = 300  # each earlier candidate shown to the teacher (augment.show
 
 @dataclass(frozen=True)
 class Target:
-    """A seed example the teacher writes new examples from, whether the student missed it, and how many to write."""
+    """A seed example the teacher writes new examples from, the student's answer to it, whether that is a miss, and how
+    many to write."""
 
-    row: dict[str, Any]
+    row: StoredExample
+    prediction: Prediction
     is_miss: bool
     k: int
 
 
-def choose_targets(cfg: RunConfig, pool: list[dict[str, Any]], misses: list[dict[str, Any]], round_idx: int) -> list[Target]:
+def choose_targets(cfg: RunConfig, pool: list[StoredExample], misses: list[StoredExample], round_idx: int,
+                   predictions: dict[int, Prediction]) -> list[Target]:
     """loop.targets: the misses; as many random pool rows as there are misses; or every pool row. Then the per-target
     counts: examples_per_miss each, or loop.teacher_examples spread evenly (extras to a seeded random few)."""
-    missed = {r["id"] for r in misses}
+    missed = {r.id for r in misses}
     rng = random.Random(derive_seed(cfg.seed, round_idx, "targets"))
     if cfg.loop.targets == "misses":
         rows = misses
     elif cfg.loop.targets == "random":
-        rows = sorted(rng.sample(pool, min(len(misses), len(pool))), key=lambda r: r["id"])
+        rows = sorted(rng.sample(pool, min(len(misses), len(pool))), key=lambda r: r.id)
     else:
         rows = list(pool)
     if not rows:
@@ -51,14 +55,15 @@ def choose_targets(cfg: RunConfig, pool: list[dict[str, Any]], misses: list[dict
         base, extra = divmod(budget, len(rows))
         lucky = set(rng.sample(range(len(rows)), extra))
         counts = [min(MAX_PER_CALL, base + (i in lucky)) for i in range(len(rows))]
-    return [Target(row=r, is_miss=r["id"] in missed, k=k) for r, k in zip(rows, counts, strict=True) if k > 0]
+    return [Target(row=r, prediction=predictions[r.id], is_miss=r.id in missed, k=k)
+            for r, k in zip(rows, counts, strict=True) if k > 0]
 
 
 def teacher_messages(task: Task, cfg: RunConfig, target: Target, grounding: list[Example],
                      earlier: Sequence[str] = ()) -> list[dict[str, str]]:
     """The chat for one target; the student's answer is shown only for a miss and only if the config allows; the
     [augment] levers add what `diversity` says (nothing by default)."""
-    shown = target.row["prediction"]["output"] if target.is_miss and cfg.teacher.show_student_answer else None
+    shown = target.prediction.output if target.is_miss and cfg.teacher.show_student_answer else None
     return task.teacher_messages(example_from_row(target.row), shown, target.k, is_miss=target.is_miss,
                                  grounding=grounding, diversity=diversity(cfg, target, earlier))
 
@@ -67,7 +72,7 @@ def diversity(cfg: RunConfig, target: Target, earlier: Sequence[str] = ()) -> Di
     """What the [augment] levers add to a target's prompt: its content words as taboo, the earlier candidates written
     from it (already cut to augment.show_earlier), and the ask to differ when the call wants several examples."""
     lever = cfg.augment
-    taboo = content_words(target.row["input"], lever.taboo_words) if lever.taboo_words else []
+    taboo = content_words(target.row.input, lever.taboo_words) if lever.taboo_words else []
     return Diversity(taboo=tuple(taboo), earlier=tuple(earlier) if lever.show_earlier else (),
                      differ=lever.differ and target.k > 1)
 
@@ -84,25 +89,26 @@ def teacher_schema(task: Task, cfg: RunConfig, target: Target) -> dict[str, Any]
 # wall time), and with the paper's one example per miss there is no earlier call at all. Across rounds the same seed is
 # missed again most of the time (the README's demo: 19 misses in both rounds, and duplicates rejected rose from 14 of
 # 57 candidates in round 0 to 29 of 57 in round 1), so the earlier rounds' candidates are there when copies are.
-def earlier_candidates(rows: Sequence[dict[str, Any]], round_idx: int, n: int) -> dict[int, list[str]]:
+def earlier_candidates(rows: Sequence[StoredExample], round_idx: int, n: int) -> dict[int, list[str]]:
     """Per parent id, up to n distinct inputs of candidates written from it before round_idx (kept or rejected,
     newest round first, copies of the parent left out: the prompt shows the parent itself), each cut to EARLIER_CHARS."""
     if n <= 0:
         return {}
-    by_id = {r["id"]: r for r in rows}
+    by_id = {r.id: r for r in rows}
     out: dict[int, list[str]] = {}
     seen: dict[int, set[str]] = {}
-    ordered = sorted((r for r in rows if r.get("parent_id") is not None and (r.get("origin_round") or 0) < round_idx
-                      and r.get("status") != "pending"), key=lambda r: (-(r.get("origin_round") or 0), r["id"]))
+    ordered = sorted((r for r in rows if r.parent_id is not None and (r.origin_round or 0) < round_idx
+                      and r.status != "pending"), key=lambda r: (-(r.origin_round or 0), r.id))
     for row in ordered:
-        parent, norm = row["parent_id"], normalise(row["input"])
+        parent, norm = row.parent_id, normalise(row.input)
+        assert parent is not None
         shown = seen.setdefault(parent, set())
-        if parent in by_id and normalise(by_id[parent]["input"]) == norm:
+        if parent in by_id and normalise(by_id[parent].input) == norm:
             continue
         if not norm or norm in shown or len(shown) >= n:
             continue
         shown.add(norm)
-        out.setdefault(parent, []).append(clip(row["input"], EARLIER_CHARS))
+        out.setdefault(parent, []).append(clip(row.input, EARLIER_CHARS))
     return out
 
 
@@ -119,7 +125,7 @@ def write_request(task: Task, cfg: RunConfig, identity: str, round_idx: int, tar
 
 
 def read_write_call(task: Task, call: TeacherCall | None, schema: dict[str, Any],
-                    parent: dict[str, Any]) -> tuple[list[Example], str | None]:
+                    parent: StoredExample) -> tuple[list[Example], str | None]:
     """The examples a stored write call holds and None, or no examples and why the call is unusable (a cached reply
     meets today's reply checks too, e.g. one cached before they existed)."""
     error = "no reply" if call is None else None if call.ok else (call.error or "unusable")
@@ -156,7 +162,7 @@ def request_seed(cfg: RunConfig, round_idx: int, target: Target) -> int:
     """The sampling seed of a target's call: from content, not row ids, so the same miss in another run of the same
     seed set hits the teacher cache."""
     base = cfg.teacher.seed if cfg.teacher.seed is not None else cfg.seed
-    return derive_seed(base, round_idx, target.row["content_hash"])
+    return derive_seed(base, round_idx, target.row.content_hash)
 
 
 def cache_key(identity: str, messages: list[dict[str, str]], schema: dict[str, Any], temperature: float,
@@ -172,13 +178,13 @@ def derive_seed(base: int, round_idx: int, salt: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def grounding(task: Task, target: dict[str, Any], seeds: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+def grounding(task: Task, target: StoredExample, seeds: list[StoredExample], n: int) -> list[StoredExample]:
     """Up to n real seed examples shown beside the target for length and register: of the same label for
     classification, any other seed otherwise; drawn from the target's content, so the prompt (and cache key) is stable."""
     if n <= 0:
         return []
-    same = [r for r in seeds if r["id"] != target["id"] and (task.kind != "classification" or r["answer"] == target["answer"])]
-    rng = random.Random(derive_seed(0, 0, "grounding:" + target["content_hash"]))
+    same = [r for r in seeds if r.id != target.id and (task.kind != "classification" or r.answer == target.answer)]
+    rng = random.Random(derive_seed(0, 0, "grounding:" + target.content_hash))
     return rng.sample(same, min(n, len(same)))
 
 

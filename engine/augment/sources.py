@@ -16,6 +16,7 @@ from engine.augment.requests import Target, derive_seed
 from engine.config.schema import RunConfig
 from engine.data.example_rows import example_from_row
 from engine.data.retrieval import BM25
+from engine.store.rows import Example as StoredExample
 from engine.tasks.base import Example, Task
 
 
@@ -24,16 +25,16 @@ class Candidate:
     """A new example and the target it was made for."""
 
     example: Example
-    parent: dict[str, Any]
+    parent: StoredExample
 
 
-def eda_candidates(cfg: RunConfig, round_idx: int, targets: Sequence[Target], seeds: Sequence[dict[str, Any]]) -> list[Candidate]:
+def eda_candidates(cfg: RunConfig, round_idx: int, targets: Sequence[Target], seeds: Sequence[StoredExample]) -> list[Candidate]:
     """k word-level edits of each target, replacements and insertions from the seed vocabulary; seeded per target."""
-    vocab = vocabulary(r["input"] for r in seeds)
+    vocab = vocabulary(r.input for r in seeds)
     out = []
     for target in targets:
         parent = example_from_row(target.row)
-        rng = random.Random(derive_seed(cfg.seed, round_idx, "eda:" + target.row["content_hash"]))
+        rng = random.Random(derive_seed(cfg.seed, round_idx, "eda:" + target.row.content_hash))
         for text in edits(parent.input, target.k, vocab, rng):
             out.append(Candidate(_like(parent, text, {"origin": "eda"}), target.row))
     return out
@@ -47,9 +48,9 @@ def _like(parent: Example, text: str, meta: dict[str, Any]) -> Example:
 def _picks(cfg: RunConfig, round_idx: int, index: BM25, target: Target, allowed: np.ndarray) -> list[int]:
     """Rows for one target: the nearest by BM25, or (loop.pool_pick = random) as many drawn at random."""
     if cfg.loop.pool_pick == "nearest":
-        return index.nearest(target.row["input"], target.k, allowed)
+        return index.nearest(target.row.input, target.k, allowed)
     free = np.flatnonzero(allowed)
-    rng = random.Random(derive_seed(cfg.seed, round_idx, "pick:" + target.row["content_hash"]))
+    rng = random.Random(derive_seed(cfg.seed, round_idx, "pick:" + target.row.content_hash))
     return sorted(rng.sample([int(i) for i in free], min(target.k, len(free))))
 
 
@@ -65,7 +66,7 @@ def oracle_candidates(cfg: RunConfig, task: Task, round_idx: int, targets: Seque
     free = np.ones(len(rows), dtype=bool)
     out = []
     for target in targets:
-        allowed = free & (answers == target.row["answer"]) if task.kind == "classification" else free.copy()
+        allowed = free & (answers == target.row.answer) if task.kind == "classification" else free.copy()
         for i in _picks(cfg, round_idx, index, target, allowed):
             free[i] = False
             out.append(Candidate(_like(rows[i], rows[i].input, {**rows[i].meta, "origin": "oracle"}), target.row))

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from engine.store.rows import Example as StoredExample
 from engine.tasks.base import Example
 
 
-def example_from_row(row: dict[str, Any]) -> Example:
-    """Rebuild an Example from a store row."""
+def example_from_row(row: StoredExample | Mapping[str, Any]) -> Example:
+    """Rebuild an Example from a store row (typed, or a dict of `Store.training_set`)."""
+    if isinstance(row, StoredExample):
+        choices = tuple(row.choices) if row.choices else None
+        return Example(input=row.input, target=row.target, answer=row.answer, choices=choices, meta=row.meta or {})
     choices = tuple(row["choices"]) if row.get("choices") else None
     return Example(input=row["input"], target=row["target"], answer=row["answer"], choices=choices, meta=row.get("meta") or {})
 

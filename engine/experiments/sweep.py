@@ -282,7 +282,7 @@ def finished_twin(store: Store, prepared: Prepared) -> int | None:
         run = store.run(run_id)
         if config_without_paths(run.config, run.splits) != config_json:
             continue
-        if all(sorted(e["content_hash"] for e in store.examples(run_id, split=split)) == hashes
+        if all(sorted(e.content_hash for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):
             return run_id
     return None

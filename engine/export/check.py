@@ -13,27 +13,29 @@ from engine.data.example_rows import example_from_row
 from engine.export.run_export import best_round, read_manifest, user_text, write_manifest
 from engine.run.scoring import predict
 from engine.store.db import Store
+from engine.store.rows import Example
 from engine.tasks.base import Task
 from models.errors import StoreError
 
 
-def held_out(store: Store, run_id: int, round_idx: int, limit: int | None = None) -> list[dict[str, Any]]:
-    """Validation and test rows the run predicted in that round, each with the run's extracted answer."""
-    preds = {p["example_id"]: p for p in store.predictions(run_id, round_idx)}
-    rows = [dict(r, run_answer=preds[r["id"]]["extracted"]) for split in ("validation", "test")
-            for r in store.examples(run_id, split=split) if r["id"] in preds]
+def held_out(store: Store, run_id: int, round_idx: int, limit: int | None = None) -> tuple[list[Example], list[str | None]]:
+    """Validation and test rows the run predicted in that round, and the run's extracted answer to each."""
+    preds = {p.example_id: p for p in store.predictions(run_id, round_idx)}
+    rows = [r for split in ("validation", "test") for r in store.examples(run_id, split=split) if r.id in preds]
     if not rows:
         raise StoreError(f"run {run_id} round {round_idx} has no validation or test predictions to compare with")
-    return rows[:limit] if limit else rows
+    rows = rows[:limit] if limit else rows
+    return rows, [preds[r.id].extracted for r in rows]
 
 
-def _figures(rows: list[dict[str, Any]], answers: list[str | None], task: Task, **extra: Any) -> dict[str, Any]:
-    same = sum(1 for r, a in zip(rows, answers, strict=True) if a == r["run_answer"])
+def _figures(rows: list[Example], run_answers: list[str | None], answers: list[str | None], task: Task,
+             **extra: Any) -> dict[str, Any]:
+    same = sum(1 for run, a in zip(run_answers, answers, strict=True) if a == run)
     correct = sum(task.is_correct(a, example_from_row(r)) for r, a in zip(rows, answers, strict=True))
     return {"n": len(rows), "same": same, "agreement": same / len(rows), "accuracy": correct / len(rows), **extra}
 
 
-def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[dict[str, Any]]) -> list[str | None]:
+def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[Example], round_idx: int) -> list[str | None]:
     """The merged model's answers, predicted exactly as the run predicted (transformers, the student's own code)."""
     from models.device import plan_training
     from models.params import LoraParams
@@ -42,14 +44,15 @@ def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[dict[str
 
     student = Student.load(folder, plan_training("none"), LoraParams(), cfg.student.max_length)
     try:
-        preds = predict(task, StudentScorer(student), rows, batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens)
+        preds = predict(task, StudentScorer(student), rows, round_idx=round_idx, batch_size=cfg.eval.batch_size,
+                        max_new_tokens=cfg.eval.max_new_tokens)
     finally:
         student.free()
-    return [p["extracted"] for p in preds]
+    return [p.extracted for p in preds]
 
 
 def gguf_answers(cfg: RunConfig, task: Task, gguf: Path, modelfile: Path, prompt_input: str,
-                 rows: list[dict[str, Any]], n_threads: int | None = None) -> tuple[list[str | None], int]:
+                 rows: list[Example], n_threads: int | None = None) -> tuple[list[str | None], int]:
     """A GGUF's answers with the Modelfile's template, stop strings and parameters; and how many rendered prompts
     differ from the training prompt (0 when the Modelfile reproduces it)."""
     from models.export_modelfile import parse, render
@@ -90,19 +93,19 @@ def roundtrip(store: Store, run_id: int, out_dir: Path, *, limit: int | None = N
     cfg = RunConfig.model_validate(store.run(run_id).config)
     task = make_task(cfg.task)
     round_idx = best_round(store, run_id)
-    rows = held_out(store, run_id, round_idx, limit)
+    rows, run_answers = held_out(store, run_id, round_idx, limit)
     results: dict[str, dict[str, Any]] = {}
     merged = out_dir / f"run-{run_id}-merged"
     if (merged / "config.json").is_file():
         say(f"merged model: {len(rows)} held-out prompts")
-        results["merged"] = _figures(rows, merged_answers(cfg, task, merged, rows), task)
+        results["merged"] = _figures(rows, run_answers, merged_answers(cfg, task, merged, rows, round_idx), task)
     modelfile = out_dir / f"run-{run_id}.Modelfile"
     for gguf in sorted(out_dir.glob(f"run-{run_id}-*.gguf")):
         if modelfile.is_file():
             kind = gguf.stem.removeprefix(f"run-{run_id}-")
             say(f"GGUF {kind}: {len(rows)} held-out prompts")
             answers, differ = gguf_answers(cfg, task, gguf, modelfile, manifest.get("prompt_input", "prompt"), rows, n_threads)
-            results[f"gguf {kind}"] = _figures(rows, answers, task, template_differs=differ)
-    run_acc = sum(task.is_correct(r["run_answer"], example_from_row(r)) for r in rows) / len(rows)
+            results[f"gguf {kind}"] = _figures(rows, run_answers, answers, task, template_differs=differ)
+    run_acc = sum(task.is_correct(a, example_from_row(r)) for r, a in zip(rows, run_answers, strict=True)) / len(rows)
     write_manifest(out_dir, run_id, round_idx, {}, {"roundtrip": {"run_accuracy": run_acc, **results}})
     return results

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
 
 from engine.config.schema import ChecksConfig
 from engine.data.dedup import DedupIndex, Restatements
@@ -24,12 +23,13 @@ from engine.filter.checks import (
     seeds_pair_dollars,
     unpaired_dollars,
 )
+from engine.store.rows import Example
 from engine.tasks.base import Task
 
 # Which existing rows a duplicate copies decides its reason (exact and near copies alike).
 DUPLICATE_OF = {"seed": "copy_of_seed", "validation": "leaks_eval", "test": "leaks_eval", "synthetic": "duplicate"}
 
-Verify = Callable[[list[dict[str, Any]]], dict[int, str | None]]  # candidate rows -> id: verdict (None: agrees)
+Verify = Callable[[list[Example]], dict[int, str | None]]  # candidate rows -> id: verdict (None: agrees)
 
 
 @dataclass
@@ -49,29 +49,29 @@ class Decisions:
 class CandidateFilter:
     """The checks of one round, built from the run's rows: what the seeds look like and what exists already."""
 
-    def __init__(self, task: Task, checks: ChecksConfig, near_duplicate: float, existing: list[dict[str, Any]],
-                 training: list[dict[str, Any]]) -> None:
+    def __init__(self, task: Task, checks: ChecksConfig, near_duplicate: float, existing: list[Example],
+                 training: list[Example]) -> None:
         self.task = task
         self.checks = checks
         self.meta = MetaText(task, checks.meta_patterns) if checks.meta_text else None
-        seeds = [r for r in existing if r["split"] == "seed"]
-        self.length = LengthRange.of_seeds((r["input"] for r in seeds), checks.length)
-        self.language = LanguageCheck(r["input"] for r in seeds) if checks.language else None
-        self.paired_math = checks.repair_escapes and seeds_pair_dollars(r["input"] for r in seeds)
-        self.questions = checks.questions and seeds_ask(r["input"] for r in seeds)
+        seeds = [r for r in existing if r.split == "seed"]
+        self.length = LengthRange.of_seeds((r.input for r in seeds), checks.length)
+        self.language = LanguageCheck(r.input for r in seeds) if checks.language else None
+        self.paired_math = checks.repair_escapes and seeds_pair_dollars(r.input for r in seeds)
+        self.questions = checks.questions and seeds_ask(r.input for r in seeds)
         self.echo = PromptEcho(task, example_from_row(seeds[0])) if checks.prompt_echo and seeds else None
-        self.input_of = {r["id"]: r["input"] for r in existing}
+        self.input_of: dict[int | None, str] = {r.id: r.input for r in existing}
         self.reference = DedupIndex(near_duplicate)
         self.split_of: dict[Hashable, str] = {}
         for row in existing:
-            self.reference.add(row["input"], row["id"])
-            self.split_of[row["id"]] = row["split"]
+            self.reference.add(row.input, row.id)
+            self.split_of[row.id] = row.split
         self.near_duplicate = near_duplicate
-        seed_labels = Counter(r["answer"] for r in seeds)
+        seed_labels = Counter(r.answer for r in seeds)
         self.seed_share = {label: n / sum(seed_labels.values()) for label, n in seed_labels.items()}
-        self.training_labels = Counter(r["answer"] for r in training)
+        self.training_labels = Counter(r.answer for r in training)
 
-    def screen(self, row: dict[str, Any], flags: Counter[str]) -> str | None:
+    def screen(self, row: Example, flags: Counter[str]) -> str | None:
         """The first cheap check the candidate fails, or None (nothing here calls a model)."""
         ex = example_from_row(row)
         reason = self.task.reject_reason(ex)
@@ -87,7 +87,7 @@ class CandidateFilter:
             return "meta_text"
         if self.questions and not asks(ex.input):
             return "not_a_question"
-        if self.language is not None and not self.language.allows(ex.input, self.input_of.get(row.get("parent_id"))):
+        if self.language is not None and not self.language.allows(ex.input, self.input_of.get(row.parent_id)):
             return "wrong_language"
         if self.length is not None and not self.length.allows(ex.input):
             return "length"
@@ -100,7 +100,7 @@ class CandidateFilter:
             return DUPLICATE_OF.get(self.split_of.get(hit[1], "synthetic"), "duplicate")
         return None
 
-    def decide(self, pending: list[dict[str, Any]], verify: Verify | None, seed: int) -> Decisions:
+    def decide(self, pending: list[Example], verify: Verify | None, seed: int) -> Decisions:
         """Screen, drop siblings that copy each other, verify the rest blind, then cap per label."""
         out = Decisions()
         survivors = []
@@ -110,31 +110,31 @@ class CandidateFilter:
         restated = Restatements(self.checks.restatement)
         for row in pending:
             reason = self.screen(row, out.flags)
-            if reason is None and self.checks.siblings and siblings.match(row["input"]) is not None:
+            if reason is None and self.checks.siblings and siblings.match(row.input) is not None:
                 reason = "sibling_duplicate"
-            parent = row.get("parent_id")
-            if (reason is None and not (row.get("meta") or {}).get("origin")
-                    and restated.match(row["input"], parent, self.input_of.get(parent)) is not None):
+            parent = row.parent_id
+            if (reason is None and not (row.meta or {}).get("origin")
+                    and restated.match(row.input, parent, self.input_of.get(parent)) is not None):
                 reason = "restatement"
             if reason is None:
                 if self.checks.siblings:
-                    siblings.add(row["input"], row["id"])
-                restated.add(row["input"], row["id"], parent)
+                    siblings.add(row.input, row.id)
+                restated.add(row.input, row.id, parent)
                 survivors.append(row)
             else:
-                out.rejected[row["id"]] = reason
+                out.rejected[row.id] = reason
         if verify is not None and survivors:
             verdicts = verify(survivors)
             for row in survivors:
-                if verdicts.get(row["id"]):
-                    out.rejected[row["id"]] = str(verdicts[row["id"]])
-            survivors = [r for r in survivors if r["id"] not in out.rejected]
+                if verdicts.get(row.id):
+                    out.rejected[row.id] = str(verdicts[row.id])
+            survivors = [r for r in survivors if r.id not in out.rejected]
         if self.checks.label_balance > 0 and self.task.kind == "classification" and survivors:
-            keep = balance_cap(self.training_labels, self.seed_share, [(r["id"], r["answer"]) for r in survivors],
+            keep = balance_cap(self.training_labels, self.seed_share, [(r.id, r.answer) for r in survivors],
                                self.checks.label_balance, seed)
             for row in survivors:
-                if row["id"] not in keep:
-                    out.rejected[row["id"]] = "label_balance"
-            survivors = [r for r in survivors if r["id"] in keep]
-        out.kept = [r["id"] for r in survivors]
+                if row.id not in keep:
+                    out.rejected[row.id] = "label_balance"
+            survivors = [r for r in survivors if r.id in keep]
+        out.kept = [r.id for r in survivors]
         return out

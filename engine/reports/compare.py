@@ -33,9 +33,9 @@ class PairedDelta:
 
 def correct_by_text(store: Store, run_id: int, round_idx: int, split: str) -> dict[str, int]:
     """1/0 per scored example of a split, keyed by the example's content hash (equal across runs on the same data)."""
-    hashes = {e["id"]: e["content_hash"] for e in store.examples(run_id, split=split)}
-    return {hashes[p["example_id"]]: p["correct"] for p in store.predictions(run_id, round_idx)
-            if p["split"] == split and p["example_id"] in hashes}
+    hashes = {e.id: e.content_hash for e in store.examples(run_id, split=split)}
+    return {hashes[p.example_id]: p.correct for p in store.predictions(run_id, round_idx)
+            if p.split == split and p.example_id in hashes}
 
 
 def paired_delta(store: Store, run_id: int, round_a: int, round_b: int, split: str = "test", *,

@@ -7,6 +7,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from engine.run.scoring import accuracy, is_miss, predict
 from engine.run.signals import Interrupted, Signals, StopRequested
 from engine.run.tracking import RunTracking
 from engine.store.db import Store, now, run_folder
-from engine.store.rows import Round
+from engine.store.rows import Example, Prediction, Round
 from engine.store.status import RunStatus
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
@@ -171,9 +172,10 @@ class Loop:
         return None if last.phase == "done" else last
 
     # train --------------------------------------------------------------------------------------
-    def _training_examples(self, idx: int) -> list[dict[str, Any]]:
+    def _training_examples(self, idx: int) -> list[Example]:
         seed = self.store.examples(self.run_id, split="seed")
-        synthetic = [r for r in self.store.examples(self.run_id, split="synthetic", status="kept") if r["origin_round"] < idx]
+        synthetic = [r for r in self.store.examples(self.run_id, split="synthetic", status="kept")
+                     if r.origin_round is not None and r.origin_round < idx]
         return seed + synthetic
 
     def _phase_train(self, idx: int) -> None:
@@ -184,7 +186,7 @@ class Loop:
         init = None
         if self.cfg.loop.retrain_from == "previous" and idx > 0:
             init = self.store.existing_round(self.run_id, idx - 1).adapter_path
-        synthetic = sum(1 for r in rows if r["split"] == "synthetic")
+        synthetic = sum(1 for r in rows if r.split == "synthetic")
         self.log(f"round {idx}: training on {len(pairs)} examples ({synthetic} synthetic)", kind="phase")
         with PhaseMeter() as meter:
             student = self.models.student(meter, adapter=None)
@@ -193,7 +195,7 @@ class Loop:
                 stats = trainer_of(student).train(pairs, self.cfg.train.params(), seed=self.cfg.seed + idx, out_dir=staging,
                                                   on_step=lambda step, total, loss: prog(step, total, f"loss {loss:.4f}"),
                                                   init_adapter=Path(init) if init else None,
-                                                  selection=self._selection(scorer_of(student)))
+                                                  selection=self._selection(scorer_of(student), idx))
             meter.mark("compute", stats.seconds)
             publish(staging, adapter_dir)
             self.models.trained(str(adapter_dir))
@@ -212,7 +214,7 @@ class Loop:
         self.log(f"round {idx}: trained {stats.steps} steps{chosen} in {meter.seconds:.1f}s, loss {stats.mean_loss:.4f}",
                  kind="phase")
 
-    def _selection(self, scorer: Any) -> Selection | None:
+    def _selection(self, scorer: Any, idx: int) -> Selection | None:
         """How the training length is chosen on validation (train.eval_every), or None to train the planned steps."""
         if not self.cfg.train.eval_every:
             return None
@@ -221,21 +223,21 @@ class Loop:
             return None
 
         def score() -> float:
-            preds = predict(self.task, scorer, rows, batch_size=self.cfg.eval.batch_size,
+            preds = predict(self.task, scorer, rows, round_idx=idx, batch_size=self.cfg.eval.batch_size,
                             max_new_tokens=self.cfg.eval.max_new_tokens)
             return accuracy(preds) or 0.0
 
         return Selection(score=score, every=self.cfg.train.eval_every, patience=self.cfg.train.patience)
 
-    def _label_mix(self, rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    def _label_mix(self, rows: list[Example]) -> dict[str, int] | None:
         """Training examples per label (classification and multiple choice)."""
         if self.task.kind not in ("classification", "multiple_choice"):
             return None
-        return dict(sorted(Counter(r["answer"] for r in rows).items()))
+        return dict(sorted(Counter(r.answer for r in rows).items()))
 
     # eval ---------------------------------------------------------------------------------------
-    def _eval_splits(self, idx: int) -> dict[str, list[dict[str, Any]]]:
-        splits: dict[str, list[dict[str, Any]]] = {}
+    def _eval_splits(self, idx: int) -> dict[str, list[Example]]:
+        splits: dict[str, list[Example]] = {}
         if self.cfg.loop.miss_source == "all":
             splits["train"] = self._training_examples(idx)
         else:
@@ -245,7 +247,7 @@ class Loop:
             splits["test"] = self._limited("test", self.cfg.eval.test_limit)
         return splits
 
-    def _limited(self, split: str, limit: int | None) -> list[dict[str, Any]]:
+    def _limited(self, split: str, limit: int | None) -> list[Example]:
         rows = self.store.examples(self.run_id, split=split)
         return rows[:limit] if limit else rows
 
@@ -257,15 +259,15 @@ class Loop:
             t0 = time.perf_counter()
             predictions = self._predict(scorer_of(student), idx, [r for rows in splits.values() for r in rows])
             meter.mark("compute", time.perf_counter() - t0)
-        by_id = {p["example_id"]: p for p in predictions}
-        acc = {name: accuracy([by_id[r["id"]] for r in rows]) for name, rows in splits.items()}
+        by_id = {p.example_id: p for p in predictions}
+        acc = {name: accuracy([by_id[r.id] for r in rows]) for name, rows in splits.items()}
         pool = splits.get("seed") or splits.get("train") or []
-        misses = [r for r in pool if is_miss(by_id[r["id"]], self.cfg.loop.confidence_threshold)]
+        misses = [r for r in pool if is_miss(by_id[r.id], self.cfg.loop.confidence_threshold)]
         reason = self._stop_reason(idx, acc.get("validation"), len(misses))
-        answers = Counter(by_id[r["id"]]["extracted"] for r in splits["validation"])
+        answers = Counter(by_id[r.id].extracted for r in splits["validation"])
         fault_point("eval", idx)
         with self.store.transaction():
-            self.store.insert_predictions(predictions)
+            self.store.insert_predictions([asdict(p) for p in predictions])
             self._finish_phase(idx, "eval", meter, "done" if reason else "augment",
                                seed_acc=acc.get("seed", acc.get("train")), val_acc=acc.get("validation"),
                                test_acc=acc.get("test"), misses=len(misses),
@@ -287,10 +289,9 @@ class Loop:
                 return f"validation accuracy has not improved for {patience} rounds"
         return None
 
-    def _predict(self, scorer: Any, idx: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        preds = predict(self.task, scorer, rows, batch_size=self.cfg.eval.batch_size,
-                        max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval", unit="batch"))
-        return [{"run_id": self.run_id, "round": idx, **p} for p in preds]
+    def _predict(self, scorer: Any, idx: int, rows: list[Example]) -> list[Prediction]:
+        return predict(self.task, scorer, rows, round_idx=idx, batch_size=self.cfg.eval.batch_size,
+                       max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval", unit="batch"))
 
     # teacher calls ------------------------------------------------------------------------------
     def _call_teacher(self, idx: int, phase: str, requests: list[Any], meter: PhaseMeter, purpose: str,
@@ -335,17 +336,17 @@ class Loop:
     def _phase_augment(self, idx: int) -> None:
         from models.teacher.base import failure_reason
 
-        preds = {p["example_id"]: p for p in self.store.predictions(self.run_id, idx)}
+        preds = {p.example_id: p for p in self.store.predictions(self.run_id, idx)}
         seeds = self.store.examples(self.run_id, split="seed")
         pool = self._training_examples(idx) if self.cfg.loop.miss_source == "all" else seeds
-        pool = [dict(r, prediction=preds[r["id"]]) for r in pool if r["id"] in preds]
-        misses = [r for r in pool if is_miss(r["prediction"], self.cfg.loop.confidence_threshold)]
-        targets = choose_targets(self.cfg, pool, misses, idx)
+        pool = [r for r in pool if r.id in preds]
+        misses = [r for r in pool if is_miss(preds[r.id], self.cfg.loop.confidence_threshold)]
+        targets = choose_targets(self.cfg, pool, misses, idx, preds)
         if self.cfg.loop.source != "teacher":
             self._augment_without_teacher(idx, targets, seeds)
             return
         requests: list[TeacherRequest] = []
-        parents: dict[str, dict[str, Any]] = {}
+        parents: dict[str, Example] = {}
         shown_earlier = self.cfg.augment.show_earlier
         earlier = earlier_candidates(self.store.examples(self.run_id, split="synthetic"), idx, shown_earlier) if shown_earlier else {}
         with PhaseMeter() as meter:
@@ -353,7 +354,7 @@ class Loop:
             for target in targets:
                 shown = grounding(self.task, target.row, seeds, self.cfg.checks.grounding)
                 request = write_request(self.task, self.cfg, identity, idx, target, [example_from_row(r) for r in shown],
-                                        earlier.get(target.row["id"], []))
+                                        earlier.get(target.row.id, []))
                 parents[request.key] = target.row
                 requests.append(request)
             asked = sum(t.k for t in targets)
@@ -363,7 +364,7 @@ class Loop:
 
             def echo(key: str, parsed: dict[str, Any]) -> None:
                 for item in parsed.get("examples", []):
-                    self.log(json.dumps(item, ensure_ascii=False)[:500], kind="teacher", parent=parents[key]["id"])
+                    self.log(json.dumps(item, ensure_ascii=False)[:500], kind="teacher", parent=parents[key].id)
 
             hits, fresh = self._call_teacher(idx, "augment", requests, meter, "write", on_parsed=echo)
 
@@ -372,7 +373,7 @@ class Loop:
 
             def all_copies(request: TeacherRequest) -> bool:
                 texts = [ex.input for ex in written[request.key][0]]
-                return copies_its_seed(parents[request.key]["input"], texts, self.cfg.loop.near_duplicate)
+                return copies_its_seed(parents[request.key].input, texts, self.cfg.loop.near_duplicate)
 
             written = {r.key: read(r) for r in requests}
             copied = [r for r in requests if all_copies(r)]
@@ -401,7 +402,7 @@ class Loop:
             parent = parents[request.key]
             for ex in examples:
                 candidates.append(example_row(self.run_id, "synthetic", ex, status="pending", origin_round=idx,
-                                              parent_id=parent["id"], teacher_call=request.key))
+                                              parent_id=parent.id, teacher_call=request.key))
         fault_point("augment", idx)
         with self.store.transaction():
             self.store.insert_examples(candidates)
@@ -422,7 +423,7 @@ class Loop:
         self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable{copies}, "
                  f"{meter.seconds:.1f}s)", kind="phase")
 
-    def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[dict[str, Any]]) -> None:
+    def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[Example]) -> None:
         """loop.source = eda (edits of each target), oracle (unused labelled rows nearest it) or pool (unlabeled rows
         nearest it, each verified blind by the teacher in the filter phase: its call is the row's teacher_call)."""
         from engine.augment.sources import eda_candidates, oracle_candidates, pool_candidates
@@ -434,11 +435,11 @@ class Loop:
             if source == "eda":
                 made = eda_candidates(self.cfg, idx, targets, seeds)
             elif source == "oracle":
-                made = oracle_candidates(self.cfg, self.task, idx, targets, [r["input"] for r in self.store.examples(self.run_id)])
+                made = oracle_candidates(self.cfg, self.task, idx, targets, [r.input for r in self.store.examples(self.run_id)])
             else:
                 pool, index = self._unlabeled()
-                taken = {int(r["meta"]["pool_row"]) for r in self.store.examples(self.run_id, split="synthetic")
-                         if (r["meta"] or {}).get("origin") == "pool"}
+                taken = {int(r.meta["pool_row"]) for r in self.store.examples(self.run_id, split="synthetic")
+                         if r.meta and r.meta.get("origin") == "pool"}
                 made, asked = pool_candidates(self.cfg, idx, targets, pool.texts, pool.rows, taken, str(pool.path), index)
                 if len(made) < asked:
                     self.log(f"round {idx}: the unlabeled pool had {len(made)} unused rows for {asked} asked; using what "
@@ -447,7 +448,7 @@ class Loop:
             identity = self._identity(meter) if source == "pool" else None
             shots = verify_shots(self.task, [example_from_row(r) for r in seeds], self.cfg.checks.verify_shots)
             candidates = [example_row(self.run_id, "synthetic", c.example, status="pending", origin_round=idx,
-                                      parent_id=c.parent["id"],
+                                      parent_id=c.parent.id,
                                       teacher_call=verify_request(self.task, self.cfg, c.example, identity, shots).key
                                       if identity is not None else None)
                           for c in made]
@@ -468,8 +469,8 @@ class Loop:
             from engine.data.retrieval import BM25
 
             rows = self.store.examples(self.run_id)
-            pool = load_unlabeled(self.cfg, self.task, [r["input"] for r in rows if r["split"] != "synthetic"],
-                                  [r["input"] for r in rows if r["split"] == "seed"])
+            pool = load_unlabeled(self.cfg, self.task, [r.input for r in rows if r.split != "synthetic"],
+                                  [r.input for r in rows if r.split == "seed"])
             for note in pool.notes:
                 self.log(note, kind="info", level="warning")
             self._pool = (pool, BM25(pool.texts))
@@ -478,9 +479,9 @@ class Loop:
     # filter -------------------------------------------------------------------------------------
     def _phase_filter(self, idx: int) -> None:
         rows = self.store.examples(self.run_id)
-        existing = [r for r in rows if r["split"] != "synthetic" or r["status"] == "kept"]
-        training = [r for r in existing if r["split"] in ("seed", "synthetic")]
-        pending = [r for r in rows if r["split"] == "synthetic" and r["status"] == "pending" and r["origin_round"] == idx]
+        existing = [r for r in rows if r.split != "synthetic" or r.status == "kept"]
+        training = [r for r in existing if r.split in ("seed", "synthetic")]
+        pending = [r for r in rows if r.split == "synthetic" and r.status == "pending" and r.origin_round == idx]
         verify_stats: dict[str, Any] = {}
         with PhaseMeter() as meter:
             screen = CandidateFilter(self.task, self.cfg.checks, self.cfg.loop.near_duplicate, existing, training)
@@ -491,7 +492,7 @@ class Loop:
             self._keep_limit(idx, decisions)
         reasons = decisions.reasons
         kept = len(decisions.kept)
-        mix = Counter(r["answer"] for r in training) + Counter(r["answer"] for r in pending if r["id"] in set(decisions.kept))
+        mix = Counter(r.answer for r in training) + Counter(r.answer for r in pending if r.id in set(decisions.kept))
         fault_point("filter", idx)
         with self.store.transaction():
             for example_id, reason in decisions.rejected.items():
@@ -525,12 +526,12 @@ class Loop:
                 decisions.rejected[example_id] = "over_budget"
         decisions.kept = [i for i in decisions.kept if i in keep]
 
-    def _verify(self, idx: int, rows: list[dict[str, Any]], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
+    def _verify(self, idx: int, rows: list[Example], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
         """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""
         identity = self._identity(meter)
         seeds = self.store.examples(self.run_id, split="seed") if self.cfg.checks.verify_shots else []
         shots = verify_shots(self.task, [example_from_row(r) for r in seeds], self.cfg.checks.verify_shots)
-        examples = {row["id"]: example_from_row(row) for row in rows}
+        examples = {row.id: example_from_row(row) for row in rows}
         requests: dict[str, TeacherRequest] = {}
         keys: dict[int, str] = {}
         for row_id, ex in examples.items():
@@ -565,7 +566,7 @@ class Loop:
                     student = self.models.student(meter, adapter=best.adapter_path)
                     preds = self._predict(scorer_of(student), best.idx, test)
                 with self.store.transaction():
-                    self.store.insert_predictions(preds)
+                    self.store.insert_predictions([asdict(p) for p in preds])
                     self.store.upsert_round(self.run_id, best.idx, test_acc=accuracy(preds))
         self.store.update_run(self.run_id, best_round=best.idx)
         best = self.store.existing_round(self.run_id, best.idx)

@@ -16,9 +16,11 @@ from typing import Any
 from engine.store.rows import (
     CellState,
     Event,
+    Example,
     ExampleFilter,
     ExampleListing,
     ExampleOptions,
+    Prediction,
     Progress,
     Round,
     Run,
@@ -27,6 +29,7 @@ from engine.store.rows import (
     SweepCounts,
     SweepRun,
     TeacherCall,
+    _json,
 )
 from engine.store.status import RunStatus
 from models.errors import StoreError
@@ -340,7 +343,7 @@ class Store:
         return ids
 
     def examples(self, run_id: int, split: str | None = None, status: str | None = None,
-                 origin_round: int | None = None) -> list[dict[str, Any]]:
+                 origin_round: int | None = None) -> list[Example]:
         """Examples of a run, optionally by split, status and origin round, in id order."""
         where: list[str] = ["run_id = ?"]
         args: list[object] = [run_id]
@@ -349,7 +352,7 @@ class Store:
                 where.append(f"{column} = ?")
                 args.append(value)
         sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
-        return [_decode(row, ("choices", "meta")) for row in self.db.query(sql, args)]
+        return [Example.from_row(row) for row in self.db.query(sql, args)]
 
     def training_set(self, run_id: int) -> Generator[dict[str, Any], None, None]:
         """The run's final training set, streamed: seed rows then kept synthetic rows, each in id order, with lineage
@@ -361,7 +364,8 @@ class Store:
                                               "ORDER BY id", [run_id])
                 names = [d[0] for d in cursor.description]
                 for values in cursor:
-                    row = _decode(dict(zip(names, values, strict=True)), ("choices",))
+                    row = dict(zip(names, values, strict=True))
+                    row["choices"] = _json(row["choices"])
                     if not row["choices"]:
                         del row["choices"]  # the key only where the task has options
                     yield row
@@ -370,9 +374,9 @@ class Store:
         """Mark an example kept or rejected (with its reason), inside the caller's transaction."""
         self.db.table("examples").update(example_id, {"status": status, "reason": reason})
 
-    def example(self, example_id: int) -> dict[str, Any]:
+    def example(self, example_id: int) -> Example:
         """One example by id."""
-        return _decode(self.db.table("examples").get(example_id), ("choices", "meta"))
+        return Example.from_row(self.db.table("examples").get(example_id))
 
     def evaluated_rounds(self, run_id: int) -> list[int]:
         """Rounds of a run that have predictions, in order."""
@@ -469,7 +473,7 @@ class Store:
         """Insert or replace prediction rows (inside the caller's transaction)."""
         self.db.table("predictions").insert_all(rows, pk=("run_id", "round", "example_id"), replace=True)
 
-    def predictions(self, run_id: int, round_idx: int | None = None, example_id: int | None = None) -> list[dict[str, Any]]:
+    def predictions(self, run_id: int, round_idx: int | None = None, example_id: int | None = None) -> list[Prediction]:
         """Predictions of a run, by round and/or example."""
         where: list[str] = ["run_id = ?"]
         args: list[object] = [run_id]
@@ -479,7 +483,8 @@ class Store:
         if example_id is not None:
             where.append("example_id = ?")
             args.append(example_id)
-        return list(self.db.query(f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY round, example_id", args))
+        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY round, example_id"
+        return [Prediction.from_row(row) for row in self.db.query(sql, args)]
 
     # teacher cache ----------------------------------------------------------------------------
     def teacher_models(self, run_id: int) -> list[tuple[str | None, int]]:
@@ -631,11 +636,3 @@ def private_dir(path: Path) -> None:
     except FileExistsError:
         pass
     os.chmod(path, 0o700)  # mkdir's mode passes through the umask
-
-
-def _decode(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    row = dict(row)
-    for column in columns:
-        if isinstance(row.get(column), str):
-            row[column] = json.loads(row[column])
-    return row

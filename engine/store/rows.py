@@ -272,6 +272,54 @@ class ExampleListing:
                    extracted=row["extracted"], correct=row["correct"], origin=row["origin"])
 
 
+@dataclass(frozen=True)
+class Example:
+    """A row of `examples`: one example of a run, its split, lineage and the filter's verdict."""
+
+    id: int
+    run_id: int
+    split: str
+    input: str
+    target: str
+    answer: str
+    choices: list[str] | None
+    origin_round: int | None
+    parent_id: int | None
+    teacher_call: str | None
+    content_hash: str
+    status: str
+    reason: str | None
+    meta: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Example:
+        """The example of an `examples` row."""
+        return cls(id=int(row["id"]), run_id=int(row["run_id"]), split=row["split"], input=row["input"],
+                   target=row["target"], answer=row["answer"], choices=_json(row["choices"]),
+                   origin_round=row["origin_round"], parent_id=row["parent_id"], teacher_call=row["teacher_call"],
+                   content_hash=row["content_hash"], status=row["status"], reason=row["reason"], meta=_json(row["meta"]))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A row of `predictions`: the student's answer to one example in one round."""
+
+    run_id: int
+    round: int
+    example_id: int
+    split: str
+    output: str
+    extracted: str | None
+    correct: int
+    confidence: float | None  # the chosen option's probability; None when the answer was generated
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Prediction:
+        """The prediction of a `predictions` row."""
+        return cls(run_id=int(row["run_id"]), round=int(row["round"]), example_id=int(row["example_id"]),
+                   split=row["split"], output=row["output"], extracted=row["extracted"], correct=int(row["correct"]),
+                   confidence=row["confidence"])
+
 
 @dataclass(frozen=True)
 class TeacherCall:

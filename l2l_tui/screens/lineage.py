@@ -72,9 +72,9 @@ class LineageScreen(AppScreen):
         tree = self.query_one(LineageTree)
         tree.show(event.root, self.example_id)
         root = event.root.example
-        misses = sum(1 for p in event.root.predictions.values() if not p["correct"])
+        misses = sum(1 for p in event.root.predictions.values() if not p.correct)
         self.query_one("#lineage-title", Label).update(
-            f"seed #{root['id']}: missed in {misses} of {len(event.root.predictions)} evaluated rounds · "
+            f"seed #{root.id}: missed in {misses} of {len(event.root.predictions)} evaluated rounds · "
             f"{tree.count() - 1} descendants written by the teacher · selected #{self.example_id}")
         self.query_one(ExampleView).show(tree.root.data)
         self.loaded = True

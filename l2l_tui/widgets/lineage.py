@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from engine.store.rows import Example, Prediction
 from l2l_tui.queries import LineageNode
 from l2l_tui.widgets.example_table import one_line
 
 
-def example_label(ex: dict[str, Any]) -> Text:
+def example_label(ex: Example) -> Text:
     """Tree label of an example."""
-    text = Text.assemble((f"#{ex['id']} ", "bold"), (f"{ex['split']} ", "cyan"))
-    if ex["status"] == "rejected":
-        text.append(f"rejected ({ex.get('reason') or '?'}) ", style="red")
-    elif ex["split"] == "synthetic":
-        text.append(f"{ex['status']} ", style="green" if ex["status"] == "kept" else "yellow")
-    text.append(one_line(ex["input"], 70))
+    text = Text.assemble((f"#{ex.id} ", "bold"), (f"{ex.split} ", "cyan"))
+    if ex.status == "rejected":
+        text.append(f"rejected ({ex.reason or '?'}) ", style="red")
+    elif ex.split == "synthetic":
+        text.append(f"{ex.status} ", style="green" if ex.status == "kept" else "yellow")
+    text.append(one_line(ex.input, 70))
     return text
 
 
-def round_label(idx: int, prediction: dict[str, Any] | None, n_children: int) -> Text:
+def round_label(idx: int, prediction: Prediction | None, n_children: int) -> Text:
     """Tree label of what happened to an example in one round."""
     text = Text(f"round {idx}: ", style="bold")
     if prediction is None:
         text.append("not evaluated", style="dim")
     else:
-        mark, style = ("✓ correct", "green") if prediction["correct"] else ("✗ miss", "red")
+        mark, style = ("✓ correct", "green") if prediction.correct else ("✗ miss", "red")
         text.append(mark, style=style)
-        text.append(f" · student answered {one_line(prediction['extracted'] if prediction['extracted'] is not None else '∅', 24)!s}")
+        text.append(f" · student answered {one_line(prediction.extracted if prediction.extracted is not None else '∅', 24)!s}")
     if n_children:
         text.append(f" → teacher wrote {n_children}", style="magenta")
     return text
@@ -51,7 +53,7 @@ class LineageTree(Tree[dict[str, Any]]):
         self.by_example = {}
         self.root.set_label(example_label(root.example))
         self.root.data = _node_data(root)
-        self.by_example[root.example["id"]] = self.root
+        self.by_example[root.example.id] = self.root
         self._add(self.root, root)
         self.root.expand_all()
         target = self.by_example.get(focus_id) if focus_id is not None else None
@@ -66,7 +68,7 @@ class LineageTree(Tree[dict[str, Any]]):
                                 allow_expand=bool(kids))
             for kid in kids:
                 child = branch.add(example_label(kid.example), data=_node_data(kid), allow_expand=bool(kid.rounds()))
-                self.by_example[kid.example["id"]] = child
+                self.by_example[kid.example.id] = child
                 self._add(child, kid)
 
     def count(self) -> int:
@@ -75,4 +77,5 @@ class LineageTree(Tree[dict[str, Any]]):
 
 
 def _node_data(node: LineageNode) -> dict[str, Any]:
-    return {**node.example, "predictions": node.predictions, "children": len(node.children)}
+    return {**asdict(node.example), "predictions": {idx: asdict(p) for idx, p in node.predictions.items()},
+            "children": len(node.children)}
