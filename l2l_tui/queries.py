@@ -10,7 +10,7 @@ from engine.reports.run_report import duration, round_rows
 from engine.run.runs import effective_status
 from engine.run.worker import worker_log
 from engine.store.db import Store, now
-from engine.store.rows import Event, Example, ExampleFilter, ExampleListing, ExampleOptions, Prediction, Sweep
+from engine.store.rows import Event, ExampleFilter, ExampleListing, ExampleOptions, Prediction, StoredExample, Sweep
 from models.errors import StoreError
 
 __all__ = ["ExampleFilter"]  # the browser's filter lives with the store's typed rows; the app imports it from here
@@ -107,7 +107,7 @@ def example_detail(store: Store, example_id: int) -> dict[str, Any]:
 class LineageNode:
     """An example, the student's answers to it round by round, and the examples the teacher wrote from it."""
 
-    example: Example
+    example: StoredExample
     predictions: dict[int, Prediction] = field(default_factory=dict)
     children: list[LineageNode] = field(default_factory=list)
 
@@ -141,7 +141,7 @@ def _lineage(store: Store, example_id: int, max_depth: int) -> LineageNode:
     root = store.example(lineage_root(store, example_id))
     run_id = root.run_id
 
-    def build(ex: Example, depth: int) -> LineageNode:
+    def build(ex: StoredExample, depth: int) -> LineageNode:
         node = LineageNode(ex, {p.round: p for p in store.predictions(run_id, example_id=ex.id)})
         if depth < max_depth:
             node.children = [build(store.example(k), depth + 1) for k in store.child_ids(run_id, ex.id)]

@@ -20,7 +20,7 @@ from engine.data.load import load_splits
 from engine.data.readers import load_rows
 from engine.filter.checks import PromptEcho, guess_language
 from engine.filter.filtering import CandidateFilter
-from engine.store.rows import Example as StoredExample
+from engine.store.rows import StoredExample
 from engine.tasks.base import Example
 from engine.tasks.math import canonical, final_number, numbers_in, parse_number
 from engine.tasks.registry import make_task

@@ -26,7 +26,7 @@ from engine.filter.checks import (
     unpaired_dollars,
 )
 from engine.filter.filtering import CandidateFilter
-from engine.store.rows import Example as StoredExample
+from engine.store.rows import StoredExample
 from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template
 from engine.tasks.registry import make_task

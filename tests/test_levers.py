@@ -33,7 +33,7 @@ from engine.run.model_slots import open_run_teacher
 from engine.run.runs import create_run, prepare, request_stop
 from engine.run.scoring import is_miss
 from engine.store.db import Store
-from engine.store.rows import Example as StoredExample
+from engine.store.rows import StoredExample
 from engine.store.rows import Prediction
 from engine.tasks.base import Example, Task
 from engine.tasks.prompt_templates import load_template

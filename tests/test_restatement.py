@@ -14,7 +14,7 @@ from engine.config.schema import ChecksConfig, resolve
 from engine.data.dedup import RESTATEMENT, ContentWords, Restatements, comparable, containment, restates
 from engine.data.example_rows import example_row
 from engine.filter.filtering import CandidateFilter
-from engine.store.rows import Example as StoredExample
+from engine.store.rows import StoredExample
 from engine.tasks.base import Example
 from engine.tasks.registry import make_task
 

@@ -12,8 +12,7 @@ from typing import Any
 from engine.config.schema import RunConfig
 from engine.data.dedup import DedupIndex, normalise
 from engine.data.example_rows import example_from_row
-from engine.store.rows import Example as StoredExample
-from engine.store.rows import Prediction, TeacherCall
+from engine.store.rows import Prediction, StoredExample, TeacherCall
 from engine.tasks.base import Example, Task
 from engine.tasks.classification import ClassificationTask
 from engine.tasks.teacher_prompt import Diversity, clip, content_words, distinct_examples, max_reply_chars

@@ -16,7 +16,7 @@ from engine.augment.requests import Target, derive_seed
 from engine.config.schema import RunConfig
 from engine.data.example_rows import example_from_row
 from engine.data.retrieval import BM25
-from engine.store.rows import Example as StoredExample
+from engine.store.rows import StoredExample
 from engine.tasks.base import Example, Task
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from engine.store.rows import Example as StoredExample
+from engine.store.rows import StoredExample
 from engine.tasks.base import Example
 
 

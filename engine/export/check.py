@@ -13,12 +13,12 @@ from engine.data.example_rows import example_from_row
 from engine.export.run_export import best_round, read_manifest, user_text, write_manifest
 from engine.run.scoring import predict
 from engine.store.db import Store
-from engine.store.rows import Example
+from engine.store.rows import StoredExample
 from engine.tasks.base import Task
 from models.errors import StoreError
 
 
-def held_out(store: Store, run_id: int, round_idx: int, limit: int | None = None) -> tuple[list[Example], list[str | None]]:
+def held_out(store: Store, run_id: int, round_idx: int, limit: int | None = None) -> tuple[list[StoredExample], list[str | None]]:
     """Validation and test rows the run predicted in that round, and the run's extracted answer to each."""
     preds = {p.example_id: p for p in store.predictions(run_id, round_idx)}
     rows = [r for split in ("validation", "test") for r in store.examples(run_id, split=split) if r.id in preds]
@@ -28,14 +28,14 @@ def held_out(store: Store, run_id: int, round_idx: int, limit: int | None = None
     return rows, [preds[r.id].extracted for r in rows]
 
 
-def _figures(rows: list[Example], run_answers: list[str | None], answers: list[str | None], task: Task,
+def _figures(rows: list[StoredExample], run_answers: list[str | None], answers: list[str | None], task: Task,
              **extra: Any) -> dict[str, Any]:
     same = sum(1 for run, a in zip(run_answers, answers, strict=True) if a == run)
     correct = sum(task.is_correct(a, example_from_row(r)) for r, a in zip(rows, answers, strict=True))
     return {"n": len(rows), "same": same, "agreement": same / len(rows), "accuracy": correct / len(rows), **extra}
 
 
-def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[Example], round_idx: int) -> list[str | None]:
+def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[StoredExample], round_idx: int) -> list[str | None]:
     """The merged model's answers, predicted exactly as the run predicted (transformers, the student's own code)."""
     from models.device import plan_training
     from models.params import LoraParams
@@ -52,7 +52,7 @@ def merged_answers(cfg: RunConfig, task: Task, folder: Path, rows: list[Example]
 
 
 def gguf_answers(cfg: RunConfig, task: Task, gguf: Path, modelfile: Path, prompt_input: str,
-                 rows: list[Example], n_threads: int | None = None) -> tuple[list[str | None], int]:
+                 rows: list[StoredExample], n_threads: int | None = None) -> tuple[list[str | None], int]:
     """A GGUF's answers with the Modelfile's template, stop strings and parameters; and how many rendered prompts
     differ from the training prompt (0 when the Modelfile reproduces it)."""
     from models.export_modelfile import parse, render

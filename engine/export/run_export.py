@@ -21,7 +21,7 @@ from engine.export.dataset_card import TrainingDataset, training_dataset
 from engine.export.model_card import model_card, write_model_card
 from engine.run.faults import fault_point
 from engine.store.db import Store, private_dir
-from engine.store.rows import Example
+from engine.store.rows import StoredExample
 from engine.tasks.base import Task
 from models.errors import ConfigError, StoreError
 
@@ -51,7 +51,7 @@ def prompt_frame(task: Task) -> tuple[str, str] | None:
     return before, after
 
 
-def user_text(task: Task, frame: tuple[str, str] | None, row: Example | Mapping[str, Any]) -> str:
+def user_text(task: Task, frame: tuple[str, str] | None, row: StoredExample | Mapping[str, Any]) -> str:
     """What a Modelfile user sends for a row: its input when the template frames it, else the rendered prompt."""
     ex = example_from_row(row)
     return ex.input if frame is not None else task.render_prompt(ex)

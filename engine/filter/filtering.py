@@ -23,13 +23,13 @@ from engine.filter.checks import (
     seeds_pair_dollars,
     unpaired_dollars,
 )
-from engine.store.rows import Example
+from engine.store.rows import StoredExample
 from engine.tasks.base import Task
 
 # Which existing rows a duplicate copies decides its reason (exact and near copies alike).
 DUPLICATE_OF = {"seed": "copy_of_seed", "validation": "leaks_eval", "test": "leaks_eval", "synthetic": "duplicate"}
 
-Verify = Callable[[list[Example]], dict[int, str | None]]  # candidate rows -> id: verdict (None: agrees)
+Verify = Callable[[list[StoredExample]], dict[int, str | None]]  # candidate rows -> id: verdict (None: agrees)
 
 
 @dataclass
@@ -49,8 +49,8 @@ class Decisions:
 class CandidateFilter:
     """The checks of one round, built from the run's rows: what the seeds look like and what exists already."""
 
-    def __init__(self, task: Task, checks: ChecksConfig, near_duplicate: float, existing: list[Example],
-                 training: list[Example]) -> None:
+    def __init__(self, task: Task, checks: ChecksConfig, near_duplicate: float, existing: list[StoredExample],
+                 training: list[StoredExample]) -> None:
         self.task = task
         self.checks = checks
         self.meta = MetaText(task, checks.meta_patterns) if checks.meta_text else None
@@ -71,7 +71,7 @@ class CandidateFilter:
         self.seed_share = {label: n / sum(seed_labels.values()) for label, n in seed_labels.items()}
         self.training_labels = Counter(r.answer for r in training)
 
-    def screen(self, row: Example, flags: Counter[str]) -> str | None:
+    def screen(self, row: StoredExample, flags: Counter[str]) -> str | None:
         """The first cheap check the candidate fails, or None (nothing here calls a model)."""
         ex = example_from_row(row)
         reason = self.task.reject_reason(ex)
@@ -100,7 +100,7 @@ class CandidateFilter:
             return DUPLICATE_OF.get(self.split_of.get(hit[1], "synthetic"), "duplicate")
         return None
 
-    def decide(self, pending: list[Example], verify: Verify | None, seed: int) -> Decisions:
+    def decide(self, pending: list[StoredExample], verify: Verify | None, seed: int) -> Decisions:
         """Screen, drop siblings that copy each other, verify the rest blind, then cap per label."""
         out = Decisions()
         survivors = []

@@ -37,7 +37,7 @@ from engine.run.scoring import accuracy, is_miss, predict
 from engine.run.signals import Interrupted, Signals, StopRequested
 from engine.run.tracking import RunTracking
 from engine.store.db import Store, now, run_folder
-from engine.store.rows import Example, Prediction, Round
+from engine.store.rows import Prediction, Round, StoredExample
 from engine.store.status import RunStatus
 from engine.tasks.base import Task
 from engine.tasks.registry import make_task
@@ -172,7 +172,7 @@ class Loop:
         return None if last.phase == "done" else last
 
     # train --------------------------------------------------------------------------------------
-    def _training_examples(self, idx: int) -> list[Example]:
+    def _training_examples(self, idx: int) -> list[StoredExample]:
         seed = self.store.examples(self.run_id, split="seed")
         synthetic = [r for r in self.store.examples(self.run_id, split="synthetic", status="kept")
                      if r.origin_round is not None and r.origin_round < idx]
@@ -229,15 +229,15 @@ class Loop:
 
         return Selection(score=score, every=self.cfg.train.eval_every, patience=self.cfg.train.patience)
 
-    def _label_mix(self, rows: list[Example]) -> dict[str, int] | None:
+    def _label_mix(self, rows: list[StoredExample]) -> dict[str, int] | None:
         """Training examples per label (classification and multiple choice)."""
         if self.task.kind not in ("classification", "multiple_choice"):
             return None
         return dict(sorted(Counter(r.answer for r in rows).items()))
 
     # eval ---------------------------------------------------------------------------------------
-    def _eval_splits(self, idx: int) -> dict[str, list[Example]]:
-        splits: dict[str, list[Example]] = {}
+    def _eval_splits(self, idx: int) -> dict[str, list[StoredExample]]:
+        splits: dict[str, list[StoredExample]] = {}
         if self.cfg.loop.miss_source == "all":
             splits["train"] = self._training_examples(idx)
         else:
@@ -247,7 +247,7 @@ class Loop:
             splits["test"] = self._limited("test", self.cfg.eval.test_limit)
         return splits
 
-    def _limited(self, split: str, limit: int | None) -> list[Example]:
+    def _limited(self, split: str, limit: int | None) -> list[StoredExample]:
         rows = self.store.examples(self.run_id, split=split)
         return rows[:limit] if limit else rows
 
@@ -289,7 +289,7 @@ class Loop:
                 return f"validation accuracy has not improved for {patience} rounds"
         return None
 
-    def _predict(self, scorer: Any, idx: int, rows: list[Example]) -> list[Prediction]:
+    def _predict(self, scorer: Any, idx: int, rows: list[StoredExample]) -> list[Prediction]:
         return predict(self.task, scorer, rows, round_idx=idx, batch_size=self.cfg.eval.batch_size,
                        max_new_tokens=self.cfg.eval.max_new_tokens, on_progress=self.progress(idx, "eval", unit="batch"))
 
@@ -346,7 +346,7 @@ class Loop:
             self._augment_without_teacher(idx, targets, seeds)
             return
         requests: list[TeacherRequest] = []
-        parents: dict[str, Example] = {}
+        parents: dict[str, StoredExample] = {}
         shown_earlier = self.cfg.augment.show_earlier
         earlier = earlier_candidates(self.store.examples(self.run_id, split="synthetic"), idx, shown_earlier) if shown_earlier else {}
         with PhaseMeter() as meter:
@@ -423,7 +423,7 @@ class Loop:
         self.log(f"round {idx}: teacher wrote {len(candidates)} candidates ({failed} calls unusable{copies}, "
                  f"{meter.seconds:.1f}s)", kind="phase")
 
-    def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[Example]) -> None:
+    def _augment_without_teacher(self, idx: int, targets: list[Any], seeds: list[StoredExample]) -> None:
         """loop.source = eda (edits of each target), oracle (unused labelled rows nearest it) or pool (unlabeled rows
         nearest it, each verified blind by the teacher in the filter phase: its call is the row's teacher_call)."""
         from engine.augment.sources import eda_candidates, oracle_candidates, pool_candidates
@@ -526,7 +526,7 @@ class Loop:
                 decisions.rejected[example_id] = "over_budget"
         decisions.kept = [i for i in decisions.kept if i in keep]
 
-    def _verify(self, idx: int, rows: list[Example], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
+    def _verify(self, idx: int, rows: list[StoredExample], meter: PhaseMeter, stats: dict[str, Any]) -> dict[int, str | None]:
         """Each candidate answered blind by the teacher (greedy, cached); the task turns disagreement into a reason."""
         identity = self._identity(meter)
         seeds = self.store.examples(self.run_id, split="seed") if self.cfg.checks.verify_shots else []

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.data.example_rows import example_from_row
-from engine.store.rows import Example, Prediction
+from engine.store.rows import Prediction, StoredExample
 from engine.tasks.base import Task
 
 
-def predict(task: Task, scorer: Any, rows: Sequence[Example], *, round_idx: int, batch_size: int, max_new_tokens: int,
+def predict(task: Task, scorer: Any, rows: Sequence[StoredExample], *, round_idx: int, batch_size: int, max_new_tokens: int,
             on_progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
     """One prediction per row in round round_idx: output, extracted answer, correct (0/1) and confidence."""
     examples = [example_from_row(r) for r in rows]
@@ -33,7 +33,7 @@ def predict(task: Task, scorer: Any, rows: Sequence[Example], *, round_idx: int,
     return out
 
 
-def _prediction(row: Example, round_idx: int, output: str, extracted: str | None, correct: int,
+def _prediction(row: StoredExample, round_idx: int, output: str, extracted: str | None, correct: int,
                 confidence: float | None) -> Prediction:
     return Prediction(run_id=row.run_id, round=round_idx, example_id=row.id, split=row.split, output=output,
                       extracted=extracted, correct=correct, confidence=confidence)

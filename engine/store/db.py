@@ -16,7 +16,6 @@ from typing import Any
 from engine.store.rows import (
     CellState,
     Event,
-    Example,
     ExampleFilter,
     ExampleListing,
     ExampleOptions,
@@ -25,11 +24,12 @@ from engine.store.rows import (
     Round,
     Run,
     RunListing,
+    StoredExample,
     Sweep,
     SweepCounts,
     SweepRun,
     TeacherCall,
-    _json,
+    decode_json,
 )
 from engine.store.status import RunStatus
 from models.errors import StoreError
@@ -343,7 +343,7 @@ class Store:
         return ids
 
     def examples(self, run_id: int, split: str | None = None, status: str | None = None,
-                 origin_round: int | None = None) -> list[Example]:
+                 origin_round: int | None = None) -> list[StoredExample]:
         """Examples of a run, optionally by split, status and origin round, in id order."""
         where: list[str] = ["run_id = ?"]
         args: list[object] = [run_id]
@@ -352,7 +352,7 @@ class Store:
                 where.append(f"{column} = ?")
                 args.append(value)
         sql = f"SELECT * FROM examples WHERE {' AND '.join(where)} ORDER BY id"
-        return [Example.from_row(row) for row in self.db.query(sql, args)]
+        return [StoredExample.from_row(row) for row in self.db.query(sql, args)]
 
     def training_set(self, run_id: int) -> Generator[dict[str, Any], None, None]:
         """The run's final training set, streamed: seed rows then kept synthetic rows, each in id order, with lineage
@@ -365,7 +365,7 @@ class Store:
                 names = [d[0] for d in cursor.description]
                 for values in cursor:
                     row = dict(zip(names, values, strict=True))
-                    row["choices"] = _json(row["choices"])
+                    row["choices"] = decode_json(row["choices"])
                     if not row["choices"]:
                         del row["choices"]  # the key only where the task has options
                     yield row
@@ -374,9 +374,9 @@ class Store:
         """Mark an example kept or rejected (with its reason), inside the caller's transaction."""
         self.db.table("examples").update(example_id, {"status": status, "reason": reason})
 
-    def example(self, example_id: int) -> Example:
+    def example(self, example_id: int) -> StoredExample:
         """One example by id."""
-        return Example.from_row(self.db.table("examples").get(example_id))
+        return StoredExample.from_row(self.db.table("examples").get(example_id))
 
     def evaluated_rounds(self, run_id: int) -> list[int]:
         """Rounds of a run that have predictions, in order."""

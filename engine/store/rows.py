@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, cast
 
 
-def _json(value: Any, empty: Any = None) -> Any:
+def decode_json(value: Any, empty: Any = None) -> Any:
     """A JSON column decoded (`empty` when it is NULL)."""
     if isinstance(value, str):
         return json.loads(value)
@@ -58,10 +58,10 @@ class Run:
         """The run of a `runs` row."""
         return cls(
             id=int(row["id"]), name=row["name"], created=row["created"], updated=row["updated"], status=row["status"],
-            config=_json(row["config"], {}), config_hash=row["config_hash"], versions=_json(row["versions"], {}),
+            config=decode_json(row["config"], {}), config_hash=row["config_hash"], versions=decode_json(row["versions"], {}),
             seed=row["seed"], pid=row["pid"], pid_started=row.get("pid_started"), host=row["host"],
-            device=_json(row["device"], {}), plan=_json(row["plan"]), splits=_json(row["splits"], {}),
-            teacher=_json(row.get("teacher")), error=row["error"], stop_requested=bool(row["stop_requested"]),
+            device=decode_json(row["device"], {}), plan=decode_json(row["plan"]), splits=decode_json(row["splits"], {}),
+            teacher=decode_json(row.get("teacher")), error=row["error"], stop_requested=bool(row["stop_requested"]),
             ended=row["ended"], best_round=row["best_round"])
 
     @property
@@ -112,8 +112,8 @@ class Sweep:
         """The sweep of a `sweeps` row."""
         return cls(
             id=int(row["id"]), name=row["name"], created=row["created"], updated=row["updated"], status=row["status"],
-            doc=_json(row["doc"], {}), arms=_json(row["arms"], []), seed_sets=int(row["seed_sets"]),
-            seed_sizes=_json(row.get("seed_sizes")), judge=_json(row.get("judge")), digest=row["digest"],
+            doc=decode_json(row["doc"], {}), arms=decode_json(row["arms"], []), seed_sets=int(row["seed_sets"]),
+            seed_sizes=decode_json(row.get("seed_sizes")), judge=decode_json(row.get("judge")), digest=row["digest"],
             source=row["source"], pid=row["pid"], pid_started=row.get("pid_started"), host=row["host"],
             ended=row["ended"], error=row["error"])
 
@@ -138,7 +138,7 @@ class SweepRun:
     def from_row(cls, row: Mapping[str, Any]) -> SweepRun:
         """The cell of a `sweep_runs` row."""
         return cls(sweep_id=int(row["sweep_id"]), arm=row["arm"], seed_size=int(row.get("seed_size") or 0),
-                   seed_set=int(row["seed_set"]), run_id=int(row["run_id"]), overrides=_json(row["overrides"], []))
+                   seed_set=int(row["seed_set"]), run_id=int(row["run_id"]), overrides=decode_json(row["overrides"], []))
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class Event:
     def from_row(cls, row: Mapping[str, Any]) -> Event:
         """The event of an `events` row."""
         return cls(id=int(row["id"]), run_id=int(row["run_id"]), ts=row["ts"], level=row["level"], kind=row["kind"],
-                   message=row["message"], data=_json(row["data"], {}))
+                   message=row["message"], data=decode_json(row["data"], {}))
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ class ExampleListing:
 
 
 @dataclass(frozen=True)
-class Example:
+class StoredExample:
     """A row of `examples`: one example of a run, its split, lineage and the filter's verdict."""
 
     id: int
@@ -292,12 +292,12 @@ class Example:
     meta: dict[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Example:
+    def from_row(cls, row: Mapping[str, Any]) -> StoredExample:
         """The example of an `examples` row."""
         return cls(id=int(row["id"]), run_id=int(row["run_id"]), split=row["split"], input=row["input"],
-                   target=row["target"], answer=row["answer"], choices=_json(row["choices"]),
+                   target=row["target"], answer=row["answer"], choices=decode_json(row["choices"]),
                    origin_round=row["origin_round"], parent_id=row["parent_id"], teacher_call=row["teacher_call"],
-                   content_hash=row["content_hash"], status=row["status"], reason=row["reason"], meta=_json(row["meta"]))
+                   content_hash=row["content_hash"], status=row["status"], reason=row["reason"], meta=decode_json(row["meta"]))
 
 
 @dataclass(frozen=True)
@@ -455,7 +455,7 @@ class Round:
                    seed_acc=row["seed_acc"], val_acc=row["val_acc"], test_acc=row["test_acc"], misses=row["misses"],
                    generated=row["generated"], kept=row["kept"], rejected=row["rejected"],
                    adapter_path=row["adapter_path"], train_loss=row["train_loss"],
-                   phases=cast(Phases, _json(row["phases"], {}) or {}))
+                   phases=cast(Phases, decode_json(row["phases"], {}) or {}))
 
     def record(self, phase: str) -> Mapping[str, Any]:
         """A phase's record by name (empty before it ended): for code that walks every phase."""

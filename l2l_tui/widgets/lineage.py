@@ -9,12 +9,12 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from engine.store.rows import Example, Prediction
+from engine.store.rows import Prediction, StoredExample
 from l2l_tui.queries import LineageNode
 from l2l_tui.widgets.example_table import one_line
 
 
-def example_label(ex: Example) -> Text:
+def example_label(ex: StoredExample) -> Text:
     """Tree label of an example."""
     text = Text.assemble((f"#{ex.id} ", "bold"), (f"{ex.split} ", "cyan"))
     if ex.status == "rejected":
