@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,14 @@ def filter_examples(store: Store, run_id: int, flt: ExampleFilter, limit: int = 
 def example_detail(store: Store, example_id: int) -> dict[str, Any]:
     """One example with its student answers per round and how many children the teacher wrote from it."""
     ex = store.example(example_id)
-    return {**asdict(ex), "predictions": [asdict(p) for p in store.predictions(ex.run_id, example_id=example_id)],
-            "children": store.count("examples", run_id=ex.run_id, parent_id=example_id)}
+    return example_view_data(ex, store.predictions(ex.run_id, example_id=example_id),
+                             store.count("examples", run_id=ex.run_id, parent_id=example_id))
+
+
+def example_view_data(ex: StoredExample, predictions: Sequence[Prediction], children: int) -> dict[str, Any]:
+    """What the example view shows: the example's fields, its answers in round order and its children's count."""
+    return {**asdict(ex), "predictions": [asdict(p) for p in sorted(predictions, key=lambda p: p.round)],
+            "children": children}
 
 
 @dataclass

@@ -42,8 +42,6 @@ def example_renderable(ex: dict[str, Any] | None) -> Group | Text:
         parts.append(Text("choices", style="bold underline"))
         parts.append(Text("\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(ex["choices"]))))
     predictions = ex.get("predictions") or []
-    if isinstance(predictions, dict):
-        predictions = [predictions[k] for k in sorted(predictions)]
     parts.append(Text("student's answers", style="bold underline"))
     if not predictions:
         parts.append(Text("not evaluated" + (" (synthetic examples are not re-evaluated)" if ex["split"] == "synthetic" else ""),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from rich.text import Text
@@ -10,7 +9,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from engine.store.rows import Prediction, StoredExample
-from l2l_tui.queries import LineageNode
+from l2l_tui.queries import LineageNode, example_view_data
 from l2l_tui.widgets.example_table import one_line
 
 
@@ -77,5 +76,4 @@ class LineageTree(Tree[dict[str, Any]]):
 
 
 def _node_data(node: LineageNode) -> dict[str, Any]:
-    return {**asdict(node.example), "predictions": {idx: asdict(p) for idx, p in node.predictions.items()},
-            "children": len(node.children)}
+    return example_view_data(node.example, list(node.predictions.values()), len(node.children))
