@@ -6,26 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from engine.experiments.sweep import config_without_paths  # the sweep's notion of "the same experiment"
 from engine.run.faults import fault_point
 from engine.run.runs import effective_status
-from engine.store.db import SCHEMA_VERSION, Store, now
+from engine.store.db import Store
 from engine.store.rows import Owned, Run
 from engine.store.status import LIVE, RunStatus
+from engine.store.transfer import SPLITS, Row, StoredRows, TargetRows, open_source, source_version
 from models.errors import StoreError
-
-SPLITS = ("seed", "validation", "test")
-RUN_TABLES = ("rounds", "examples", "predictions", "events")  # what belongs to a run besides its row (progress: transient)
 
 
 @dataclass
@@ -71,8 +63,8 @@ def merge_stores(sources: list[Path], into: Path, *, unfinished: bool = False) -
         with target.transaction():
             merger = _Merger(target)
             for path, version in checked:
-                with _opened(path, version) as db:
-                    reports.append(merger.merge(path, db, unfinished=unfinished))
+                with open_source(path, version) as src:
+                    reports.append(merger.merge(path, src, unfinished=unfinished))
             merger.finish_sweeps()
         return reports
     finally:
@@ -86,50 +78,7 @@ def _check_source(path: Path, into: Path) -> tuple[Path, int]:
         raise StoreError(f"{path}: no store here")
     if into.exists() and os.path.samefile(path, into):
         raise StoreError(f"{path}: is the target store itself (--into {into})")
-    try:
-        with _read_only(path) as conn:
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone() is None:
-                raise StoreError(f"{path}: not an llm2llm store (no schema_version table)")
-            version = int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
-    except sqlite3.DatabaseError as err:
-        raise StoreError(f"{path}: not an llm2llm store ({err})") from None
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"{path}: store schema v{version} is newer than this llm2llm (v{SCHEMA_VERSION}); upgrade llm2llm")
-    return path, version
-
-
-@contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to a store file (a merge never writes to its sources)."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-@contextmanager
-def _opened(path: Path, version: int) -> Iterator[sqlite_utils.Database]:
-    """The source for reading, inside one snapshot; an older schema is migrated in a temporary copy, not in place."""
-    if version == SCHEMA_VERSION:
-        with _read_only(path) as conn:
-            conn.execute("BEGIN")  # one committed state even while a worker writes to the source
-            yield sqlite_utils.Database(conn)
-        return
-    with tempfile.TemporaryDirectory(prefix="l2l-merge-") as tmp, _read_only(path) as conn:
-        copy = Path(tmp) / "source.db"
-        dest = sqlite3.connect(str(copy))
-        conn.backup(dest)
-        dest.close()
-        store = Store(copy, create=False)  # migrates the copy to this code's schema
-        try:
-            yield store.db
-        finally:
-            store.close()
-
-
-def _rows(db: sqlite_utils.Database, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    return [dict(row) for row in db.query(sql, args)]
+    return path, source_version(path)
 
 
 def fingerprint(config: dict[str, Any], notes: dict[str, Any], hashes: dict[str, list[str]], status: str) -> str:
@@ -140,13 +89,9 @@ def fingerprint(config: dict[str, Any], notes: dict[str, Any], hashes: dict[str,
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _run_fingerprint(db: sqlite_utils.Database, run: dict[str, Any]) -> str:
-    hashes: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for split, digest in db.execute("SELECT split, content_hash FROM examples WHERE run_id = ? AND split IN (?, ?, ?)",
-                                    [run["id"], *SPLITS]).fetchall():
-        hashes[split].append(digest)
+def _run_fingerprint(rows: StoredRows, run: Row) -> str:
     typed = Run.from_row(run)
-    return fingerprint(typed.config, typed.splits, hashes, typed.status)
+    return fingerprint(typed.config, typed.splits, rows.split_hashes(typed.id), typed.status)
 
 
 def _live(row: Owned) -> bool:
@@ -159,99 +104,63 @@ class _Merger:
 
     def __init__(self, target: Store) -> None:
         self.target = target
-        self.db = target.db
-        self.columns = {t: set(self.db.table(t).columns_dict) for t in ("runs", *RUN_TABLES, "teacher_calls", "sweeps",
-                                                                        "sweep_runs")}
+        self.rows = TargetRows(target)
         self._prints: dict[str, dict[str, int]] = {}  # run name → fingerprint → target run id (read lazily)
         self.touched_sweeps: set[int] = set()
         self.copied = 0
 
     def _fingerprints(self, name: str) -> dict[str, int]:
         if name not in self._prints:
-            runs = _rows(self.db, "SELECT * FROM runs WHERE name = ? ORDER BY id", [name])
             self._prints[name] = {}
-            for run in runs:
-                self._prints[name].setdefault(_run_fingerprint(self.db, run), int(run["id"]))
+            for run in self.rows.runs(name):
+                self._prints[name].setdefault(_run_fingerprint(self.rows, run), int(run["id"]))
         return self._prints[name]
 
-    def merge(self, path: Path, src: sqlite_utils.Database, *, unfinished: bool) -> SourceReport:
+    def merge(self, path: Path, src: StoredRows, *, unfinished: bool) -> SourceReport:
         """Copy one source's runs, their teacher calls and their sweep cells."""
         report = SourceReport(path)
         mapped: dict[int, int] = {}  # source run id → target run id (new or already there)
         new: dict[int, int] = {}
-        for run in _rows(src, "SELECT * FROM runs ORDER BY id"):  # raw rows: copied column by column as they are
+        for run in src.runs():  # raw rows: copied column by column as they are
             src_id = int(run["id"])
             typed = Run.from_row(run)
             if (typed.status != RunStatus.FINISHED and not unfinished) or _live(typed):
                 report.not_merged.append((src_id, effective_status(typed), typed.name))
                 continue
-            prints = self._fingerprints(run["name"])
+            prints = self._fingerprints(typed.name)
             digest = _run_fingerprint(src, run)
             if digest in prints:
                 mapped[src_id] = prints[digest]
-                report.skipped.append((src_id, prints[digest], run["name"]))
+                report.skipped.append((src_id, prints[digest], typed.name))
                 continue
-            dst_id = self._copy_run(src, run)
+            dst_id = self.rows.copy_run(src, run)
             prints[digest] = mapped[src_id] = new[src_id] = dst_id
-            report.merged.append((src_id, dst_id, run["name"]))
+            report.merged.append((src_id, dst_id, typed.name))
             self.copied += 1
             fault_point("merge", self.copied)  # runs copied, the transaction not committed
         self._copy_calls(src, new, report)
         self._copy_sweeps(src, mapped, report)
         return report
 
-    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        names = [c for c in rows[0] if c in self.columns[table]]
-        sql = f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in names)}) VALUES ({', '.join('?' * len(names))})"
-        self.db.conn.executemany(sql, ([row.get(c) for c in names] for row in rows))
-
-    def _copy_run(self, src: sqlite_utils.Database, run: dict[str, Any]) -> int:
-        """Insert the run under a new id with its rounds, examples (parents remapped), predictions and events."""
-        row = {k: v for k, v in run.items() if k != "id"}
-        self._insert("runs", [row])
-        dst = int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
-        src_id = int(run["id"])
-        self._insert("rounds", [{**r, "run_id": dst} for r in _rows(src, "SELECT * FROM rounds WHERE run_id = ?", [src_id])])
-        examples = _rows(src, "SELECT * FROM examples WHERE run_id = ? ORDER BY id", [src_id])
-        # explicit ids, one block above the target's highest: parents are remapped whatever order they were written in
-        base = int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM examples").fetchone()[0]) + 1
-        ids = {int(e["id"]): base + i for i, e in enumerate(examples)}
-        self._insert("examples", [{**e, "id": ids[int(e["id"])], "run_id": dst,
-                                   "parent_id": None if e["parent_id"] is None else ids.get(int(e["parent_id"]))}
-                                  for e in examples])
-        self._insert("predictions", [{**p, "run_id": dst, "example_id": ids.get(int(p["example_id"]))}
-                                     for p in _rows(src, "SELECT * FROM predictions WHERE run_id = ?", [src_id])])
-        self._insert("events", [{k: v for k, v in e.items() if k != "id"} | {"run_id": dst}
-                                for e in _rows(src, "SELECT * FROM events WHERE run_id = ? ORDER BY id", [src_id])])
-        return dst
-
-    def _copy_calls(self, src: sqlite_utils.Database, new: dict[int, int], report: SourceReport) -> None:
+    def _copy_calls(self, src: StoredRows, new: dict[int, int], report: SourceReport) -> None:
         """The teacher calls the copied runs made or were answered from, and the calls no run owns (a sweep's judge of
         the teacher): the shared cache; a key already in the target is not copied. A call's run is remapped when that
         run was copied, else left empty (it was made by a run not copied)."""
         if not new:
             return
-        ids = json.dumps(list(new))
-        rows = _rows(src, "SELECT * FROM teacher_calls WHERE run_id IN (SELECT value FROM json_each(?)) OR key IN "
-                          "(SELECT teacher_call FROM examples WHERE run_id IN (SELECT value FROM json_each(?)) "
-                          "AND teacher_call IS NOT NULL) OR run_id IS NULL ORDER BY rowid", [ids, ids])
-        present = {r[0] for r in self.db.execute(
-            "SELECT key FROM teacher_calls WHERE key IN (SELECT value FROM json_each(?))",
-            [json.dumps([r["key"] for r in rows])]).fetchall()}
+        rows = src.calls_for(list(new))
+        present = self.rows.call_keys([r["key"] for r in rows])
         fresh = [{**r, "run_id": new.get(int(r["run_id"])) if r["run_id"] is not None else None}
                  for r in rows if r["key"] not in present]
-        self._insert("teacher_calls", fresh)
+        self.rows.insert_calls(fresh)
         report.calls_copied += len(fresh)
         report.calls_present += len(rows) - len(fresh)
 
-    def _copy_sweeps(self, src: sqlite_utils.Database, mapped: dict[int, int], report: SourceReport) -> None:
+    def _copy_sweeps(self, src: StoredRows, mapped: dict[int, int], report: SourceReport) -> None:
         """Each source sweep with a merged run: the target's sweep of the same digest, else a new one; its cells whose
         run is in the target are added unless the target's sweep has that cell already (with a finished run)."""
-        for sweep in _rows(src, "SELECT * FROM sweeps ORDER BY id"):
-            cells = [c for c in _rows(src, "SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY rowid", [sweep["id"]])
-                     if int(c["run_id"]) in mapped]
+        for sweep in src.sweeps():
+            cells = [c for c in src.cells(int(sweep["id"])) if int(c["run_id"]) in mapped]
             if not cells:
                 continue
             existing = self.target.sweep_by_digest(sweep["digest"])
@@ -259,36 +168,28 @@ class _Merger:
                 dst = existing.id
                 report.sweeps_matched.append((int(sweep["id"]), dst))
                 if existing.judge is None and sweep.get("judge") is not None:
-                    self.db.execute("UPDATE sweeps SET judge = ? WHERE id = ?", [sweep["judge"], dst])
+                    self.target.update_sweep(dst, judge=sweep["judge"])
             else:
-                row = {k: v for k, v in sweep.items() if k != "id"}
+                row = dict(sweep)
                 if row["status"] in LIVE:  # its worker (if any) writes to the source, never to this store
                     row.update(status=RunStatus.STOPPED, pid=None, pid_started=None)
-                self._insert("sweeps", [row])
-                dst = int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                dst = self.rows.insert_sweep(row)
                 report.sweeps_created.append((int(sweep["id"]), dst))
-            have = {(c[0], c[1] or 0, c[2]): c[3] for c in self.db.execute(
-                "SELECT c.arm, c.seed_size, c.seed_set, r.status FROM sweep_runs c LEFT JOIN runs r ON r.id = c.run_id "
-                "WHERE c.sweep_id = ?", [dst]).fetchall()}
+            have = self.rows.cell_statuses(dst)
             for cell in cells:
                 key = (cell["arm"], cell["seed_size"] or 0, cell["seed_set"])
                 run_id = mapped[int(cell["run_id"])]
                 if key not in have:
-                    self._insert("sweep_runs", [{**cell, "sweep_id": dst, "run_id": run_id}])
+                    self.rows.insert_cell({**cell, "sweep_id": dst, "run_id": run_id})
                     report.cells_added += 1
-                elif have[key] != RunStatus.FINISHED and self._finished(run_id):
+                elif have[key] != RunStatus.FINISHED and self.target.run(run_id).status == RunStatus.FINISHED:
                     # the target's run of this cell never finished (a killed sweep); the finished one merged in is the
                     # cell's result now, the unfinished run stays in the store outside the sweep
-                    self.db.execute("UPDATE sweep_runs SET run_id = ?, overrides = ? WHERE sweep_id = ? AND arm = ? "
-                                    "AND seed_size = ? AND seed_set = ?", [run_id, cell["overrides"], dst, *key])
+                    self.target.replace_sweep_run(dst, *key, run_id, json.loads(cell["overrides"] or "[]"))
                     report.cells_replaced += 1
                 else:
                     report.cells_present += 1
             self.touched_sweeps.add(dst)
-
-    def _finished(self, run_id: int) -> bool:
-        row = self.db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
-        return row is not None and row[0] == RunStatus.FINISHED
 
     def finish_sweeps(self) -> None:
         """A target sweep that is not running and now has a finished run in every cell is finished."""
@@ -296,9 +197,5 @@ class _Merger:
             sweep = self.target.sweep(sweep_id)
             if sweep.status == RunStatus.FINISHED or _live(sweep):
                 continue
-            wanted = len(sweep.arms) * len(sweep.seed_sizes or [0]) * sweep.seed_sets
-            done = self.db.execute("SELECT COUNT(*) FROM sweep_runs c JOIN runs r ON r.id = c.run_id "
-                                   "WHERE c.sweep_id = ? AND r.status = ?", [sweep_id, RunStatus.FINISHED]).fetchone()[0]
-            if done >= wanted:
-                self.db.execute("UPDATE sweeps SET status = ?, ended = ?, updated = ? WHERE id = ?",
-                                [RunStatus.FINISHED, now(), now(), sweep_id])
+            if self.rows.finished_cells(sweep_id) >= len(sweep.arms) * len(sweep.seed_sizes or [0]) * sweep.seed_sets:
+                self.rows.finish_sweep(sweep_id)
