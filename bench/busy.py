@@ -7,7 +7,8 @@ Slices (each the same work every time): one LoRA training of 4 optimizer steps o
 of 8 writing calls (batched decoding, parallel 8), one evaluation of 100 reviews (option scoring). Each runs idle, then
 while a second process spins on one core (started and stopped here, pinned with sched_setaffinity). Policies:
 `fixed` uses every core (what llm2llm did before: torch's and llama.cpp's default), `fitted` lets models/threads.py
-measure the free cores at the start and between steps. Prints seconds per slice and the busy/idle ratio.
+measure the free cores at the start and between steps, `one` runs 1 thread (its idle time is what one free core
+gives: the fair share beside a neighbour that takes the other). Prints seconds per slice and the busy/idle ratio.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def main() -> None:
     """Run every slice idle and busy under both thread policies and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="random tiny models (checks the bench, not the machine)")
-    parser.add_argument("--policies", default="fixed,fitted", help="comma-separated: fixed (every core), fitted")
+    parser.add_argument("--policies", default="fixed,fitted", help="comma-separated: fixed (every core), fitted, one "
+                                                                    "(1 thread: the fair-share baseline)")
     args = parser.parse_args()
     from models.threads import cores
 
@@ -123,7 +125,7 @@ def main() -> None:
         tmp = Path(folder)
         results: dict[tuple[str, str, str], float] = {}
         for policy in args.policies.split(","):
-            work = slices(args.tiny, n_cores if policy == "fixed" else None, tmp)
+            work = slices(args.tiny, {"fixed": n_cores, "fitted": None, "one": 1}[policy], tmp)
             for name, fn in work.items():
                 fn()  # warm: first-call costs (kernels, allocator) are not what this measures
                 results[(policy, name, "idle")] = timed(fn)
