@@ -138,6 +138,10 @@ def test_identity_and_info(batched: LlamaCppTeacher, sequential: LlamaCppTeacher
     assert info["chat_template"] == "gguf:tokenizer.chat_template" and info["n_layer"] == 2
     assert isinstance(info["n_gpu_layers_offloaded"], int)
     assert sequential.info()["parallel"] == 1 and sequential.info()["n_ctx"] == 2048
+    from engine.run.model_slots import describe_teacher
+
+    # the run's teacher line says how its threads were chosen (issue 30), as the student's line does
+    assert f"threads {info['threads_chosen']}" in describe_teacher(info) and info["threads_chosen"] == "1 thread (set in the config)"
 
 
 def test_grammar_keeps_raw_control_characters_out_of_strings() -> None:

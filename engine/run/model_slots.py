@@ -144,7 +144,8 @@ def open_run_teacher(cfg: RunConfig) -> Teacher:
 
 
 def describe_teacher(info: dict[str, Any]) -> str:
-    """One readable line from the teacher's info: model file, mode, context, offload (a warning if a GPU goes unused)."""
+    """One readable line from the teacher's info: model file, mode, context, offload (a warning if a GPU goes unused),
+    and how its CPU threads were chosen."""
     model = Path(str(info.get("model", "?"))).name
     parts = [f"{model} via {info.get('backend', '?')}"]
     if info.get("mode"):
@@ -156,6 +157,8 @@ def describe_teacher(info: dict[str, Any]) -> str:
         parts.append(f"{info['n_gpu_layers_offloaded']}/{n_layer + 1 if isinstance(n_layer, int) else '?'} layers on GPU")
     if info.get("fallback"):
         parts.append(str(info["fallback"]))
+    if info.get("threads_chosen"):
+        parts.append(f"threads {info['threads_chosen']}")
     extra = {k: v for k, v in info.items() if k in ("base_url", "server_model", "process") and v}
     parts += [f"{k} {v}" for k, v in extra.items()]
     # A CPU-only llama.cpp build on a GPU machine offloads nothing and says nothing: say it loudly here.
