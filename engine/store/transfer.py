@@ -119,17 +119,21 @@ class TargetRows(StoredRows):
         self.columns = {t: set(self.db.table(t).columns_dict)
                         for t in ("runs", *RUN_TABLES, "teacher_calls", "sweeps", "sweep_runs")}
 
-    def _insert(self, table: str, rows: list[Row]) -> int:
-        """Insert rows (only the columns this schema has); the last row's id."""
+    def _insert(self, table: str, rows: list[Row]) -> None:
+        """Insert rows (only the columns this schema has)."""
         if rows:
             names = [c for c in rows[0] if c in self.columns[table]]
             sql = f"INSERT INTO [{table}] ({', '.join(f'[{c}]' for c in names)}) VALUES ({', '.join('?' * len(names))})"
             self.db.conn.executemany(sql, ([row.get(c) for c in names] for row in rows))
+
+    def _insert_new(self, table: str, row: Row) -> int:
+        """Insert one row under a new id (its own id dropped); the new id."""
+        self._insert(table, [{k: v for k, v in row.items() if k != "id"}])
         return int(self.db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     def copy_run(self, src: StoredRows, run: Row) -> int:
         """Insert a source run under a new id with its rounds, examples (parents remapped), predictions and events."""
-        dst = self._insert("runs", [{k: v for k, v in run.items() if k != "id"}])
+        dst = self._insert_new("runs", run)
         src_id = int(run["id"])
         self._insert("rounds", [{**r, "run_id": dst} for r in src.run_rows("rounds", src_id)])
         examples = src.run_rows("examples", src_id)
@@ -156,7 +160,7 @@ class TargetRows(StoredRows):
 
     def insert_sweep(self, row: Row) -> int:
         """Add a sweep under a new id; its id."""
-        return self._insert("sweeps", [{k: v for k, v in row.items() if k != "id"}])
+        return self._insert_new("sweeps", row)
 
     def insert_cell(self, cell: Row) -> None:
         """Add a sweep cell as it is."""
