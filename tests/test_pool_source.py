@@ -77,6 +77,13 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
     moved.write_text("\n".join(POOL.read_text(encoding="utf-8").splitlines()[:-1]) + "\n", encoding="utf-8")
     assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) is None
 
+    # a run stored before pool digests (no digest in its notes) is still the twin of a cell whose pool is at its path
+    notes = store.run(run_id).splits
+    store.update_run(run_id, splits={**notes, "unlabeled": {
+        k: v for k, v in notes["unlabeled"].items() if k != "digest"}})
+    assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", POOL)))) == run_id
+    assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) is None
+
 
 def test_data_unlabeled_counts_only_where_a_run_draws_from_it() -> None:
     from engine.experiments.sweep import config_without_paths

@@ -263,7 +263,7 @@ def config_without_paths(config: dict[str, Any], notes: dict[str, Any] | None = 
     data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_FILES}
     if config.get("loop", {}).get("source") != "pool":
         data.pop("unlabeled", None)
-    elif digest := ((notes or {}).get("unlabeled") or {}).get("digest"):
+    elif digest := _pool_digest(notes):
         data["unlabeled"] = digest
     doc = {**{k: v for k, v in config.items() if k != "store"}, "data": data}
     for section, key in EXECUTION_ONLY:
@@ -271,16 +271,28 @@ def config_without_paths(config: dict[str, Any], notes: dict[str, Any] | None = 
     return json.dumps(doc, sort_keys=True)
 
 
+def _pool_digest(notes: dict[str, Any] | None) -> str | None:
+    """The unlabeled pool's texts' digest in a run's data notes (None for runs from before digests)."""
+    return ((notes or {}).get("unlabeled") or {}).get("digest")
+
+
+def without_digest(notes: dict[str, Any]) -> dict[str, Any]:
+    """Data notes as a run from before pool digests has them."""
+    return {**notes, "unlabeled": {k: v for k, v in (notes.get("unlabeled") or {}).items() if k != "digest"}}
+
+
 def finished_twin(store: Store, prepared: Prepared) -> int | None:
     """A finished run of the store with the same resolved config (wherever the store and data files were) and the
     same seed, validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is
-    shared instead of computed again."""
-    config_json = config_without_paths(prepared.cfg.model_dump(mode="json"), prepared.splits.notes)
+    shared instead of computed again. A run from before pool digests is compared by its pool's path."""
+    config = prepared.cfg.model_dump(mode="json")
+    by_digest = config_without_paths(config, prepared.splits.notes)
+    by_path = config_without_paths(config, without_digest(prepared.splits.notes))
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
     for run_id in store.finished_runs_named(prepared.cfg.name):
         run = store.run(run_id)
-        if config_without_paths(run.config, run.splits) != config_json:
+        if config_without_paths(run.config, run.splits) != (by_digest if _pool_digest(run.splits) else by_path):
             continue
         if all(sorted(e.content_hash for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):
