@@ -84,6 +84,18 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
     assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", POOL)))) == run_id
     assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) is None
 
+    # a run made with other teacher prompts is no twin (its config is the same, its teacher calls are not); one from
+    # before the prompts' digest is taken at its word
+    from engine.tasks.prompt_templates import prompts_digest
+
+    same = prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", POOL)))
+    versions = store.run(run_id).versions
+    assert versions["prompts"] == prompts_digest()
+    store.update_run(run_id, versions={**versions, "prompts": "0" * 16})
+    assert finished_twin(store, same) is None
+    store.update_run(run_id, versions={k: v for k, v in versions.items() if k != "prompts"})
+    assert finished_twin(store, same) == run_id
+
 
 def test_data_unlabeled_counts_only_where_a_run_draws_from_it() -> None:
     from engine.experiments.sweep import config_without_paths

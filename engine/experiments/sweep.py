@@ -19,6 +19,7 @@ from engine.run.runs import Prepared, claim, create_run, effective_status, prepa
 from engine.store.db import Store, now
 from engine.store.rows import Sweep
 from engine.store.status import RunStatus
+from engine.tasks.prompt_templates import prompts_digest
 from models.errors import ConfigError, L2LError
 
 DATA_FILES = ("seed", "validation", "test", "pool")
@@ -284,15 +285,19 @@ def without_digest(notes: dict[str, Any]) -> dict[str, Any]:
 def finished_twin(store: Store, prepared: Prepared) -> int | None:
     """A finished run of the store with the same resolved config (wherever the store and data files were) and the
     same seed, validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is
-    shared instead of computed again. A run from before pool digests is compared by its pool's path."""
+    shared instead of computed again. A run from before pool digests is compared by its pool's path; one made with
+    other teacher prompts is no twin."""
     config = prepared.cfg.model_dump(mode="json")
     by_digest = config_without_paths(config, prepared.splits.notes)
     by_path = config_without_paths(config, without_digest(prepared.splits.notes))
+    prompts = prompts_digest()
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
     for run_id in store.finished_runs_named(prepared.cfg.name):
         run = store.run(run_id)
         if config_without_paths(run.config, run.splits) != (by_digest if _pool_digest(run.splits) else by_path):
+            continue
+        if run.versions.get("prompts", prompts) != prompts:  # a run from before the digest is taken at its word
             continue
         if all(sorted(e.content_hash for e in store.examples(run_id, split=split)) == hashes
                for split, hashes in wanted.items()):

@@ -72,13 +72,20 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def run_versions() -> dict[str, str]:
+    """What produced a run besides its config: the libraries' versions and the teacher prompts' digest."""
+    from engine.tasks.prompt_templates import prompts_digest
+
+    return {**library_versions(), "prompts": prompts_digest()}
+
+
 def create_run(store: Store, prepared: Prepared, workdir: Path | None = None) -> int:
     """Insert the run, its examples and round 0 in one transaction; returns the run id."""
     from models.device import device_info
 
     cfg = prepared.cfg
     with store.transaction():
-        run_id = store.create_run(cfg.name, cfg.to_json(), cfg.digest(), cfg.seed, library_versions(), device_info(),
+        run_id = store.create_run(cfg.name, cfg.to_json(), cfg.digest(), cfg.seed, run_versions(), device_info(),
                                   {**prepared.splits.notes})
         folder = workdir or run_folder(store.path, run_id)
         store.update_run(run_id, splits={**prepared.splits.notes, "workdir": str(folder)})

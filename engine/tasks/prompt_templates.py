@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -48,3 +49,17 @@ def load_template(name: str) -> PromptTemplate:
     if used != inputs:
         raise ValueError(f"prompt {name}: declares {sorted(inputs)} but uses {sorted(used)}")
     return PromptTemplate(name=name, inputs=inputs, template=_ENV.from_string(source))
+
+
+@cache
+def prompts_digest() -> str:
+    """16 hex digits of SHA-256 over every teacher prompt template and system message: a run's teacher prompts, which
+    its config does not capture (two runs with one config but different prompts are not the same experiment)."""
+    from engine.tasks.teacher_prompt import SYSTEM, VERIFY_SYSTEM
+
+    digest = hashlib.sha256()
+    folder = resources.files("engine.tasks").joinpath("prompts")
+    for entry in sorted((e for e in folder.iterdir() if e.name.endswith(".j2")), key=lambda e: e.name):
+        digest.update(entry.name.encode() + b"\0" + entry.read_bytes() + b"\0")
+    digest.update(SYSTEM.encode() + b"\0" + VERIFY_SYSTEM.encode())
+    return digest.hexdigest()[:16]
