@@ -206,7 +206,10 @@ def test_earlier_candidates_reach_the_prompt_only_when_switched_on() -> None:
 def test_differ_instruction_appears_in_each_prompt_asking_several(name: str) -> None:
     request = user_request(captured_cases(Diversity(differ=True))[name][0])
     assert "differ from one another as much as from the" in request
-    assert "own topic, situation, wording and sentence structure" in request
+    assert "own situation, details, wording and sentence structure" in request
+    # "its own topic" sent the 1.5B teacher off the task's subject (cars, phones, restaurants as movie reviews: issue 29)
+    assert "topic" not in request.split("differ from one another")[1]
+    assert "same kind of subject as the" in request
 
 
 def test_differ_asks_and_requires_distinct_items_only_for_several() -> None:
