@@ -316,3 +316,13 @@ def test_a_cell_whose_run_never_finished_takes_the_finished_run(stores: dict[str
     assert st.run(cells["plain"]).status == "finished" and st.run(cells["plain"]).name == "tiny · plain · set 0"
     assert st.run(2).status == "created", "the unfinished run is left in the store, outside the sweep"
     assert st.sweep(1).status == "finished"
+
+
+def test_runs_made_with_other_teacher_prompts_are_not_the_same_run() -> None:
+    from engine.experiments.merge import fingerprint
+
+    config, notes, hashes = {"data": {}, "loop": {"source": "teacher"}}, {}, {"seed": ["a"], "test": ["b"]}
+    assert fingerprint(config, notes, hashes, "finished", "p1") != fingerprint(config, notes, hashes, "finished", "p2")
+    assert fingerprint(config, notes, hashes, "finished", "p1") == fingerprint(config, notes, hashes, "finished", "p1")
+    # runs from before the prompts' digest keep the fingerprint they always had
+    assert fingerprint(config, notes, hashes, "finished", None) == fingerprint(config, notes, hashes, "finished")

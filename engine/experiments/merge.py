@@ -81,17 +81,20 @@ def _check_source(path: Path, into: Path) -> tuple[Path, int]:
     return path, source_version(path)
 
 
-def fingerprint(config: dict[str, Any], notes: dict[str, Any], hashes: dict[str, list[str]], status: str) -> str:
+def fingerprint(config: dict[str, Any], notes: dict[str, Any], hashes: dict[str, list[str]], status: str,
+                prompts: str | None = None) -> str:
     """What makes two runs the same run: the resolved config without paths (with the data notes that name the
-    unlabeled pool's digest), the sorted content hashes of the seed, validation and test examples, and the status."""
-    payload = json.dumps([config_without_paths(config, notes), {s: sorted(hashes.get(s, [])) for s in SPLITS}, status],
-                         sort_keys=True)
+    unlabeled pool's digest), the sorted content hashes of the seed, validation and test examples, the status, and
+    the teacher prompts' digest (None for runs from before it)."""
+    payload = json.dumps([config_without_paths(config, notes), {s: sorted(hashes.get(s, [])) for s in SPLITS}, status,
+                          *([prompts] if prompts else [])], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _run_fingerprint(rows: StoredRows, run: Row) -> str:
     typed = Run.from_row(run)
-    return fingerprint(typed.config, typed.splits, rows.split_hashes(typed.id), typed.status)
+    return fingerprint(typed.config, typed.splits, rows.split_hashes(typed.id), typed.status,
+                       typed.versions.get("prompts"))
 
 
 def _live(row: Owned) -> bool:
