@@ -277,7 +277,7 @@ def _pool_digest(notes: dict[str, Any] | None) -> str | None:
     return ((notes or {}).get("unlabeled") or {}).get("digest")
 
 
-def without_digest(notes: dict[str, Any]) -> dict[str, Any]:
+def _without_digest(notes: dict[str, Any]) -> dict[str, Any]:
     """Data notes as a run from before pool digests has them."""
     return {**notes, "unlabeled": {k: v for k, v in (notes.get("unlabeled") or {}).items() if k != "digest"}}
 
@@ -289,7 +289,7 @@ def finished_twin(store: Store, prepared: Prepared) -> int | None:
     other teacher prompts is no twin."""
     config = prepared.cfg.model_dump(mode="json")
     by_digest = config_without_paths(config, prepared.splits.notes)
-    by_path = config_without_paths(config, without_digest(prepared.splits.notes))
+    by_path = config_without_paths(config, _without_digest(prepared.splits.notes))
     prompts = prompts_digest()
     wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
               for split in ("seed", "validation", "test")}
