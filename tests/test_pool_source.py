@@ -68,12 +68,23 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
 
     # a sweep shares this finished run with a cell whose pool is the same texts at another path (a worktree, a copied
     # project), and with no cell whose pool differs
-    from engine.experiments.sweep import finished_twin
+    from engine.experiments.run_identity import finished_twin
 
     moved = tmp_path / "elsewhere" / POOL.name
     moved.parent.mkdir()
     moved.write_bytes(POOL.read_bytes())
-    assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) == run_id
+    cell = prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))
+    assert finished_twin(store, cell) == run_id
+    # and `l2l merge` calls them the same run: one notion of "the same experiment" (engine/experiments/run_identity.py)
+    from engine.data.example_rows import content_hash
+    from engine.experiments.run_identity import fingerprint
+    from engine.tasks.prompt_templates import prompts_digest
+
+    run = store.run(run_id)
+    stored = {s: [e.content_hash for e in store.examples(run_id, split=s)] for s in ("seed", "validation", "test")}
+    wanted = {s: [content_hash(ex) for ex in getattr(cell.splits, s)] for s in ("seed", "validation", "test")}
+    assert fingerprint(run.config, run.splits, stored, run.status, run.versions["prompts"]) == fingerprint(
+        cell.cfg.model_dump(mode="json"), cell.splits.notes, wanted, "finished", prompts_digest())
     moved.write_text("\n".join(POOL.read_text(encoding="utf-8").splitlines()[:-1]) + "\n", encoding="utf-8")
     assert finished_twin(store, prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", moved)))) is None
 
@@ -86,8 +97,6 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
 
     # a run made with other teacher prompts is no twin (its config is the same, its teacher calls are not); one from
     # before the prompts' digest is taken at its word
-    from engine.tasks.prompt_templates import prompts_digest
-
     same = prepare(resolve(_pool_doc(tiny_gguf, tmp_path / "l2l.db", POOL)))
     versions = store.run(run_id).versions
     assert versions["prompts"] == prompts_digest()
@@ -98,7 +107,7 @@ def test_pool_run_keeps_real_rows_with_lineage_and_never_an_evaluation_text(tiny
 
 
 def test_data_unlabeled_counts_only_where_a_run_draws_from_it() -> None:
-    from engine.experiments.sweep import config_without_paths
+    from engine.experiments.run_identity import config_without_paths
 
     def key(source: str, path: str, digest: str | None = None) -> str:
         notes = {"unlabeled": {"digest": digest}} if digest else {}

@@ -3,20 +3,18 @@ cells kept, in one transaction on the target."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from engine.experiments.sweep import config_without_paths  # the sweep's notion of "the same experiment"
+from engine.experiments.run_identity import fingerprint
 from engine.run.faults import fault_point
 from engine.run.runs import effective_status
 from engine.store.db import Store
 from engine.store.rows import Owned, Run
 from engine.store.status import LIVE, RunStatus
-from engine.store.transfer import SPLITS, Row, StoredRows, TargetRows, open_source, source_version
+from engine.store.transfer import Row, StoredRows, TargetRows, open_source, source_version
 from models.errors import StoreError
 
 
@@ -79,16 +77,6 @@ def _check_source(path: Path, into: Path) -> tuple[Path, int]:
     if into.exists() and os.path.samefile(path, into):
         raise StoreError(f"{path}: is the target store itself (--into {into})")
     return path, source_version(path)
-
-
-def fingerprint(config: dict[str, Any], notes: dict[str, Any], hashes: dict[str, list[str]], status: str,
-                prompts: str | None = None) -> str:
-    """What makes two runs the same run: the resolved config without paths (with the data notes that name the
-    unlabeled pool's digest), the sorted content hashes of the seed, validation and test examples, the status, and
-    the teacher prompts' digest (None for runs from before it)."""
-    payload = json.dumps([config_without_paths(config, notes), {s: sorted(hashes.get(s, [])) for s in SPLITS}, status,
-                          *([prompts] if prompts else [])], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _run_fingerprint(rows: StoredRows, run: Row) -> str:

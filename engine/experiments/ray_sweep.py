@@ -21,7 +21,8 @@ from typing import Any
 
 from engine.experiments.arms import Arm, matched_overrides
 from engine.experiments.merge import merge_stores
-from engine.experiments.sweep import Line, cell_line, finished_twin, judge_once, run_config, uses_teacher
+from engine.experiments.run_identity import finished_twin
+from engine.experiments.sweep import Line, cell_line, judge_once, run_config, uses_teacher
 from engine.run.runs import claim, prepare
 from engine.store.db import Store, now
 from engine.store.rows import Sweep, TeacherCall

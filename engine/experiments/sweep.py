@@ -10,19 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config.schema import EXECUTION_ONLY, RunConfig, SweepConfig, apply_overrides, read_document, resolve
-from engine.data.example_rows import content_hash
+from engine.config.schema import RunConfig, SweepConfig, apply_overrides, read_document, resolve
 from engine.experiments.arms import Arm, matched_overrides, resolve_arms
+from engine.experiments.run_identity import finished_twin
 from engine.experiments.sweep_tracking import SweepTracking
 from engine.reports.run_report import duration, pct
-from engine.run.runs import Prepared, claim, create_run, effective_status, prepare
+from engine.run.runs import claim, create_run, effective_status, prepare
 from engine.store.db import Store, now
 from engine.store.rows import Sweep
 from engine.store.status import RunStatus
-from engine.tasks.prompt_templates import prompts_digest
 from models.errors import ConfigError, L2LError
-
-DATA_FILES = ("seed", "validation", "test", "pool")
 
 
 @dataclass(frozen=True)
@@ -255,54 +252,6 @@ def _cell_run(store: Store, sweep: Sweep, seed_set: int, arm: Arm, seed_size: in
         run_id = finished_twin(store, prepared) or create_run(store, prepared)
         store.add_sweep_run(sweep.id, arm.name, seed_set, run_id, overrides, seed_size)
     return run_id
-
-
-def config_without_paths(config: dict[str, Any], notes: dict[str, Any] | None = None) -> str:
-    """A resolved config as canonical JSON without the store's and the data files' paths (a copied or moved project is
-    the same experiment; the split texts are compared apart) and without the execution-only settings. data.unlabeled
-    counts only where the run draws from it, and then by its texts' digest (in the run's data notes) when it has one."""
-    data = {k: v for k, v in config.get("data", {}).items() if k not in DATA_FILES}
-    if config.get("loop", {}).get("source") != "pool":
-        data.pop("unlabeled", None)
-    elif digest := _pool_digest(notes):
-        data["unlabeled"] = digest
-    doc = {**{k: v for k, v in config.items() if k != "store"}, "data": data}
-    for section, key in EXECUTION_ONLY:
-        doc[section] = {k: v for k, v in doc.get(section, {}).items() if k != key}
-    return json.dumps(doc, sort_keys=True)
-
-
-def _pool_digest(notes: dict[str, Any] | None) -> str | None:
-    """The unlabeled pool's texts' digest in a run's data notes (None for runs from before digests)."""
-    return ((notes or {}).get("unlabeled") or {}).get("digest")
-
-
-def _without_digest(notes: dict[str, Any]) -> dict[str, Any]:
-    """Data notes as a run from before pool digests has them."""
-    return {**notes, "unlabeled": {k: v for k, v in (notes.get("unlabeled") or {}).items() if k != "digest"}}
-
-
-def finished_twin(store: Store, prepared: Prepared) -> int | None:
-    """A finished run of the store with the same resolved config (wherever the store and data files were) and the
-    same seed, validation and test texts: its results are this cell's (same seeds, same teacher cache), so it is
-    shared instead of computed again. A run from before pool digests is compared by its pool's path; one made with
-    other teacher prompts is no twin."""
-    config = prepared.cfg.model_dump(mode="json")
-    by_digest = config_without_paths(config, prepared.splits.notes)
-    by_path = config_without_paths(config, _without_digest(prepared.splits.notes))
-    prompts = prompts_digest()
-    wanted = {split: sorted(content_hash(ex) for ex in getattr(prepared.splits, split))
-              for split in ("seed", "validation", "test")}
-    for run_id in store.finished_runs_named(prepared.cfg.name):
-        run = store.run(run_id)
-        if config_without_paths(run.config, run.splits) != (by_digest if _pool_digest(run.splits) else by_path):
-            continue
-        if run.versions.get("prompts", prompts) != prompts:  # a run from before the digest is taken at its word
-            continue
-        if all(sorted(e.content_hash for e in store.examples(run_id, split=split)) == hashes
-               for split, hashes in wanted.items()):
-            return run_id
-    return None
 
 
 def cell_line(store: Store, label: str, run_id: int, seconds: float | None) -> str:
