@@ -85,6 +85,8 @@ def test_report_prints_the_curve(sized: tuple[Path, dict]) -> None:
     assert "data-efficiency curve" in text and "n=4" in text and "n=8" in text
     assert "labels saved" in text and "oracle (ceiling)" in text and "kept/call" in text
     assert "teacher, judging 4 validation rows blind" in text
+    # a matched baseline says which arm it is matched for: against any other arm, plain is not step-matched
+    assert "plain has the optimizer steps of llm2llm: matched for llm2llm only" in " ".join(text.split())
     folder = sized[0].parent / "sweeps" / "sweep-1"
     header = (folder / "runs.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("arm,seed_size,seed_set")

@@ -243,8 +243,9 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
             if not deltas:
                 continue
             parts.append(fitted_table(["arm", f"vs {base}, points [95% CI]", "per seed set"], deltas, width,
-                                      [*left_then_right(2), "left"], title=f"paired test difference{where} against {base} "
-                                      "(two-level bootstrap; * = zero outside the CI)", drop=["per seed set"]))
+                                      [*left_then_right(2), "left"], title=f"paired test difference{where} against {base}"
+                                      f"{_matched_to(report, base)} (two-level bootstrap; * = zero outside the CI)",
+                                      drop=["per seed set"]))
     parts += list(curve)
     reasons = sorted({reason for row in rows for reason in row["rejected"]})
     if reasons:
@@ -258,6 +259,20 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
     for name, path in (files or {}).items():
         parts.append(Text(f"{name}: {path}", style="dim"))
     return Group(*parts)
+
+
+# what a matched arm takes from its reference run, as the report names it
+_MATCHED = {"steps": "optimizer steps", "kept": "kept examples a round", "budget": "teacher budget"}
+
+
+def _matched_to(report: SweepReport, base: str) -> str:
+    """For a matched baseline, the arm it is matched to: against any other arm the comparison is not matched (an arm
+    that trains longer than the reference meets an under-trained plain)."""
+    row = next((a for a in report.sweep.arms if a["name"] == base), None)
+    if row is None or not row.get("matched") or not row.get("reference"):
+        return ""
+    what = _MATCHED.get(row["matched"], row["matched"])
+    return f" ({base} has the {what} of {row['reference']}: matched for {row['reference']} only)"
 
 
 def _strength(report: SweepReport, sizes: list[int]) -> list[Text]:
