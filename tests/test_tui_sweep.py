@@ -120,8 +120,8 @@ def build_sweep_store(path: Path, *, running: bool = False) -> dict[str, Any]:
     """A store holding one 2-arm × 2-seed-set sweep (plain, llm2llm) from fixed rows; `running`: the last run has only
     its round 0 and the sweep is in flight."""
     store = Store(path)
-    arms = [{"name": "plain", "overrides": ["loop.rounds=1"], "about": "fine-tuning on the seeds only", "matched": None,
-             "reference": None},
+    arms = [{"name": "plain", "overrides": ["loop.rounds=1"], "about": "fine-tuning on the seeds only",
+             "matched": "steps", "reference": "llm2llm"},
             {"name": "llm2llm", "overrides": [], "about": "the loop as configured", "matched": None, "reference": None}]
     sweep_id = store.create_sweep("fixed sweep", {"name": "fixed"}, arms, 2, "digest-fixed", "fixed.toml")
     runs = {}

@@ -244,7 +244,7 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
                 continue
             parts.append(fitted_table(["arm", f"vs {base}, points [95% CI]", "per seed set"], deltas, width,
                                       [*left_then_right(2), "left"], title=f"paired test difference{where} against {base}"
-                                      f"{_matched_to(report, base)} (two-level bootstrap; * = zero outside the CI)",
+                                      f"{_in_brackets(matched_note(report.sweep.arms, base))} (two-level bootstrap; * = zero outside the CI)",
                                       drop=["per seed set"]))
     parts += list(curve)
     reasons = sorted({reason for row in rows for reason in row["rejected"]})
@@ -265,14 +265,18 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
 _MATCHED = {"steps": "optimizer steps", "kept": "kept examples a round", "budget": "teacher budget"}
 
 
-def _matched_to(report: SweepReport, base: str) -> str:
-    """For a matched baseline, the arm it is matched to: against any other arm the comparison is not matched (an arm
-    that trains longer than the reference meets an under-trained plain)."""
-    row = next((a for a in report.sweep.arms if a["name"] == base), None)
+def matched_note(arms: list[dict[str, Any]], base: str) -> str:
+    """For a matched baseline, the arm it is matched to ("" for any other): against any other arm the comparison is not
+    matched (an arm that trains longer than the reference meets an under-trained plain)."""
+    row = next((a for a in arms if a["name"] == base), None)
     if row is None or not row.get("matched") or not row.get("reference"):
         return ""
     what = _MATCHED.get(row["matched"], row["matched"])
-    return f" ({base} has the {what} of {row['reference']}: matched for {row['reference']} only)"
+    return f"{base} has the {what} of {row['reference']}: matched for {row['reference']} only"
+
+
+def _in_brackets(note: str) -> str:
+    return f" ({note})" if note else ""
 
 
 def _strength(report: SweepReport, sizes: list[int]) -> list[Text]:

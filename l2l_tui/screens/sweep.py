@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from engine.reports.sweep_report import BASELINES, matched_note
 from l2l_tui.fmt import local_time, status_markup
 from l2l_tui.messages import OpenExamples, OpenRun
 from l2l_tui.queries import SweepView, open_store, sweep_view
@@ -187,6 +188,9 @@ class SweepScreen(WatchedScreen):
         self.query_one("#arm-table").border_title = f"per arm{at} · mean ± sd over seed sets · test at the round validation chose"
         self.query_one("#delta-table").border_title = (f"paired test difference{at}, points [95% CI, two-level bootstrap]"
                                                        " · * zero outside the CI")
+        arms = self.view.sweep.arms if self.view is not None else []
+        self.query_one("#delta-table").border_subtitle = " · ".join(
+            note for note in (matched_note(arms, base) for base in BASELINES) if note)
         self.query_one("#sweep-plot").border_title = f"validation % per round{at} · mean over seed sets"
         self.query_one("#rejected-table").border_title = f"teacher examples rejected{at}, by reason"
 
