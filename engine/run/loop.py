@@ -237,16 +237,8 @@ class Loop:
             self.log(f"stopping after round {idx}: {reason}", kind="status")
 
     def _stop_reason(self, idx: int, val_acc: float | None, misses: int) -> str | None:
-        if idx >= self.cfg.loop.rounds - 1:
-            return f"reached loop.rounds = {self.cfg.loop.rounds}"
-        if misses == 0 and self.cfg.loop.targets != "all":
-            return "no misses left"
-        patience = self.cfg.loop.patience
-        if patience and val_acc is not None:
-            history = [r.val_acc for r in self.store.rounds(self.run_id) if r.idx < idx and r.val_acc is not None]
-            if len(history) >= patience and max(history[-patience:] + [val_acc]) <= max(history[:-patience] or [-1.0]):
-                return f"validation accuracy has not improved for {patience} rounds"
-        return None
+        history = [r.val_acc for r in self.store.rounds(self.run_id) if r.idx < idx and r.val_acc is not None]
+        return stop_reason(self.cfg, idx, misses, [*history, val_acc] if val_acc is not None else [])
 
     def _predict(self, scorer: Any, idx: int, rows: list[StoredExample]) -> list[Prediction]:
         return predict(self.task, scorer, rows, round_idx=idx, batch_size=self.cfg.eval.batch_size,
@@ -285,3 +277,22 @@ class Loop:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def stop_reason(cfg: RunConfig, idx: int, misses: int, val_history: list[float]) -> str | None:
+    """Why the loop ends after round `idx` (None: it goes on), from its misses and validation accuracy so far (this
+    round's last; empty when it has none)."""
+    if idx >= cfg.loop.rounds - 1:
+        return f"reached loop.rounds = {cfg.loop.rounds}"
+    if misses == 0 and cfg.loop.targets != "all":
+        if idx == 0:  # trained to its best length, a small student often fits every seed (the sweeps at 8 seeds)
+            return ("no misses: the student answers every seed example right and with confidence, so the loop has "
+                    "nothing to write from and plain fine-tuning is the result; loop.targets = \"all\" writes for "
+                    "every seed example instead")
+        return "no misses left"
+    patience = cfg.loop.patience
+    if patience and val_history:
+        earlier, now = val_history[:-1], val_history[-1]
+        if len(earlier) >= patience and max(earlier[-patience:] + [now]) <= max(earlier[:-patience] or [-1.0]):
+            return f"validation accuracy has not improved for {patience} rounds"
+    return None
