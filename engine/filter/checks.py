@@ -215,15 +215,16 @@ _MATH = re.compile(r"\\begin\{([a-z]+\*?)\}.*?\\end\{\1\}|\$\$.*?\$\$|\$[^$]*\$|
 _STRAY_SCRIPTS = frozenset(_SCRIPTS.values()) - {"greek"}
 
 
+def _script(letter: str) -> str:
+    """The writing script of one letter: a name of _SCRIPTS, 'latin', or 'other'."""
+    name = unicodedata.name(letter, "")
+    return _SCRIPTS.get(name.split(" ", 1)[0], "latin" if name.startswith("LATIN") else "other")
+
+
 def writing_scripts(text: str) -> frozenset[str]:
     """The non-Latin writing scripts (Greek aside) any of the text's letters belong to, however few."""
-    found: set[str] = set()
-    for ch in text:
-        if ch.isalpha() and not ch.isascii():
-            script = _SCRIPTS.get(unicodedata.name(ch, "").split(" ", 1)[0])
-            if script in _STRAY_SCRIPTS:
-                found.add(script)
-    return frozenset(found)
+    return frozenset(script for ch in text if ch.isalpha() and not ch.isascii()
+                     if (script := _script(ch)) in _STRAY_SCRIPTS)
 
 
 def guess_language(text: str) -> str | None:
@@ -232,10 +233,7 @@ def guess_language(text: str) -> str | None:
     letters = [ch for ch in text if ch.isalpha()]
     if len(letters) < 4:
         return None
-    scripts: Counter[str] = Counter()
-    for ch in letters:
-        name = unicodedata.name(ch, "")
-        scripts[_SCRIPTS.get(name.split(" ", 1)[0], "latin" if name.startswith("LATIN") else "other")] += 1
+    scripts = Counter(map(_script, letters))
     script, count = scripts.most_common(1)[0]
     if script not in ("latin", "other") and count >= len(letters) / 2:
         return "japanese" if script == "chinese" and scripts["japanese"] else script

@@ -242,9 +242,10 @@ def render(report: SweepReport, rows: list[dict[str, Any]], files: dict[str, Pat
                       if row["arm"] != base]
             if not deltas:
                 continue
+            note = matched_note(report.sweep.arms, base)
             parts.append(fitted_table(["arm", f"vs {base}, points [95% CI]", "per seed set"], deltas, width,
                                       [*left_then_right(2), "left"], title=f"paired test difference{where} against {base}"
-                                      f"{_in_brackets(matched_note(report.sweep.arms, base))} (two-level bootstrap; * = zero outside the CI)",
+                                      f"{f' ({note})' if note else ''} (two-level bootstrap; * = zero outside the CI)",
                                       drop=["per seed set"]))
     parts += list(curve)
     reasons = sorted({reason for row in rows for reason in row["rejected"]})
@@ -273,10 +274,6 @@ def matched_note(arms: list[dict[str, Any]], base: str) -> str:
         return ""
     what = _MATCHED.get(row["matched"], row["matched"])
     return f"{base} has the {what} of {row['reference']}: matched for {row['reference']} only"
-
-
-def _in_brackets(note: str) -> str:
-    return f" ({note})" if note else ""
 
 
 def _strength(report: SweepReport, sizes: list[int]) -> list[Text]:
